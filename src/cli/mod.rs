@@ -1,0 +1,478 @@
+//! The runc-compatible command line. Engines send argv shapes clap does not accept by default
+//! (single-dash long flags like `-no-subreaper`, repeated booleans like `--leave-running`
+//! twice): `normalize` fixes the former, `args_override_self` the latter.
+
+mod spec_cmd;
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, CommandFactory, Parser, Subcommand};
+
+use crate::container::{self, create::CreateOpts, ops, Error, Global};
+use crate::logging;
+
+pub const VERSION_TEXT: &str = concat!(
+    "amber version ",
+    env!("CARGO_PKG_VERSION"),
+    "\nspec: ",
+    "1.2.0",
+    "\n"
+);
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "amber",
+    about = "amber: an OCI container runtime with pid-exact checkpoint/restore",
+    disable_version_flag = true,
+    args_override_self = true
+)]
+pub struct Cli {
+    /// Root directory for container state (default /run/amber; $XDG_RUNTIME_DIR/amber when
+    /// rootless)
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
+    /// Write logs to this file instead of stderr
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Log format: text or json
+    #[arg(long = "log-format", global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Enable debug logging
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Use systemd for cgroups (cgroupsPath is slice:prefix:name)
+    #[arg(long = "systemd-cgroup", global = true)]
+    systemd_cgroup: bool,
+    /// Accepted for runc compatibility (amber never runs criu)
+    #[arg(long, global = true, hide = true)]
+    criu: Option<String>,
+    /// Accepted for runc compatibility: true, false or auto
+    #[arg(long = "rootless", id = "global_rootless", hide = true)]
+    rootless: Option<String>,
+    /// Print the version
+    #[arg(short = 'v', long = "version", action = ArgAction::SetTrue)]
+    version: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct CreateArgs {
+    /// Path to the bundle directory (holding config.json)
+    #[arg(short = 'b', long, default_value = ".")]
+    bundle: PathBuf,
+    /// Unix socket path to which the pty master is sent when process.terminal is true
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// File to write the container init's pid to
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Do not use pivot_root (for a rootfs on ramfs)
+    #[arg(long = "no-pivot")]
+    no_pivot: bool,
+    /// Do not create a new session keyring
+    #[arg(long = "no-new-keyring")]
+    no_new_keyring: bool,
+    /// Pass N additional fds (3..3+N-1) through to the container
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    /// Accepted for runc compatibility (pidfd socket, runc >= 1.2); not used yet
+    #[arg(long = "pidfd-socket", hide = true)]
+    pidfd_socket: Option<PathBuf>,
+    /// Start the container init at exact pids: its pid in amber's pid namespace, then in each
+    /// ancestor namespace outward; 0 leaves a level to the kernel. Also settable with the
+    /// config annotation run.amber.init-pid. Example: --init-pid 4242 (host pid 4242).
+    #[arg(long = "init-pid", value_name = "PID[,PID...]")]
+    init_pid: Option<String>,
+    /// Container id
+    id: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a container (its process waits until `start`)
+    Create(CreateArgs),
+    /// Create and start a container
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Detach from the container's process
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Do not make amber a child subreaper
+        #[arg(long = "no-subreaper")]
+        no_subreaper: bool,
+        /// Keep the container's state after it exits
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Run the user process of a created container
+    Start { id: String },
+    /// Print the state of a container as JSON
+    State { id: String },
+    /// Send a signal (default SIGTERM) to the container's init
+    Kill {
+        /// Send the signal to every process in the container
+        #[arg(short = 'a', long)]
+        all: bool,
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a container and everything it holds
+    Delete {
+        /// Kill the container first if it is still running
+        #[arg(short = 'f', long)]
+        force: bool,
+        id: String,
+    },
+    /// List containers
+    List {
+        /// table or json
+        #[arg(short = 'f', long = "format", default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        /// Print only the ids
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Suspend every process in the container
+    Pause { id: String },
+    /// Resume a paused container
+    Resume { id: String },
+    /// List the processes in a container
+    Ps {
+        #[arg(short = 'f', long = "format", default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        id: String,
+        /// Options passed to ps(1) for the table format
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Write a new config.json template
+    Spec {
+        /// Directory to write config.json to
+        #[arg(short = 'b', long, default_value = ".")]
+        bundle: PathBuf,
+        /// Generate a config for a rootless container
+        #[arg(long)]
+        rootless: bool,
+    },
+}
+
+/// Turn single-dash long flags (`-no-subreaper`, `-bundle`) into double-dash ones, as Go's flag
+/// package accepts both. Only names clap knows as long flags are touched.
+pub fn normalize(args: Vec<String>) -> Vec<String> {
+    let mut longs = std::collections::HashSet::new();
+    fn collect(cmd: &clap::Command, out: &mut std::collections::HashSet<String>) {
+        for a in cmd.get_arguments() {
+            if let Some(l) = a.get_long() {
+                out.insert(l.to_string());
+            }
+        }
+        for s in cmd.get_subcommands() {
+            collect(s, out);
+        }
+    }
+    collect(&Cli::command(), &mut longs);
+    let mut done = false;
+    args.into_iter()
+        .map(|a| {
+            if a == "--" {
+                done = true;
+            }
+            if done || a.starts_with("--") || !a.starts_with('-') || a.len() < 3 {
+                return a;
+            }
+            let name = a[1..].split('=').next().unwrap_or("");
+            if longs.contains(name) {
+                format!("-{a}")
+            } else {
+                a
+            }
+        })
+        .collect()
+}
+
+/// runc's state dir rule: /run/<name> for root; $XDG_RUNTIME_DIR/<name> when rootless (not
+/// root, or uid 0 inside a user namespace) and XDG_RUNTIME_DIR is set.
+fn default_root() -> PathBuf {
+    let euid = nix::unistd::geteuid().as_raw();
+    let in_userns = std::fs::read_to_string("/proc/self/uid_map")
+        .map(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+        .unwrap_or(false);
+    if euid != 0 || in_userns {
+        if let Ok(x) = std::env::var("XDG_RUNTIME_DIR") {
+            if !x.is_empty() {
+                return PathBuf::from(x).join("amber");
+            }
+        }
+    }
+    PathBuf::from("/run/amber")
+}
+
+/// Parse, run, and return the process exit code.
+pub fn main(args: Vec<String>) -> i32 {
+    let cli = match Cli::try_parse_from(normalize(args)) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 1 } else { 0 };
+        }
+    };
+    if cli.version {
+        print!("{VERSION_TEXT}");
+        return 0;
+    }
+    let format = if cli.log_format == "json" {
+        logging::Format::Json
+    } else {
+        logging::Format::Text
+    };
+    if let Err(e) = logging::init(cli.log.as_deref(), format, cli.debug) {
+        eprintln!(
+            "opening log file {:?}: {e}",
+            cli.log.as_deref().unwrap_or(std::path::Path::new(""))
+        );
+    }
+    let Some(command) = cli.command else {
+        let _ = Cli::command().print_help();
+        return 1;
+    };
+    let g = Global {
+        root: cli.root.clone().unwrap_or_else(default_root),
+        systemd_cgroup: cli.systemd_cgroup,
+    };
+    match dispatch(&g, command) {
+        Ok(code) => code,
+        Err(e) => {
+            logging::error(&e.to_string());
+            1
+        }
+    }
+}
+
+fn create_opts(a: &CreateArgs) -> Result<CreateOpts, Error> {
+    let init_pid = match &a.init_pid {
+        Some(t) => crate::spawn::tid::parse_init_pids(t).map_err(Error::InitPid)?,
+        None => Vec::new(),
+    };
+    // A relative pid file is relative to where we were started, not to the bundle.
+    let pid_file = a
+        .pid_file
+        .as_ref()
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
+    Ok(CreateOpts {
+        id: a.id.clone(),
+        bundle: a.bundle.clone(),
+        pid_file,
+        console_socket: a.console_socket.clone(),
+        no_pivot: a.no_pivot,
+        preserve_fds: a.preserve_fds,
+        init_pid,
+    })
+}
+
+fn dispatch(g: &Global, command: Command) -> Result<i32, Error> {
+    match command {
+        Command::Create(a) => {
+            container::create::create(g, &create_opts(&a)?)?;
+            Ok(0)
+        }
+        Command::Run { create, detach, .. } => {
+            let created = container::create::create(g, &create_opts(&create)?)?;
+            if detach {
+                let id = created.state.id.clone();
+                drop(created);
+                ops::start(g, &id)?;
+                return Ok(0);
+            }
+            ops::run_foreground(g, created)
+        }
+        Command::Start { id } => ops::start(g, &id).map(|_| 0),
+        Command::State { id } => {
+            // runc prints the state without a trailing newline.
+            print!("{}", ops::state_json(g, &id)?);
+            Ok(0)
+        }
+        Command::Kill { all, id, signal } => {
+            let sig = container::signal::parse(&signal).ok_or(Error::BadSignal(signal))?;
+            ops::kill(g, &id, sig, all).map(|_| 0)
+        }
+        Command::Delete { force, id } => ops::delete(g, &id, force).map(|_| 0),
+        Command::List { format, quiet } => {
+            print!("{}", list_output(&ops::list(g), &format, quiet));
+            Ok(0)
+        }
+        Command::Pause { id } => ops::pause(g, &id).map(|_| 0),
+        Command::Resume { id } => ops::resume(g, &id).map(|_| 0),
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => ops::ps(g, &id, &format, &ps_args),
+        Command::Spec { bundle, rootless } => spec_cmd::write(&bundle, rootless).map(|_| 0),
+    }
+}
+
+/// `list`: runc's tabwriter table, `-q` ids, or a JSON array (`null` when empty, as Go encodes a
+/// nil slice).
+fn list_output(
+    items: &[(container::state::State, container::state::Status)],
+    format: &str,
+    quiet: bool,
+) -> String {
+    if quiet {
+        return items.iter().map(|(s, _)| format!("{}\n", s.id)).collect();
+    }
+    if format == "json" {
+        if items.is_empty() {
+            return "null\n".into();
+        }
+        // runc's list reports the state directory's owner by name (state shows it empty).
+        let v: Vec<_> = items
+            .iter()
+            .map(|(s, st)| {
+                let mut p = s.public(*st);
+                p.owner = if s.owner.is_empty() { "root" } else { &s.owner };
+                p
+            })
+            .collect();
+        return format!("{}\n", serde_json::to_string(&v).unwrap_or_default());
+    }
+    let mut rows = vec![vec![
+        "ID".to_string(),
+        "PID".into(),
+        "STATUS".into(),
+        "BUNDLE".into(),
+        "CREATED".into(),
+        "OWNER".into(),
+    ]];
+    for (s, st) in items {
+        let p = s.public(*st);
+        rows.push(vec![
+            s.id.clone(),
+            p.pid.to_string(),
+            st.to_string(),
+            s.bundle.display().to_string(),
+            s.created.clone(),
+            if s.owner.is_empty() {
+                "root".into()
+            } else {
+                s.owner.clone()
+            },
+        ]);
+    }
+    tabwrite(&rows, 12, 3)
+}
+
+/// Go's text/tabwriter with minwidth, padding and ' ' padding: every column but the last is
+/// padded to max(width + padding, minwidth).
+fn tabwrite(rows: &[Vec<String>], minwidth: usize, padding: usize) -> String {
+    let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let mut widths = vec![0; cols];
+    for r in rows {
+        for (i, c) in r.iter().enumerate().take(cols.saturating_sub(1)) {
+            widths[i] = widths[i].max((c.chars().count() + padding).max(minwidth));
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 < r.len() {
+                out.push_str(&format!("{c:<w$}", w = widths[i]));
+            } else {
+                out.push_str(c);
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn single_dash_long_flags_become_double() {
+        let out = normalize(v(&[
+            "amber", "-root", "/x", "run", "-bundle", "/b", "-d", "id",
+        ]));
+        assert_eq!(
+            out,
+            v(&["amber", "--root", "/x", "run", "--bundle", "/b", "-d", "id"])
+        );
+        // unknown names and anything after -- are untouched
+        assert_eq!(
+            normalize(v(&["amber", "-la", "--", "-bundle"])),
+            v(&["amber", "-la", "--", "-bundle"])
+        );
+    }
+
+    #[test]
+    fn flag_forms_and_repeats_parse() {
+        let c = Cli::try_parse_from(v(&[
+            "amber",
+            "--log-format=json",
+            "--log",
+            "/l",
+            "create",
+            "--bundle=/b",
+            "--pid-file",
+            "/p",
+            "x",
+        ]))
+        .unwrap();
+        assert_eq!(c.log_format, "json");
+        match c.command.unwrap() {
+            Command::Create(a) => {
+                assert_eq!(a.bundle, PathBuf::from("/b"));
+                assert_eq!(a.pid_file, Some(PathBuf::from("/p")));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A repeated boolean is accepted.
+        assert!(Cli::try_parse_from(v(&["amber", "delete", "--force", "--force", "x"])).is_ok());
+        assert!(
+            Cli::try_parse_from(normalize(v(&["amber", "run", "-no-subreaper", "-d", "x"])))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn kill_takes_named_and_numeric_signals() {
+        for s in ["9", "KILL", "SIGKILL"] {
+            let c = Cli::try_parse_from(v(&["amber", "kill", "x", s])).unwrap();
+            match c.command.unwrap() {
+                Command::Kill { signal, .. } => {
+                    assert_eq!(crate::container::signal::parse(&signal), Some(9))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn tabwriter_matches_go() {
+        let rows = vec![
+            v(&["ID", "PID", "OWNER"]),
+            v(&["a-long-container-id", "1", "root"]),
+        ];
+        let out = tabwrite(&rows, 12, 3);
+        // Checked against runc 1.1.5's `list` with the same id.
+        assert_eq!(
+            out,
+            "ID                    PID         OWNER\na-long-container-id   1           root\n"
+        );
+    }
+
+    #[test]
+    fn empty_json_list_is_null() {
+        assert_eq!(list_output(&[], "json", false), "null\n");
+        assert_eq!(list_output(&[], "table", true), "");
+    }
+}

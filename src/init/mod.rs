@@ -1,0 +1,196 @@
+//! The container init: runs in the freshly cloned child, inside the new namespaces, and turns the
+//! config into the process the user asked for. It reports every failure to the parent as a
+//! structured `InitError` over the sync channel, then waits on `exec.fifo` until `start`.
+//!
+//! Protocol (child ⇢ parent):
+//! ```text
+//!   parent                               child (init)
+//!   clone3 ─────────────────────────────▶ wait Go
+//!   cgroup, uid/gid maps, Go ───────────▶ hostname, mounts (before pivot_root)
+//!                          ◀───────────── NeedHooks       (only if prestart/createRuntime hooks)
+//!   run prestart+createRuntime, Resume ─▶ createContainer hooks, pivot_root, sysctl, rlimits,
+//!                                         user, caps, lookup of args[0]
+//!                          ◀───────────── Ready  (or Error at any point)
+//!   write state + pid file, exit          open exec.fifo for writing (blocks until `start`)
+//!                                         startContainer hooks, execve
+//! ```
+
+pub mod process;
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+
+use crate::container::hooks;
+use crate::rootfs;
+use crate::spawn::channel::Channel;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToChild {
+    Go,
+    Resume,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum FromChild {
+    NeedHooks,
+    Ready,
+    Error(InitError),
+}
+
+/// A failure inside the container init, carried to the parent as a value.
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error, PartialEq, Eq)]
+pub enum InitError {
+    #[error("exec: \"{0}\": executable file not found in $PATH")]
+    NotFound(String),
+    #[error("exec: \"{cmd}\": {detail}")]
+    Exec { cmd: String, detail: String },
+    #[error("{step}: {detail}")]
+    Step { step: String, detail: String },
+}
+
+impl InitError {
+    pub fn step(step: impl Into<String>, detail: impl std::fmt::Display) -> Self {
+        InitError::Step {
+            step: step.into(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// Shorthand for `.map_err(at("mounting /proc"))`.
+pub fn at<E: std::fmt::Display>(step: impl Into<String>) -> impl FnOnce(E) -> InitError {
+    let step = step.into();
+    move |e| InitError::step(step, e)
+}
+
+/// Everything the init needs. It is a copy of the parent's values (clone3 without CLONE_VM), so
+/// nothing is serialised to cross into the child.
+pub struct InitContext<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: PathBuf,
+    pub channel: Channel,
+    /// O_PATH descriptor of `<state>/exec.fifo`; None for a process that runs at once (exec).
+    pub fifo: Option<OwnedFd>,
+    pub new_namespaces: u64,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+    pub console: Option<UnixStream>,
+    /// State JSON given to hooks on stdin; the pid is filled in by the init itself.
+    pub hook_state: hooks::HookState,
+    pub cgroup_mounts: rootfs::CgroupMounts,
+}
+
+/// Entry point in the child; returns the exit code only on failure (success ends in execve).
+pub fn container_init(ctx: InitContext<'_>) -> i32 {
+    crate::sys::reset_signals();
+    let err = match run(&ctx) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = ctx.channel.send(&FromChild::Error(err));
+    1
+}
+
+pub enum Never {}
+
+fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
+    let go: ToChild = ctx
+        .channel
+        .recv("the go-ahead")
+        .map_err(at("waiting for the parent"))?;
+    debug_assert!(matches!(go, ToChild::Go));
+    let spec = ctx.spec;
+    let user_ns = ctx.new_namespaces & crate::sys::CLONE_NEWUSER != 0;
+    if user_ns {
+        // Become root of the new user namespace before anything that needs privilege there.
+        process::become_root().map_err(at("switching to uid 0 in the new user namespace"))?;
+    }
+    let _ = nix::unistd::setsid();
+    if let Some(h) = spec.hostname() {
+        if !h.is_empty() {
+            nix::unistd::sethostname(h).map_err(at(format!("sethostname {h:?}")))?;
+        }
+    }
+    if let Some(d) = spec.domainname() {
+        if !d.is_empty() {
+            crate::sys::setdomainname(d).map_err(at(format!("setdomainname {d:?}")))?;
+        }
+    }
+
+    let mut pid_state = ctx.hook_state.clone();
+    pid_state.pid = Some(std::process::id() as i32);
+    let plan = rootfs::RootfsPlan::from_spec(
+        spec,
+        &ctx.rootfs,
+        ctx.no_pivot,
+        user_ns,
+        &ctx.cgroup_mounts,
+    )?;
+    rootfs::prepare(&plan)?;
+    if hooks::has_pre_create_hooks(spec) {
+        ctx.channel
+            .send(&FromChild::NeedHooks)
+            .map_err(at("asking for prestart hooks"))?;
+        let _: ToChild = ctx
+            .channel
+            .recv("hook completion")
+            .map_err(at("waiting for prestart hooks"))?;
+    }
+    if let Some(h) = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.create_container().clone())
+    {
+        hooks::run_all("createContainer", &h, &pid_state)
+            .map_err(at("running createContainer hook"))?;
+    }
+    rootfs::finish(&plan)?;
+
+    let console = match (&ctx.console, process::wants_terminal(spec)) {
+        (Some(sock), true) => Some(process::setup_console(sock)?),
+        _ => None,
+    };
+    let mut proc_ = process::Prepared::new(spec, ctx.preserve_fds, console)?;
+    proc_.apply_sysctl(spec)?;
+    proc_.apply_before_user()?;
+    proc_.apply_user()?;
+
+    ctx.channel
+        .send(&FromChild::Ready)
+        .map_err(at("reporting ready"))?;
+
+    if let Some(fifo) = &ctx.fifo {
+        wait_for_start(fifo)?;
+    }
+    if let Some(h) = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().clone())
+    {
+        pid_state.status = "running".into();
+        hooks::run_all("startContainer", &h, &pid_state)
+            .map_err(at("running startContainer hook"))?;
+    }
+    proc_.exec()
+}
+
+/// Block until `start` opens the fifo for reading, then tell it we are going.
+fn wait_for_start(fifo: &OwnedFd) -> Result<(), InitError> {
+    use std::io::Write;
+    let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(at("opening exec fifo for writing"))?;
+    f.write_all(b"0").map_err(at("writing exec fifo"))?;
+    Ok(())
+}
+
+pub(crate) fn cstring(s: &str, what: &str) -> Result<CString, InitError> {
+    CString::new(s).map_err(|_| InitError::step(what, "contains a NUL byte"))
+}

@@ -1,0 +1,19 @@
+//! amber: an OCI container runtime (a drop-in for runc) whose signature is pid-exact
+//! checkpoint/restore without CRIU. See shared/docs/ARCHITECTURE.md for the module map.
+#![deny(unsafe_code)]
+
+pub mod cgroups;
+pub mod cli;
+pub mod container;
+pub mod init;
+pub mod logging;
+pub mod rootfs;
+pub mod spawn;
+pub mod spec;
+#[allow(unsafe_code)]
+pub mod sys;
+
+fn main() {
+    let code = cli::main(std::env::args().collect());
+    std::process::exit(code);
+}

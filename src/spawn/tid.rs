@@ -1,0 +1,293 @@
+//! Checks for `clone3(set_tid)` made before cloning, so a refusal names the level and the pid in
+//! words instead of a bare EINVAL/EEXIST/EPERM from the kernel. The check itself is pure; what it
+//! needs to know about each level is gathered from /proc by `levels_for_child`.
+
+use std::collections::BTreeSet;
+
+/// What amber knows about one pid-namespace level of the child, innermost (level 0) first.
+#[derive(Debug, Clone)]
+pub struct PidLevel {
+    /// Human description: "the container's new pid namespace", "amber's pid namespace", ...
+    pub name: String,
+    /// Pids must be below this (the kernel's pid_max for that namespace); None when unknown.
+    pub pid_max: Option<i32>,
+    /// Pids in use at this level, when amber can see them.
+    pub taken: Option<BTreeSet<i32>>,
+    /// Whether amber holds CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE in the user namespace owning
+    /// this pid namespace; None when it cannot tell (the kernel decides).
+    pub may_set: Option<bool>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SetTidError {
+    #[error("{len} pids were given but the new process has only {visible} pid namespace level(s) visible to amber")]
+    TooLong { len: usize, visible: usize },
+    #[error("level 0 ({name}): a new pid namespace starts at pid 1, not {pid}")]
+    NewNsNotOne { name: String, pid: i32 },
+    #[error("level {level} ({name}): pid {pid} is not a valid pid")]
+    Negative {
+        level: usize,
+        name: String,
+        pid: i32,
+    },
+    #[error("level {level} ({name}): pid {pid} is above that namespace's pid_max ({max})")]
+    AboveMax {
+        level: usize,
+        name: String,
+        pid: i32,
+        max: i32,
+    },
+    #[error("level {level} ({name}): pid {pid} is already in use")]
+    InUse {
+        level: usize,
+        name: String,
+        pid: i32,
+    },
+    #[error("level {level} ({name}): setting pid {pid} needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE in the user namespace that owns it")]
+    NoCapability {
+        level: usize,
+        name: String,
+        pid: i32,
+    },
+}
+
+/// Refuse what the kernel would refuse, level by level (0 = innermost).
+pub fn check_set_tid(
+    set_tid: &[i32],
+    new_pidns: bool,
+    levels: &[PidLevel],
+) -> Result<(), SetTidError> {
+    if set_tid.len() > levels.len() {
+        return Err(SetTidError::TooLong {
+            len: set_tid.len(),
+            visible: levels.len(),
+        });
+    }
+    for (level, (&pid, info)) in set_tid.iter().zip(levels).enumerate() {
+        let name = info.name.clone();
+        if pid == 0 {
+            continue; // the kernel picks this level's pid
+        }
+        if pid < 0 {
+            return Err(SetTidError::Negative { level, name, pid });
+        }
+        if level == 0 && new_pidns && pid != 1 {
+            return Err(SetTidError::NewNsNotOne { name, pid });
+        }
+        if let Some(max) = info.pid_max {
+            if pid >= max {
+                return Err(SetTidError::AboveMax {
+                    level,
+                    name,
+                    pid,
+                    max,
+                });
+            }
+        }
+        if info.taken.as_ref().is_some_and(|t| t.contains(&pid)) {
+            return Err(SetTidError::InUse { level, name, pid });
+        }
+        if info.may_set == Some(false) {
+            return Err(SetTidError::NoCapability { level, name, pid });
+        }
+    }
+    Ok(())
+}
+
+/// The levels a child would have: its own new namespace (if any), amber's, then every ancestor.
+pub fn levels_for_child(new_pidns: bool) -> Vec<PidLevel> {
+    let depth = own_pidns_depth();
+    let may_set = has_cr_capability();
+    let mut levels = Vec::new();
+    if new_pidns {
+        levels.push(PidLevel {
+            name: "the container's new pid namespace".into(),
+            pid_max: read_pid_max(),
+            taken: Some(BTreeSet::new()),
+            may_set: Some(true),
+        });
+    }
+    levels.push(PidLevel {
+        name: "amber's pid namespace".into(),
+        pid_max: read_pid_max(),
+        taken: Some(visible_pids()),
+        may_set: Some(may_set),
+    });
+    for i in 1..=depth {
+        levels.push(PidLevel {
+            name: format!("ancestor pid namespace {i} level(s) above amber's"),
+            pid_max: None,
+            taken: None,
+            may_set: None,
+        });
+    }
+    levels
+}
+
+/// How many pid namespaces lie above ours (0 on the host): NSpid lists one pid per level.
+pub fn own_pidns_depth() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("NSpid:"))
+                .map(|l| l.split_whitespace().count().saturating_sub(2))
+        })
+        .unwrap_or(0)
+}
+
+fn read_pid_max() -> Option<i32> {
+    std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
+/// Every pid in use in our pid namespace: processes and their threads (tids share the space).
+fn visible_pids() -> BTreeSet<i32> {
+    let mut set = BTreeSet::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) {
+                set.insert(pid);
+                if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+                    for t in tasks.flatten() {
+                        if let Some(tid) = t.file_name().to_str().and_then(|n| n.parse().ok()) {
+                            set.insert(tid);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    set
+}
+
+fn has_cr_capability() -> bool {
+    use caps::{CapSet, Capability};
+    let has = |c| caps::has_cap(None, CapSet::Effective, c).unwrap_or(false);
+    has(Capability::CAP_SYS_ADMIN) || has(Capability::CAP_CHECKPOINT_RESTORE)
+}
+
+/// Parse `--init-pid 4242[,0,...]`: the pid in amber's namespace first, then each ancestor.
+pub fn parse_init_pids(text: &str) -> Result<Vec<i32>, String> {
+    text.split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<i32>()
+                .map_err(|_| format!("invalid pid {p:?} in {text:?}: expected PID[,PID...]"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn level(name: &str, max: i32, taken: &[i32], may: bool) -> PidLevel {
+        PidLevel {
+            name: name.into(),
+            pid_max: Some(max),
+            taken: Some(taken.iter().copied().collect()),
+            may_set: Some(may),
+        }
+    }
+
+    #[test]
+    fn accepts_free_pids() {
+        let l = [
+            level("new", 100, &[], true),
+            level("host", 100, &[1, 5], true),
+        ];
+        assert_eq!(check_set_tid(&[1, 42], true, &l), Ok(()));
+        assert_eq!(check_set_tid(&[0, 0], true, &l), Ok(()));
+        assert_eq!(check_set_tid(&[], true, &l), Ok(()));
+    }
+
+    #[test]
+    fn refuses_too_long() {
+        let l = [level("host", 100, &[], true)];
+        let e = check_set_tid(&[1, 2], false, &l).unwrap_err();
+        assert_eq!(e, SetTidError::TooLong { len: 2, visible: 1 });
+        assert!(e.to_string().contains("2 pids"));
+    }
+
+    #[test]
+    fn refuses_new_ns_not_one() {
+        let l = [level("new", 100, &[], true), level("host", 100, &[], true)];
+        let e = check_set_tid(&[7, 42], true, &l).unwrap_err();
+        assert!(e.to_string().contains("level 0"), "{e}");
+        assert!(e.to_string().contains("not 7"), "{e}");
+    }
+
+    #[test]
+    fn refuses_taken_pid_naming_level() {
+        let l = [
+            level("new", 100, &[], true),
+            level("host", 100, &[42], true),
+        ];
+        let e = check_set_tid(&[1, 42], true, &l).unwrap_err();
+        assert_eq!(e.to_string(), "level 1 (host): pid 42 is already in use");
+    }
+
+    #[test]
+    fn refuses_above_pid_max() {
+        let l = [level("host", 100, &[], true)];
+        let e = check_set_tid(&[100], false, &l).unwrap_err();
+        assert!(matches!(
+            e,
+            SetTidError::AboveMax {
+                level: 0,
+                pid: 100,
+                max: 100,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn refuses_missing_capability() {
+        let l = [level("new", 100, &[], true), level("host", 100, &[], false)];
+        let e = check_set_tid(&[1, 50], true, &l).unwrap_err();
+        assert!(matches!(
+            e,
+            SetTidError::NoCapability {
+                level: 1,
+                pid: 50,
+                ..
+            }
+        ));
+        assert!(e.to_string().contains("CAP_CHECKPOINT_RESTORE"));
+        // A level left to the kernel needs no capability.
+        assert_eq!(check_set_tid(&[1, 0], true, &l), Ok(()));
+    }
+
+    #[test]
+    fn refuses_negative() {
+        let l = [level("host", 100, &[], true)];
+        assert!(matches!(
+            check_set_tid(&[-3], false, &l),
+            Err(SetTidError::Negative { pid: -3, .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_levels_are_left_to_the_kernel() {
+        let l = [
+            level("host", 100, &[], true),
+            PidLevel {
+                name: "above".into(),
+                pid_max: None,
+                taken: None,
+                may_set: None,
+            },
+        ];
+        assert_eq!(check_set_tid(&[5, 99999], false, &l), Ok(()));
+    }
+
+    #[test]
+    fn parses_init_pid_lists() {
+        assert_eq!(parse_init_pids("4242"), Ok(vec![4242]));
+        assert_eq!(parse_init_pids("10,0,7"), Ok(vec![10, 0, 7]));
+        assert!(parse_init_pids("x").unwrap_err().contains("invalid pid"));
+    }
+}

@@ -1,0 +1,270 @@
+//! The only module with `unsafe`: thin wrappers around the syscalls that neither nix nor std wrap
+//! (clone3 with set_tid, pidfd_*, openat2, close_range, setdomainname, TIOCSCTTY, personality,
+//! setrlimit by raw resource number). Every block carries a `// SAFETY:` line; everything above
+//! this module is safe Rust.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+pub const CLONE_PIDFD: u64 = 0x0000_1000;
+pub const CLONE_PARENT: u64 = 0x0000_8000;
+pub const CLONE_NEWTIME: u64 = 0x0000_0080;
+pub const CLONE_NEWNS: u64 = 0x0002_0000;
+pub const CLONE_NEWCGROUP: u64 = 0x0200_0000;
+pub const CLONE_NEWUTS: u64 = 0x0400_0000;
+pub const CLONE_NEWIPC: u64 = 0x0800_0000;
+pub const CLONE_NEWUSER: u64 = 0x1000_0000;
+pub const CLONE_NEWPID: u64 = 0x2000_0000;
+pub const CLONE_NEWNET: u64 = 0x4000_0000;
+pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `struct clone_args` as of Linux 5.7 (CLONE_ARGS_SIZE_VER2, 88 bytes).
+#[repr(C)]
+#[derive(Default, Debug)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// What `clone3` returned, seen from each side.
+pub enum Forked {
+    /// In the parent: the child's pid (in the caller's pid namespace) and its pidfd.
+    Parent { pid: i32, pidfd: OwnedFd },
+    /// In the child.
+    Child,
+}
+
+/// `clone3()` without a new stack: the child continues on a copy of the caller's stack, like
+/// fork(2). `set_tid` is innermost level first. The caller must be single-threaded.
+pub fn clone3(flags: u64, set_tid: &[i32], cgroup: Option<RawFd>) -> io::Result<Forked> {
+    let mut pidfd: libc::c_int = -1;
+    let mut args = CloneArgs {
+        flags: flags
+            | CLONE_PIDFD
+            | if cgroup.is_some() {
+                CLONE_INTO_CGROUP
+            } else {
+                0
+            },
+        pidfd: &mut pidfd as *mut libc::c_int as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    if !set_tid.is_empty() {
+        args.set_tid = set_tid.as_ptr() as u64;
+        args.set_tid_size = set_tid.len() as u64;
+    }
+    if let Some(fd) = cgroup {
+        args.cgroup = fd as u64;
+    }
+    // SAFETY: args points to a valid, fully initialised clone_args that outlives the call; with
+    // stack == 0 the child runs on a copy-on-write copy of our stack exactly as after fork(), and
+    // the caller guarantees the process is single-threaded so no lock is held by a lost thread.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent {
+            pid: pid as i32,
+            // SAFETY: with CLONE_PIDFD the kernel stored a fresh pidfd that nobody else owns.
+            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+        }),
+    }
+}
+
+/// Leave the process now, without running destructors or atexit handlers (used by forked
+/// children whose parent still owns every resource they copied).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no Rust state.
+    unsafe { libc::_exit(code) }
+}
+
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments; on success the fd is new and ours.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: ret is a freshly opened descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    // SAFETY: a valid pidfd, a signal number and null siginfo; no memory is passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub const RESOLVE_NO_XDEV: u64 = 0x01;
+pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+pub const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+pub const RESOLVE_BENEATH: u64 = 0x08;
+pub const RESOLVE_IN_ROOT: u64 = 0x10;
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// openat2(2): used to resolve paths inside a container root without ever leaving it
+/// (CVE-2021-30465: symlinks in the rootfs must not redirect mounts onto the host).
+pub fn openat2(dir: BorrowedFd<'_>, path: &Path, flags: i32, resolve: u64) -> io::Result<OwnedFd> {
+    let cpath = cstr(path)?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve,
+    };
+    // SAFETY: cpath is a valid NUL-terminated string and how a valid open_how; both outlive the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            cpath.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+pub const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+
+/// Mark every fd from `first` up as close-on-exec (CVE-2024-21626: no runtime fd may reach the
+/// container's process).
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    // SAFETY: integer-only syscall; CLOSE_RANGE_CLOEXEC closes nothing, it only sets FD_CLOEXEC.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub fn setdomainname(name: &str) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes, which outlive the call.
+    let ret = unsafe { libc::setdomainname(name.as_ptr() as *const libc::c_char, name.len()) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Make `fd` (a pty slave) the controlling terminal of the calling session leader.
+pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument; fd is a valid open descriptor.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub fn personality(persona: u64) -> io::Result<()> {
+    // SAFETY: integer-only syscall.
+    let ret = unsafe { libc::personality(persona as libc::c_ulong) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// setrlimit by raw resource number (the OCI names map straight onto RLIMIT_* numbers).
+pub fn setrlimit(resource: i32, soft: u64, hard: u64) -> io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: lim is a valid rlimit that outlives the call.
+    let ret = unsafe { libc::setrlimit(resource as libc::__rlimit_resource_t, &lim) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub fn getrlimit(resource: i32) -> io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: lim is a valid, writable rlimit that outlives the call.
+    let ret = unsafe { libc::getrlimit(resource as libc::__rlimit_resource_t, &mut lim) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+/// Reset every signal disposition to default and unblock all signals (a forked child inherits the
+/// runtime's handlers and mask; the container must start clean).
+pub fn reset_signals() {
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: setting SIG_DFL installs no Rust handler; invalid numbers just fail with EINVAL.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+    let empty = nix::sys::signal::SigSet::empty();
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&empty),
+        None,
+    );
+}
+
+fn cstr(path: &Path) -> io::Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+/// Take ownership of a descriptor that just arrived through SCM_RIGHTS.
+pub fn own_received_fd(raw: RawFd) -> OwnedFd {
+    // SAFETY: a descriptor received with SCM_RIGHTS is newly installed in our table and nothing
+    // else refers to it.
+    unsafe { OwnedFd::from_raw_fd(raw) }
+}
+
+/// Take ownership of a descriptor nix just opened and returned as a raw number.
+pub fn own_fresh_fd(raw: RawFd) -> OwnedFd {
+    // SAFETY: the caller passes a descriptor it just opened and has not shared.
+    unsafe { OwnedFd::from_raw_fd(raw) }
+}
