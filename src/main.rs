@@ -1,6 +1,7 @@
 //! amber: an OCI container runtime (a drop-in for runc) whose signature is pid-exact
 //! checkpoint/restore without CRIU. See shared/docs/ARCHITECTURE.md for the module map.
 #![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod cgroups;
 pub mod cli;

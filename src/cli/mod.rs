@@ -148,6 +148,65 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
     },
+    /// Run a new process inside a running container
+    Exec {
+        /// Unix socket path to which the pty master is sent when a terminal is used
+        #[arg(long = "console-socket")]
+        console_socket: Option<PathBuf>,
+        /// Working directory inside the container
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        /// Set an environment variable (KEY=VALUE), repeatable
+        #[arg(short = 'e', long = "env")]
+        env: Vec<String>,
+        /// Allocate a pseudo-TTY (ignored with --process, whose terminal field decides)
+        #[arg(short = 't', long)]
+        tty: bool,
+        /// UID[:GID] to run as
+        #[arg(short = 'u', long)]
+        user: Option<String>,
+        /// Additional group id, repeatable
+        #[arg(short = 'g', long = "additional-gids")]
+        additional_gids: Vec<u32>,
+        /// A full OCI process JSON file
+        #[arg(short = 'p', long)]
+        process: Option<PathBuf>,
+        /// Detach from the process
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// File to write the process's pid to
+        #[arg(long = "pid-file")]
+        pid_file: Option<PathBuf>,
+        /// Accepted for runc compatibility (SELinux label; no LSM is active here)
+        #[arg(long = "process-label")]
+        process_label: Option<String>,
+        /// Accepted for runc compatibility (AppArmor profile; no LSM is active here)
+        #[arg(long)]
+        apparmor: Option<String>,
+        /// Set no_new_privs for the process
+        #[arg(long = "no-new-privs")]
+        no_new_privs: bool,
+        /// Add a capability, repeatable
+        #[arg(short = 'c', long = "cap")]
+        cap: Vec<String>,
+        /// Pass N additional fds (3..3+N-1) through to the process
+        #[arg(long = "preserve-fds", default_value_t = 0)]
+        preserve_fds: u32,
+        /// Run even if the container is paused
+        #[arg(long = "ignore-paused")]
+        ignore_paused: bool,
+        /// Sub-cgroup of the container to run in
+        #[arg(long)]
+        cgroup: Option<String>,
+        /// Accepted for runc compatibility (pidfd socket, runc >= 1.2); not used yet
+        #[arg(long = "pidfd-socket", hide = true)]
+        pidfd_socket: Option<PathBuf>,
+        /// Container id
+        id: String,
+        /// Command and arguments
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Write a new config.json template
     Spec {
         /// Directory to write config.json to
@@ -310,6 +369,45 @@ fn dispatch(g: &Global, command: Command) -> Result<i32, Error> {
             id,
             ps_args,
         } => ops::ps(g, &id, &format, &ps_args),
+        Command::Exec {
+            console_socket,
+            cwd,
+            env,
+            tty,
+            user,
+            additional_gids,
+            process,
+            detach,
+            pid_file,
+            no_new_privs,
+            cap,
+            preserve_fds,
+            ignore_paused,
+            cgroup,
+            id,
+            command,
+            ..
+        } => {
+            let opts = container::exec::ExecOpts {
+                id,
+                process_file: process,
+                args: command,
+                cwd,
+                env,
+                user,
+                additional_gids,
+                caps: cap,
+                no_new_privs,
+                tty,
+                console_socket,
+                pid_file: pid_file.map(|p| std::path::absolute(&p).unwrap_or(p)),
+                detach,
+                preserve_fds,
+                ignore_paused,
+                cgroup,
+            };
+            container::exec::exec(g, &opts)
+        }
         Command::Spec { bundle, rootless } => spec_cmd::write(&bundle, rootless).map(|_| 0),
     }
 }

@@ -2,6 +2,7 @@
 //! This module orchestrates (spec → state → cgroup → spawn → init) and never calls libc itself.
 
 pub mod create;
+pub mod exec;
 pub mod hooks;
 pub mod ops;
 pub mod signal;
@@ -73,8 +74,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("--systemd-cgroup needs a running systemd (no /run/systemd/system on this host)")]
-    NoSystemd,
+    #[error("exec failed: {0}")]
+    ExecFailed(Box<Error>),
+    #[error("exec args cannot be empty")]
+    ExecArgs,
+    #[error("invalid --user {0:?}: expected UID[:GID] (numeric)")]
+    BadUser(String),
+    #[error("unknown capability {0:?}")]
+    BadCapability(String),
 }
 
 /// Refusals that depend on the container's status, worded as runc words them (engines match on
@@ -88,6 +95,8 @@ pub enum StatusError {
     NotCreated(state::Status),
     NotPaused,
     AlreadyPaused,
+    ExecStopped,
+    ExecPaused,
 }
 
 impl std::fmt::Display for StatusError {
@@ -105,6 +114,10 @@ impl std::fmt::Display for StatusError {
             StatusError::NotCreated(s) => write!(f, "container is not in created state: {s}"),
             StatusError::NotPaused => f.write_str("container not paused"),
             StatusError::AlreadyPaused => f.write_str("container already paused"),
+            StatusError::ExecStopped => f.write_str("cannot exec in a stopped container"),
+            StatusError::ExecPaused => {
+                f.write_str("cannot exec in a paused container (use --ignore-paused to override)")
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! start, state, kill, delete, list, pause, resume, and the foreground half of `run`.
 
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -244,13 +244,23 @@ pub fn list(g: &Global) -> Vec<(State, Status)> {
     out
 }
 
-/// The foreground half of `run`: start, forward signals to the init, wait for it (it is our
-/// child), delete, and return the exit code the shell would show.
-pub fn run_foreground(g: &Global, created: super::create::Created) -> Result<i32, Error> {
+/// Wait for our child `pid`, forwarding the signals we receive to it; returns the exit code
+/// the shell would show (128+N for a signal).
+pub fn wait_forwarding(pidfd: &OwnedFd, pid: i32) -> i32 {
+    match forwarding_signalfd() {
+        Ok(sfd) => wait_signals(pidfd, pid, &sfd),
+        Err(_) => match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => c,
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => 128 + s as i32,
+            _ => 255,
+        },
+    }
+}
+
+/// Block the signals we forward and read them from a signalfd instead (no handler races).
+fn forwarding_signalfd() -> nix::Result<nix::sys::signalfd::SignalFd> {
     use nix::sys::signal::{SigSet, Signal};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
-    let id = created.state.id.clone();
-    // Block forwarded signals before the init can run, so none is lost in between.
     let mut mask = SigSet::empty();
     for s in [
         Signal::SIGINT,
@@ -264,34 +274,45 @@ pub fn run_foreground(g: &Global, created: super::create::Created) -> Result<i32
     ] {
         mask.add(s);
     }
-    let _ = mask.thread_block();
-    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(|e| Error::io("creating signalfd", Path::new("signalfd"), e.into()))?;
-    let st = created.state.clone();
-    drop(created.dir);
-    start(g, &id)?;
-    let pid = nix::unistd::Pid::from_raw(st.init_pid);
-    let code = loop {
+    mask.thread_block()?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+}
+
+fn wait_signals(pidfd: &OwnedFd, pid: i32, sfd: &nix::sys::signalfd::SignalFd) -> i32 {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let pid = nix::unistd::Pid::from_raw(pid);
+    loop {
         let mut fds = [
-            PollFd::new(created.pidfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
             PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
         ];
         let _ = poll(&mut fds, PollTimeout::NONE);
         while let Ok(Some(info)) = sfd.read_signal() {
             let sig = info.ssi_signo as i32;
             if sig != libc::SIGCHLD {
-                let _ = sys::pidfd_send_signal(created.pidfd.as_fd(), sig);
+                let _ = sys::pidfd_send_signal(pidfd.as_fd(), sig);
             }
         }
-        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, c)) => break c,
-            Ok(WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
+            Ok(WaitStatus::Exited(_, c)) => return c,
+            Ok(WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
             Ok(_) => {}
-            Err(_) => break 255,
+            Err(_) => return 255,
         }
-    };
-    let _ = created.pidfd.as_raw_fd();
+    }
+}
+
+/// The foreground half of `run`: start, forward signals to the init, wait for it (it is our
+/// child), delete, and return the exit code the shell would show.
+pub fn run_foreground(g: &Global, created: super::create::Created) -> Result<i32, Error> {
+    let id = created.state.id.clone();
+    // Block forwarded signals before the user process runs, so none is lost in between.
+    let sfd = forwarding_signalfd()
+        .map_err(|e| Error::io("creating signalfd", Path::new("signalfd"), e.into()))?;
+    let st = created.state.clone();
+    drop(created.dir);
+    start(g, &id)?;
+    let code = wait_signals(&created.pidfd, st.init_pid, &sfd);
     delete(g, &id, true)?;
     Ok(code)
 }

@@ -151,12 +151,16 @@ fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
     }
     rootfs::finish(&plan)?;
 
-    let console = match (&ctx.console, process::wants_terminal(spec)) {
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| InitError::step("process", "config has no process to run"))?;
+    let console = match (&ctx.console, process::wants_terminal(process)) {
         (Some(sock), true) => Some(process::setup_console(sock)?),
         _ => None,
     };
-    let mut proc_ = process::Prepared::new(spec, ctx.preserve_fds, console)?;
-    proc_.apply_sysctl(spec)?;
+    let mut proc_ = process::Prepared::new(process, ctx.preserve_fds, console)?;
+    process::apply_sysctl(spec)?;
     proc_.apply_before_user()?;
     proc_.apply_user()?;
 
@@ -193,4 +197,40 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<(), InitError> {
 
 pub(crate) fn cstring(s: &str, what: &str) -> Result<CString, InitError> {
     CString::new(s).map_err(|_| InitError::step(what, "contains a NUL byte"))
+}
+
+/// What an `exec`'d process needs; it is already inside the container's namespaces.
+pub struct ExecContext<'a> {
+    pub process: &'a oci_spec::runtime::Process,
+    pub channel: Channel,
+    pub preserve_fds: u32,
+    pub console: Option<UnixStream>,
+}
+
+/// Entry point of an exec'd process. Success is execve: the parent sees the close-on-exec
+/// channel close without a message. Failure is reported as an `InitError`.
+pub fn exec_process(ctx: ExecContext<'_>) -> i32 {
+    crate::sys::reset_signals();
+    let err = match run_exec(&ctx) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = ctx.channel.send(&FromChild::Error(err));
+    1
+}
+
+fn run_exec(ctx: &ExecContext<'_>) -> Result<Never, InitError> {
+    let _: ToChild = ctx
+        .channel
+        .recv("the go-ahead")
+        .map_err(at("waiting for the parent"))?;
+    let _ = nix::unistd::setsid();
+    let console = match (&ctx.console, process::wants_terminal(ctx.process)) {
+        (Some(sock), true) => Some(process::setup_console(sock)?),
+        _ => None,
+    };
+    let mut proc_ = process::Prepared::new(ctx.process, ctx.preserve_fds, console)?;
+    proc_.apply_before_user()?;
+    proc_.apply_user()?;
+    proc_.exec()
 }

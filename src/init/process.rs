@@ -17,11 +17,21 @@ use crate::sys;
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-pub fn wants_terminal(spec: &Spec) -> bool {
-    spec.process()
-        .as_ref()
-        .and_then(|p| p.terminal())
-        .unwrap_or(false)
+pub fn wants_terminal(process: &Process) -> bool {
+    process.terminal().unwrap_or(false)
+}
+
+/// linux.sysctl, written in the container's /proc after pivot_root.
+pub fn apply_sysctl(spec: &Spec) -> Result<(), InitError> {
+    let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().clone()) else {
+        return Ok(());
+    };
+    for (key, value) in sysctl {
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        std::fs::write(&path, value.as_bytes())
+            .map_err(at(format!("setting sysctl {key}={value}")))?;
+    }
+    Ok(())
 }
 
 /// In a new user namespace: take uid/gid 0 there (mapped by the parent before Go).
@@ -42,14 +52,10 @@ pub struct Prepared<'a> {
 
 impl<'a> Prepared<'a> {
     pub fn new(
-        spec: &'a Spec,
+        process: &'a Process,
         preserve_fds: u32,
         console: Option<OwnedFd>,
     ) -> Result<Self, InitError> {
-        let process = spec
-            .process()
-            .as_ref()
-            .ok_or_else(|| InitError::step("process", "config has no process to run"))?;
         let args = process.args().clone().unwrap_or_default();
         let first = args
             .first()
@@ -71,18 +77,6 @@ impl<'a> Prepared<'a> {
             preserve_fds,
             _console: console,
         })
-    }
-
-    pub fn apply_sysctl(&self, spec: &Spec) -> Result<(), InitError> {
-        let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().clone()) else {
-            return Ok(());
-        };
-        for (key, value) in sysctl {
-            let path = Path::new("/proc/sys").join(key.replace('.', "/"));
-            std::fs::write(&path, value.as_bytes())
-                .map_err(at(format!("setting sysctl {key}={value}")))?;
-        }
-        Ok(())
     }
 
     /// Everything that still needs root in the container: oom score, rlimits, cwd, lookup.

@@ -58,7 +58,13 @@ pub fn clone3(flags: u64, set_tid: &[i32], cgroup: Option<RawFd>) -> io::Result<
                 0
             },
         pidfd: &mut pidfd as *mut libc::c_int as u64,
-        exit_signal: libc::SIGCHLD as u64,
+        // With CLONE_PARENT the kernel takes the exit signal from the caller and refuses any
+        // other value.
+        exit_signal: if flags & CLONE_PARENT != 0 {
+            0
+        } else {
+            libc::SIGCHLD as u64
+        },
         ..Default::default()
     };
     if !set_tid.is_empty() {
