@@ -299,8 +299,8 @@ mod tests {
         assert_eq!(p.cwd(), Path::new("/tmp"));
         assert_eq!((p.user().uid(), p.user().gid()), (1000, 1001));
         assert_eq!(p.user().additional_gids().as_ref().unwrap(), &[5]);
-        assert_eq!(p.no_new_privileges(), &Some(true));
-        assert_eq!(p.terminal(), &Some(true));
+        assert_eq!(p.no_new_privileges(), Some(true));
+        assert_eq!(p.terminal(), Some(true));
         let caps = p.capabilities().as_ref().unwrap();
         assert!(caps
             .effective()
