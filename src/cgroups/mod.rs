@@ -393,6 +393,24 @@ impl Manager {
         &self,
         res: &oci_spec::runtime::LinuxResources,
     ) -> Result<(), CgroupError> {
+        self.write_resources(res, true)
+    }
+
+    /// `update`: like `apply_resources` but the device rules are left alone (rewriting them
+    /// on a running v1 container would deny every device for a moment; runc's update does not
+    /// touch devices either).
+    pub fn update_resources(
+        &self,
+        res: &oci_spec::runtime::LinuxResources,
+    ) -> Result<(), CgroupError> {
+        self.write_resources(res, false)
+    }
+
+    fn write_resources(
+        &self,
+        res: &oci_spec::runtime::LinuxResources,
+        devices: bool,
+    ) -> Result<(), CgroupError> {
         if self.is_v2() {
             let dir = self.state.v2.as_deref().ok_or(CgroupError::NoCgroupFs)?;
             let probe = V2Probe {
@@ -413,7 +431,8 @@ impl Manager {
                     text.trim().parse().ok()
                 }),
             };
-            for w in build_v1_plan(res, &probe, self.state.mode)? {
+            let plan = build_v1_plan(res, &probe, self.state.mode)?;
+            for w in plan.iter().filter(|w| devices || w.controller != "devices") {
                 let dir =
                     self.v1_dir(&w.controller)
                         .ok_or_else(|| CgroupError::MissingController {

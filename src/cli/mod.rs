@@ -2,6 +2,7 @@
 //! (single-dash long flags like `-no-subreaper`, repeated booleans like `--leave-running`
 //! twice): `normalize` fixes the former, `args_override_self` the latter.
 
+mod features;
 mod spec_cmd;
 
 use std::path::PathBuf;
@@ -147,6 +148,53 @@ enum Command {
         /// Options passed to ps(1) for the table format
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
+    },
+    /// Print the OCI features JSON of this build
+    Features,
+    /// Update a container's resource limits
+    Update {
+        /// A linux.resources JSON file, or - for stdin
+        #[arg(short = 'r', long)]
+        resources: Option<PathBuf>,
+        #[arg(long = "blkio-weight")]
+        blkio_weight: Option<u16>,
+        #[arg(long = "cpu-period")]
+        cpu_period: Option<u64>,
+        #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+        cpu_quota: Option<i64>,
+        #[arg(long = "cpu-share")]
+        cpu_share: Option<u64>,
+        #[arg(long = "cpu-rt-period")]
+        cpu_rt_period: Option<u64>,
+        #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
+        cpu_rt_runtime: Option<i64>,
+        #[arg(long = "cpuset-cpus")]
+        cpuset_cpus: Option<String>,
+        #[arg(long = "cpuset-mems")]
+        cpuset_mems: Option<String>,
+        #[arg(long = "cpu-idle", allow_hyphen_values = true)]
+        cpu_idle: Option<i64>,
+        /// Memory limit, e.g. 512m (-1: unlimited)
+        #[arg(long, allow_hyphen_values = true)]
+        memory: Option<String>,
+        #[arg(long = "memory-reservation", allow_hyphen_values = true)]
+        memory_reservation: Option<String>,
+        /// Memory plus swap limit
+        #[arg(long = "memory-swap", allow_hyphen_values = true)]
+        memory_swap: Option<String>,
+        #[arg(long = "kernel-memory", allow_hyphen_values = true)]
+        kernel_memory: Option<String>,
+        #[arg(long = "kernel-memory-tcp", allow_hyphen_values = true)]
+        kernel_memory_tcp: Option<String>,
+        #[arg(long = "pids-limit", allow_hyphen_values = true)]
+        pids_limit: Option<i64>,
+        /// Accepted for runc compatibility (Intel RDT is not supported)
+        #[arg(long = "l3-cache-schema", hide = true)]
+        l3_cache_schema: Option<String>,
+        /// Accepted for runc compatibility (Intel RDT is not supported)
+        #[arg(long = "mem-bw-schema", hide = true)]
+        mem_bw_schema: Option<String>,
+        id: String,
     },
     /// Run a new process inside a running container
     Exec {
@@ -408,8 +456,63 @@ fn dispatch(g: &Global, command: Command) -> Result<i32, Error> {
             };
             container::exec::exec(g, &opts)
         }
+        Command::Update {
+            resources,
+            blkio_weight,
+            cpu_period,
+            cpu_quota,
+            cpu_share,
+            cpu_rt_period,
+            cpu_rt_runtime,
+            cpuset_cpus,
+            cpuset_mems,
+            cpu_idle,
+            memory,
+            memory_reservation,
+            memory_swap,
+            kernel_memory,
+            kernel_memory_tcp,
+            pids_limit,
+            id,
+            ..
+        } => {
+            let opts = container::update::UpdateOpts {
+                id,
+                resources,
+                blkio_weight,
+                cpu_period,
+                cpu_quota,
+                cpu_share,
+                cpu_rt_period,
+                cpu_rt_runtime,
+                cpuset_cpus,
+                cpuset_mems,
+                cpu_idle,
+                memory,
+                memory_reservation,
+                memory_swap,
+                kernel_memory,
+                kernel_memory_tcp,
+                pids_limit,
+            };
+            container::update::update(g, &opts).map(|_| 0)
+        }
+        Command::Features => {
+            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+            let mut out = Vec::new();
+            let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+            serde::Serialize::serialize(&features::document(), &mut ser)
+                .expect("a JSON value always serialises");
+            println!("{}", String::from_utf8_lossy(&out));
+            Ok(0)
+        }
         Command::Spec { bundle, rootless } => spec_cmd::write(&bundle, rootless).map(|_| 0),
     }
+}
+
+/// The seccomp part of `features`: off until the seccomp support lands.
+pub fn features_seccomp() -> serde_json::Value {
+    serde_json::json!({"enabled": false})
 }
 
 /// `list`: runc's tabwriter table, `-q` ids, or a JSON array (`null` when empty, as Go encodes a

@@ -7,6 +7,7 @@ pub mod hooks;
 pub mod ops;
 pub mod signal;
 pub mod state;
+pub mod update;
 
 use std::path::{Path, PathBuf};
 
@@ -76,6 +77,8 @@ pub enum Error {
     },
     #[error("exec failed: {0}")]
     ExecFailed(Box<Error>),
+    #[error("update: {0}")]
+    BadUpdate(String),
     #[error("exec args cannot be empty")]
     ExecArgs,
     #[error("invalid --user {0:?}: expected UID[:GID] (numeric)")]

@@ -38,6 +38,7 @@ const FLAG_TABLE: &[(&str, bool, MsFlags)] = &[
     ("exec", true, MsFlags::MS_NOEXEC),
     ("sync", false, MsFlags::MS_SYNCHRONOUS),
     ("async", true, MsFlags::MS_SYNCHRONOUS),
+    ("defaults", false, MsFlags::empty()),
     ("dirsync", false, MsFlags::MS_DIRSYNC),
     ("remount", false, MsFlags::MS_REMOUNT),
     ("mand", false, MsFlags::MS_MANDLOCK),
