@@ -161,7 +161,7 @@ pub fn parse_bytes(text: &str) -> Option<i64> {
         _ => (t, 1),
     };
     let n: f64 = num.parse().ok()?;
-    if !(n >= 0.0) {
+    if n.is_nan() || n < 0.0 {
         return None;
     }
     Some((n * mult as f64) as i64)
