@@ -37,11 +37,7 @@ pub fn init(path: Option<&Path>, format: Format, debug: bool) -> Result<(), std:
         ),
         None => None,
     };
-    let _ = LOGGER.set(Mutex::new(Logger {
-        file,
-        format,
-        debug,
-    }));
+    let _ = LOGGER.set(Mutex::new(Logger { file, format, debug }));
     Ok(())
 }
 

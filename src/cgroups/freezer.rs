@@ -164,10 +164,7 @@ mod tests {
             "no self_freezing file: FROZEN is enough"
         );
         fs::write(tmp.path().join("freezer.self_freezing"), "0\n").unwrap();
-        assert!(
-            !is_frozen_v1(tmp.path()).unwrap(),
-            "frozen by an ancestor only"
-        );
+        assert!(!is_frozen_v1(tmp.path()).unwrap(), "frozen by an ancestor only");
         thaw_v1(tmp.path()).unwrap();
         assert!(!is_frozen_v1(tmp.path()).unwrap());
     }

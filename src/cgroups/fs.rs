@@ -249,9 +249,6 @@ mod tests {
         pids.sort();
         assert_eq!(pids, [12, 34, 56]);
         fs::write(tmp.path().join("cgroup.procs"), "12\nzz\n").unwrap();
-        assert!(matches!(
-            read_procs(tmp.path()),
-            Err(CgroupError::Parse { .. })
-        ));
+        assert!(matches!(read_procs(tmp.path()), Err(CgroupError::Parse { .. })));
     }
 }

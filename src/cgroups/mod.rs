@@ -42,19 +42,14 @@ pub enum CgroupError {
     ReadMountinfo { path: PathBuf, source: io::Error },
     #[error("parse mountinfo line {line}: malformed entry {text:?}")]
     ParseMountinfo { line: usize, text: String },
-    #[error(
-        "no cgroup filesystem is mounted (no cgroup v1 controller or cgroup2 mount in mountinfo)"
-    )]
+    #[error("no cgroup filesystem is mounted (no cgroup v1 controller or cgroup2 mount in mountinfo)")]
     NoCgroupFs,
     #[error("invalid cgroupsPath {path:?}: {reason}")]
     InvalidPath { path: String, reason: &'static str },
     #[error("invalid systemd slice {slice:?} in cgroupsPath: {reason}")]
     InvalidSlice { slice: String, reason: &'static str },
     #[error("--systemd-cgroup needs a running systemd ({marker} is missing); cannot place cgroupsPath {cgroups_path:?} — run without --systemd-cgroup to use the cgroupfs driver")]
-    SystemdNotRunning {
-        marker: PathBuf,
-        cgroups_path: String,
-    },
+    SystemdNotRunning { marker: PathBuf, cgroups_path: String },
     #[error("create cgroup directory {path}: {source}")]
     CreateDir { path: PathBuf, source: io::Error },
     #[error("cgroup {path} already exists and has processes in it (pids {pids:?})")]
@@ -72,11 +67,7 @@ pub enum CgroupError {
     #[error("list cgroup directory {path}: {source}")]
     ReadDir { path: PathBuf, source: io::Error },
     #[error("add pid {pid} to {path}: {source}")]
-    AddTask {
-        pid: i32,
-        path: PathBuf,
-        source: io::Error,
-    },
+    AddTask { pid: i32, path: PathBuf, source: io::Error },
     #[error("open {path} (O_PATH) for CLONE_INTO_CGROUP: {source}")]
     OpenDir { path: PathBuf, source: io::Error },
     #[error("freezer {path} reported unexpected state {state:?}")]
@@ -94,10 +85,7 @@ pub enum CgroupError {
         source: io::Error,
     },
     #[error("no cgroup v1 hierarchy with the {controller} controller is mounted; needed for {needed_for}")]
-    MissingController {
-        controller: String,
-        needed_for: String,
-    },
+    MissingController { controller: String, needed_for: String },
     #[error("cgroup v2 controller {controller:?} is not enabled in {path} (needed for {file}); the parent's cgroup.subtree_control lacks it")]
     ControllerUnavailable {
         controller: String,
@@ -120,9 +108,7 @@ pub enum CgroupError {
     RealtimeOnV2 { period: u64, runtime: i64 },
     #[error("linux.resources.devices rule {rule}: {reason}")]
     DeviceRule { rule: String, reason: &'static str },
-    #[error(
-        "refusing to touch cgroup state whose path {path:?} is not the container's own directory"
-    )]
+    #[error("refusing to touch cgroup state whose path {path:?} is not the container's own directory")]
     UnsafeState { path: String },
 }
 
@@ -153,11 +139,7 @@ const ADD_TASK_DELAY: Duration = Duration::from_millis(30);
 
 impl Manager {
     /// Resolve linux.cgroupsPath for container `id` against this host's /proc/self/mountinfo.
-    pub fn new(
-        cgroups_path: Option<&str>,
-        id: &str,
-        systemd: bool,
-    ) -> Result<Manager, CgroupError> {
+    pub fn new(cgroups_path: Option<&str>, id: &str, systemd: bool) -> Result<Manager, CgroupError> {
         let path = Path::new("/proc/self/mountinfo");
         let text = std::fs::read_to_string(path).map_err(|source| CgroupError::ReadMountinfo {
             path: path.to_path_buf(),
@@ -217,9 +199,7 @@ impl Manager {
     }
 
     pub fn from_state(state: &CgroupState) -> Manager {
-        Manager {
-            state: state.clone(),
-        }
+        Manager { state: state.clone() }
     }
 
     pub fn state(&self) -> CgroupState {
@@ -302,10 +282,7 @@ impl Manager {
             loop {
                 match fs::write_raw(&path, &pid.to_string()) {
                     Ok(()) => break,
-                    Err(e)
-                        if e.raw_os_error() == Some(libc::EINVAL)
-                            && attempt < ADD_TASK_ATTEMPTS =>
-                    {
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) && attempt < ADD_TASK_ATTEMPTS => {
                         sleep(ADD_TASK_DELAY);
                         attempt += 1;
                     }
@@ -377,10 +354,7 @@ impl Manager {
             if !name.contains(',') {
                 continue;
             }
-            for c in key
-                .split(',')
-                .filter(|c| !c.starts_with("name=") && *c != name)
-            {
+            for c in key.split(',').filter(|c| !c.starts_with("name=") && *c != name) {
                 links.push((c.to_string(), name.clone()));
             }
         }
@@ -389,28 +363,18 @@ impl Manager {
 
     /// Apply linux.resources: probe, plan, write. On v1 `unified` is refused; on v2 devices are
     /// not enforced yet (see plan_v2.rs).
-    pub fn apply_resources(
-        &self,
-        res: &oci_spec::runtime::LinuxResources,
-    ) -> Result<(), CgroupError> {
+    pub fn apply_resources(&self, res: &oci_spec::runtime::LinuxResources) -> Result<(), CgroupError> {
         self.write_resources(res, true)
     }
 
     /// `update`: like `apply_resources` but the device rules are left alone (rewriting them
     /// on a running v1 container would deny every device for a moment; runc's update does not
     /// touch devices either).
-    pub fn update_resources(
-        &self,
-        res: &oci_spec::runtime::LinuxResources,
-    ) -> Result<(), CgroupError> {
+    pub fn update_resources(&self, res: &oci_spec::runtime::LinuxResources) -> Result<(), CgroupError> {
         self.write_resources(res, false)
     }
 
-    fn write_resources(
-        &self,
-        res: &oci_spec::runtime::LinuxResources,
-        devices: bool,
-    ) -> Result<(), CgroupError> {
+    fn write_resources(&self, res: &oci_spec::runtime::LinuxResources, devices: bool) -> Result<(), CgroupError> {
         if self.is_v2() {
             let dir = self.state.v2.as_deref().ok_or(CgroupError::NoCgroupFs)?;
             let probe = V2Probe {
@@ -433,12 +397,12 @@ impl Manager {
             };
             let plan = build_v1_plan(res, &probe, self.state.mode)?;
             for w in plan.iter().filter(|w| devices || w.controller != "devices") {
-                let dir =
-                    self.v1_dir(&w.controller)
-                        .ok_or_else(|| CgroupError::MissingController {
-                            controller: w.controller.clone(),
-                            needed_for: w.file.clone(),
-                        })?;
+                let dir = self
+                    .v1_dir(&w.controller)
+                    .ok_or_else(|| CgroupError::MissingController {
+                        controller: w.controller.clone(),
+                        needed_for: w.file.clone(),
+                    })?;
                 fs::write_file(&dir.join(&w.file), &w.value)?;
             }
         }
@@ -456,8 +420,7 @@ impl Manager {
             }
             // A missing file nearly always means the controller is not delegated to this cgroup;
             // say that rather than "no such file".
-            let enabled =
-                std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+            let enabled = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
             if w.controller != "cgroup" && !enabled.split_whitespace().any(|c| c == w.controller) {
                 return Err(CgroupError::ControllerUnavailable {
                     controller: w.controller.clone(),
@@ -490,12 +453,7 @@ impl Manager {
 
     fn freezer_dir(&self) -> Result<Freezer<'_>, CgroupError> {
         if self.is_v2() {
-            return self
-                .state
-                .v2
-                .as_deref()
-                .map(Freezer::V2)
-                .ok_or(CgroupError::NoCgroupFs);
+            return self.state.v2.as_deref().map(Freezer::V2).ok_or(CgroupError::NoCgroupFs);
         }
         // Hybrid too: runc and CRIU freeze through the v1 freezer there, and status ("paused")
         // must be read from the same place that pause wrote.
@@ -576,10 +534,7 @@ impl Manager {
         debug_assert!(parents.first().is_none_or(|p| *p == root));
         for parent in parents {
             let available = fs::read_file(&parent.join("cgroup.controllers"))?;
-            let wanted: Vec<String> = available
-                .split_whitespace()
-                .map(|c| format!("+{c}"))
-                .collect();
+            let wanted: Vec<String> = available.split_whitespace().map(|c| format!("+{c}")).collect();
             if wanted.is_empty() {
                 continue;
             }

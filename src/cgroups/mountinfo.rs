@@ -107,9 +107,7 @@ pub fn parse(text: &str, fs_root: &Path) -> Result<Hierarchies, CgroupError> {
             _ => {}
         }
     }
-    let has_v1_controllers = v1
-        .iter()
-        .any(|m| m.controllers().any(|c| !c.starts_with("name=")));
+    let has_v1_controllers = v1.iter().any(|m| m.controllers().any(|c| !c.starts_with("name=")));
     // Prefer the cgroup2 mount at /sys/fs/cgroup itself: that is the tree on a pure v2 host even
     // when it is also bind-mounted elsewhere.
     let canonical = join_root(fs_root, "/sys/fs/cgroup");
@@ -162,8 +160,7 @@ fn unescape(s: &str) -> String {
         if bytes[i] == b'\\' {
             let digits = bytes.get(i + 1..i + 4);
             if let Some(d) = digits.filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b))) {
-                let value =
-                    (d[0] - b'0') as u32 * 64 + (d[1] - b'0') as u32 * 8 + (d[2] - b'0') as u32;
+                let value = (d[0] - b'0') as u32 * 64 + (d[1] - b'0') as u32 * 8 + (d[2] - b'0') as u32;
                 if let Ok(b) = u8::try_from(value) {
                     out.push(b);
                     i += 4;
@@ -263,18 +260,9 @@ mod tests {
         let h = parse(HYBRID_COMOUNTED, Path::new("/root")).unwrap();
         assert_eq!(h.mode, CgroupMode::Hybrid);
         let cpu = h.v1.iter().find(|m| m.key == "cpu,cpuacct").unwrap();
-        assert_eq!(
-            cpu.mount_point,
-            Path::new("/root/sys/fs/cgroup/cpu,cpuacct")
-        );
-        assert!(
-            h.v1.iter().any(|m| m.key == "cpuset"),
-            "clone_children is an option"
-        );
-        assert!(
-            h.v1.iter().any(|m| m.key == "name=systemd"),
-            "xattr is an option"
-        );
+        assert_eq!(cpu.mount_point, Path::new("/root/sys/fs/cgroup/cpu,cpuacct"));
+        assert!(h.v1.iter().any(|m| m.key == "cpuset"), "clone_children is an option");
+        assert!(h.v1.iter().any(|m| m.key == "name=systemd"), "xattr is an option");
         assert!(h.v1.iter().any(|m| m.key == "net_cls,net_prio"));
     }
 
@@ -306,15 +294,8 @@ mod tests {
 
     #[test]
     fn malformed_line_names_its_number() {
-        let err = parse(
-            "22 1 8:1 / / rw - ext4 /dev/sda1 rw\ngarbage\n",
-            Path::new("/"),
-        )
-        .unwrap_err();
-        assert!(
-            matches!(err, CgroupError::ParseMountinfo { line: 2, .. }),
-            "{err}"
-        );
+        let err = parse("22 1 8:1 / / rw - ext4 /dev/sda1 rw\ngarbage\n", Path::new("/")).unwrap_err();
+        assert!(matches!(err, CgroupError::ParseMountinfo { line: 2, .. }), "{err}");
     }
 
     #[test]

@@ -78,11 +78,7 @@ pub fn systemd_to_cgroupfs(cgroups_path: &str) -> Result<String, CgroupError> {
     if prefix.contains('/') || name.contains('/') {
         return Err(invalid("systemd unit names cannot contain '/'"));
     }
-    let slice = if slice.is_empty() {
-        SYSTEMD_DEFAULT_SLICE
-    } else {
-        slice
-    };
+    let slice = if slice.is_empty() { SYSTEMD_DEFAULT_SLICE } else { slice };
     let slice_path = expand_slice(slice)?;
     // Like runc: a scope unless the name itself is a slice; the prefix is joined with '-' even
     // when empty so that the unit name matches what runc would have created.
@@ -121,9 +117,7 @@ pub fn expand_slice(slice: &str) -> Result<String, CgroupError> {
     let mut prefix = String::new();
     for comp in base.split('-') {
         if comp.is_empty() {
-            return Err(invalid(
-                "empty component (leading, trailing or doubled '-')",
-            ));
+            return Err(invalid("empty component (leading, trailing or doubled '-')"));
         }
         path.push('/');
         path.push_str(&prefix);
@@ -147,14 +141,8 @@ mod tests {
 
     #[test]
     fn absolute_and_relative_are_cleaned_from_the_root() {
-        assert_eq!(
-            resolve(Some("/docker/abc"), "x", false).unwrap(),
-            "/docker/abc"
-        );
-        assert_eq!(
-            resolve(Some("docker/abc/"), "x", false).unwrap(),
-            "/docker/abc"
-        );
+        assert_eq!(resolve(Some("/docker/abc"), "x", false).unwrap(), "/docker/abc");
+        assert_eq!(resolve(Some("docker/abc/"), "x", false).unwrap(), "/docker/abc");
         assert_eq!(resolve(Some("//a/./b//c"), "x", false).unwrap(), "/a/b/c");
     }
 
@@ -168,20 +156,14 @@ mod tests {
     fn root_is_refused() {
         for p in ["/", "..", "/a/..", "."] {
             let err = resolve(Some(p), "x", false).unwrap_err();
-            assert!(
-                err.to_string().contains("root of the cgroup hierarchy"),
-                "{p}: {err}"
-            );
+            assert!(err.to_string().contains("root of the cgroup hierarchy"), "{p}: {err}");
         }
     }
 
     #[test]
     fn systemd_form() {
         let r = |p| resolve(Some(p), "id", true);
-        assert_eq!(
-            r("system.slice:docker:abc").unwrap(),
-            "/system.slice/docker-abc.scope"
-        );
+        assert_eq!(r("system.slice:docker:abc").unwrap(), "/system.slice/docker-abc.scope");
         assert_eq!(r(":crio:abc").unwrap(), "/system.slice/crio-abc.scope");
         assert_eq!(
             r("machine-libpod_pod_1.slice:libpod:abc").unwrap(),
@@ -198,26 +180,14 @@ mod tests {
 
     #[test]
     fn systemd_default_when_path_missing() {
-        assert_eq!(
-            resolve(None, "abc", true).unwrap(),
-            "/system.slice/amber-abc.scope"
-        );
+        assert_eq!(resolve(None, "abc", true).unwrap(), "/system.slice/amber-abc.scope");
     }
 
     #[test]
     fn systemd_form_errors() {
-        for bad in [
-            "/abs/path",
-            "a:b",
-            "a:b:c:d",
-            "system.slice:p:",
-            "system.slice:p/q:n",
-        ] {
+        for bad in ["/abs/path", "a:b", "a:b:c:d", "system.slice:p:", "system.slice:p/q:n"] {
             let err = resolve(Some(bad), "id", true).unwrap_err();
-            assert!(
-                matches!(err, CgroupError::InvalidPath { .. }),
-                "{bad}: {err}"
-            );
+            assert!(matches!(err, CgroupError::InvalidPath { .. }), "{bad}: {err}");
             assert!(err.to_string().contains(bad), "error names the path: {err}");
         }
         for bad in [
@@ -228,10 +198,7 @@ mod tests {
             "a-.slice:p:n",
         ] {
             let err = resolve(Some(bad), "id", true).unwrap_err();
-            assert!(
-                matches!(err, CgroupError::InvalidSlice { .. }),
-                "{bad}: {err}"
-            );
+            assert!(matches!(err, CgroupError::InvalidSlice { .. }), "{bad}: {err}");
         }
     }
 
@@ -239,10 +206,7 @@ mod tests {
     fn slice_expansion() {
         assert_eq!(expand_slice("system.slice").unwrap(), "/system.slice");
         assert_eq!(expand_slice("a-b.slice").unwrap(), "/a.slice/a-b.slice");
-        assert_eq!(
-            expand_slice("a-b-c.slice").unwrap(),
-            "/a.slice/a-b.slice/a-b-c.slice"
-        );
+        assert_eq!(expand_slice("a-b-c.slice").unwrap(), "/a.slice/a-b.slice/a-b-c.slice");
         assert_eq!(expand_slice("-.slice").unwrap(), "/");
     }
 }

@@ -68,11 +68,7 @@ pub fn blkio_weight_to_io_weight(weight: u16) -> u64 {
 /// OCI memory.swap is memory+swap (v1 semantics); v2's memory.swap.max is swap alone.
 /// Returns the v2 value with runc's conventions: -1 is "max", 0 is "leave alone".
 pub fn memory_swap_to_v2(swap: i64, limit: i64) -> Result<i64, CgroupError> {
-    let invalid = |reason| CgroupError::MemorySwap {
-        limit,
-        swap,
-        reason,
-    };
+    let invalid = |reason| CgroupError::MemorySwap { limit, swap, reason };
     // v1 compatibility: unlimited memory with no swap given means unlimited swap too.
     if limit == -1 && swap == 0 {
         return Ok(-1);
@@ -155,11 +151,7 @@ pub fn device_rule(rule: &LinuxDeviceCgroup) -> Result<String, CgroupError> {
             })
         }
     };
-    Ok(format!(
-        "{t} {}:{} {access}",
-        num(rule.major())?,
-        num(rule.minor())?
-    ))
+    Ok(format!("{t} {}:{} {access}", num(rule.major())?, num(rule.minor())?))
 }
 
 #[cfg(test)]
@@ -172,11 +164,7 @@ mod tests {
         assert_eq!(cpu_shares_to_weight(0), 0);
         assert_eq!(cpu_shares_to_weight(1), 1);
         assert_eq!(cpu_shares_to_weight(2), 1);
-        assert_eq!(
-            cpu_shares_to_weight(1024),
-            100,
-            "v1 default maps to v2 default"
-        );
+        assert_eq!(cpu_shares_to_weight(1024), 100, "v1 default maps to v2 default");
         assert_eq!(cpu_shares_to_weight(262_144), 10_000);
         assert_eq!(cpu_shares_to_weight(1 << 20), 10_000);
         // Values from the formula as Go computes it (opencontainers/cgroups).
@@ -200,11 +188,7 @@ mod tests {
         assert_eq!(blkio_weight_to_io_weight(10), 1);
         assert_eq!(blkio_weight_to_io_weight(500), 4950);
         assert_eq!(blkio_weight_to_io_weight(1000), 10_000);
-        assert_eq!(
-            blkio_weight_to_io_weight(5),
-            1,
-            "below range clamps, no underflow"
-        );
+        assert_eq!(blkio_weight_to_io_weight(5), 1, "below range clamps, no underflow");
     }
 
     #[test]
@@ -216,10 +200,7 @@ mod tests {
         assert_eq!(memory_swap_to_v2(100, 100).unwrap(), 0);
         for (swap, limit) in [(100, 0), (100, -1), (100, -5), (50, 100)] {
             let err = memory_swap_to_v2(swap, limit).unwrap_err();
-            assert!(
-                matches!(err, CgroupError::MemorySwap { .. }),
-                "{swap} {limit}"
-            );
+            assert!(matches!(err, CgroupError::MemorySwap { .. }), "{swap} {limit}");
         }
     }
 
@@ -244,14 +225,8 @@ mod tests {
         assert_eq!(rule(None, None, None, None).unwrap(), "a *:* rwm");
         let c = Some(LinuxDeviceType::C);
         assert_eq!(rule(c, Some(1), Some(3), Some("rw")).unwrap(), "c 1:3 rw");
-        assert_eq!(
-            rule(c, Some(136), None, Some("rwm")).unwrap(),
-            "c 136:* rwm"
-        );
-        assert_eq!(
-            rule(c, Some(136), Some(-1), Some("r")).unwrap(),
-            "c 136:* r"
-        );
+        assert_eq!(rule(c, Some(136), None, Some("rwm")).unwrap(), "c 136:* rwm");
+        assert_eq!(rule(c, Some(136), Some(-1), Some("r")).unwrap(), "c 136:* r");
         let b = Some(LinuxDeviceType::B);
         assert_eq!(rule(b, Some(8), Some(0), Some("m")).unwrap(), "b 8:0 m");
         let u = Some(LinuxDeviceType::U);

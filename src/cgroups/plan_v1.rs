@@ -18,11 +18,7 @@ pub struct V1Probe {
 
 /// Build the v1 writes for `res`, in order. `mode` is the host's mode, only for the error
 /// refusing `unified`.
-pub fn build_v1_plan(
-    res: &LinuxResources,
-    probe: &V1Probe,
-    mode: CgroupMode,
-) -> Result<Vec<CgroupWrite>, CgroupError> {
+pub fn build_v1_plan(res: &LinuxResources, probe: &V1Probe, mode: CgroupMode) -> Result<Vec<CgroupWrite>, CgroupError> {
     // Refused like runc: these are v2 file names and silently dropping limits is worse.
     if res.unified().as_ref().is_some_and(|u| !u.is_empty()) {
         return Err(CgroupError::UnifiedOnV1 { mode });
@@ -52,11 +48,7 @@ pub fn build_v1_plan(
     Ok(plan)
 }
 
-fn plan_memory(
-    mem: &LinuxMemory,
-    probe: &V1Probe,
-    plan: &mut Vec<CgroupWrite>,
-) -> Result<(), CgroupError> {
+fn plan_memory(mem: &LinuxMemory, probe: &V1Probe, plan: &mut Vec<CgroupWrite>) -> Result<(), CgroupError> {
     let limit = mem.limit().unwrap_or(0);
     let mut swap = mem.swap().unwrap_or(0);
     // "Unlimited memory" must lift the memsw limit too, or an old memsw below the new memory
@@ -72,13 +64,11 @@ fn plan_memory(
         });
     }
     let memory = (limit != 0).then(|| CgroupWrite::new("memory", "memory.limit_in_bytes", limit));
-    let memsw =
-        (swap != 0).then(|| CgroupWrite::new("memory", "memory.memsw.limit_in_bytes", swap));
+    let memsw = (swap != 0).then(|| CgroupWrite::new("memory", "memory.memsw.limit_in_bytes", swap));
     // The kernel keeps memory <= memsw at every step: when memsw grows past the current memory
     // limit (or becomes unlimited) it has to be raised first; otherwise memory goes first.
-    let memsw_first = limit != 0
-        && swap != 0
-        && (swap == -1 || probe.memory_limit.is_some_and(|cur| cur < swap as u64));
+    let memsw_first =
+        limit != 0 && swap != 0 && (swap == -1 || probe.memory_limit.is_some_and(|cur| cur < swap as u64));
     if memsw_first {
         plan.extend(memsw.into_iter().chain(memory));
     } else {
@@ -152,22 +142,10 @@ fn plan_blkio(blkio: &LinuxBlockIo, probe: &V1Probe, plan: &mut Vec<CgroupWrite>
         }
     }
     let throttles = [
-        (
-            "blkio.throttle.read_bps_device",
-            blkio.throttle_read_bps_device(),
-        ),
-        (
-            "blkio.throttle.write_bps_device",
-            blkio.throttle_write_bps_device(),
-        ),
-        (
-            "blkio.throttle.read_iops_device",
-            blkio.throttle_read_iops_device(),
-        ),
-        (
-            "blkio.throttle.write_iops_device",
-            blkio.throttle_write_iops_device(),
-        ),
+        ("blkio.throttle.read_bps_device", blkio.throttle_read_bps_device()),
+        ("blkio.throttle.write_bps_device", blkio.throttle_write_bps_device()),
+        ("blkio.throttle.read_iops_device", blkio.throttle_read_iops_device()),
+        ("blkio.throttle.write_iops_device", blkio.throttle_write_iops_device()),
     ];
     for (file, devs) in throttles {
         for dev in devs.iter().flatten() {
@@ -184,11 +162,7 @@ fn plan_blkio(blkio: &LinuxBlockIo, probe: &V1Probe, plan: &mut Vec<CgroupWrite>
 fn plan_devices(res: &LinuxResources, plan: &mut Vec<CgroupWrite>) -> Result<(), CgroupError> {
     plan.push(CgroupWrite::new("devices", "devices.deny", "a"));
     for rule in res.devices().iter().flatten() {
-        let file = if rule.allow() {
-            "devices.allow"
-        } else {
-            "devices.deny"
-        };
+        let file = if rule.allow() { "devices.allow" } else { "devices.deny" };
         plan.push(CgroupWrite::new("devices", file, device_rule(rule)?));
     }
     for rule in default_device_rules() {
@@ -201,9 +175,8 @@ fn plan_devices(res: &LinuxResources, plan: &mut Vec<CgroupWrite>) -> Result<(),
 mod tests {
     use super::*;
     use oci_spec::runtime::{
-        LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType,
-        LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder, LinuxThrottleDeviceBuilder,
-        LinuxWeightDeviceBuilder,
+        LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder,
+        LinuxPidsBuilder, LinuxResourcesBuilder, LinuxThrottleDeviceBuilder, LinuxWeightDeviceBuilder,
     };
     use std::collections::HashMap;
 
@@ -268,9 +241,7 @@ mod tests {
             memory_limit: Some(64 << 20),
             ..FRESH
         };
-        let res = mem(LinuxMemoryBuilder::default()
-            .limit(256 << 20)
-            .swap(512 << 20));
+        let res = mem(LinuxMemoryBuilder::default().limit(256 << 20).swap(512 << 20));
         assert_eq!(
             plan(res, &probe),
             [
@@ -290,14 +261,8 @@ mod tests {
                 t("memory", "memory.limit_in_bytes", "-1"),
             ]
         );
-        let no_memsw = V1Probe {
-            memsw: false,
-            ..FRESH
-        };
-        assert_eq!(
-            plan(res(), &no_memsw),
-            [t("memory", "memory.limit_in_bytes", "-1")]
-        );
+        let no_memsw = V1Probe { memsw: false, ..FRESH };
+        assert_eq!(plan(res(), &no_memsw), [t("memory", "memory.limit_in_bytes", "-1")]);
     }
 
     #[test]
@@ -390,10 +355,7 @@ mod tests {
                 .throttle_write_iops_device(vec![thr])
                 .build()
                 .unwrap();
-            LinuxResourcesBuilder::default()
-                .block_io(b)
-                .build()
-                .unwrap()
+            LinuxResourcesBuilder::default().block_io(b).build().unwrap()
         };
         assert_eq!(
             plan(blkio(), &FRESH),

@@ -2,9 +2,7 @@
 
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 
-use super::plan::{
-    blkio_weight_to_io_weight, cpu_shares_to_weight, limit_str, memory_swap_to_v2, CgroupWrite,
-};
+use super::plan::{blkio_weight_to_io_weight, cpu_shares_to_weight, limit_str, memory_swap_to_v2, CgroupWrite};
 use super::CgroupError;
 
 /// Host facts the v2 plan depends on, probed in the container's directory before planning.
@@ -15,10 +13,7 @@ pub struct V2Probe {
 }
 
 /// Build the v2 writes for `res`, in order; the `unified` map comes last so it overrides.
-pub fn build_v2_plan(
-    res: &LinuxResources,
-    probe: &V2Probe,
-) -> Result<Vec<CgroupWrite>, CgroupError> {
+pub fn build_v2_plan(res: &LinuxResources, probe: &V2Probe) -> Result<Vec<CgroupWrite>, CgroupError> {
     let mut plan = Vec::new();
     if let Some(mem) = res.memory() {
         plan_memory(mem, &mut plan)?;
@@ -65,11 +60,7 @@ fn plan_memory(mem: &LinuxMemory, plan: &mut Vec<CgroupWrite>) -> Result<(), Cgr
         // Without swap accounting the file is missing; "max" and "0" then ask for what the
         // kernel already does, so runc ignores the missing file for exactly those two values.
         let w = CgroupWrite::new("memory", "memory.swap.max", &v);
-        plan.push(if v == "max" || v == "0" {
-            w.optional()
-        } else {
-            w
-        });
+        plan.push(if v == "max" || v == "0" { w.optional() } else { w });
     }
     if let Some(v) = limit_str(limit) {
         plan.push(CgroupWrite::new("memory", "memory.max", v));
@@ -134,11 +125,7 @@ fn plan_io(blkio: &LinuxBlockIo, probe: &V2Probe, plan: &mut Vec<CgroupWrite>) {
             blkio_weight_to_io_weight(w)
         }
     };
-    let file = if probe.io_bfq {
-        "io.bfq.weight"
-    } else {
-        "io.weight"
-    };
+    let file = if probe.io_bfq { "io.bfq.weight" } else { "io.weight" };
     if let Some(w) = blkio.weight().filter(|w| *w != 0) {
         plan.push(CgroupWrite::new("io", file, weight(w)));
     }
@@ -177,9 +164,7 @@ fn plan_unified(res: &LinuxResources, plan: &mut Vec<CgroupWrite>) -> Result<(),
         };
         // The key is joined onto the container's directory: it must name a file right there.
         if key.contains('/') || key.starts_with('.') || key.contains('\0') {
-            return Err(invalid(
-                "must be a plain file name in the container's cgroup",
-            ));
+            return Err(invalid("must be a plain file name in the container's cgroup"));
         }
         let Some((controller, rest)) = key.split_once('.') else {
             return Err(invalid("expected <controller>.<file>, like memory.high"));
@@ -196,9 +181,8 @@ fn plan_unified(res: &LinuxResources, plan: &mut Vec<CgroupWrite>) -> Result<(),
 mod tests {
     use super::*;
     use oci_spec::runtime::{
-        LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder,
-        LinuxPidsBuilder, LinuxResourcesBuilder, LinuxThrottleDeviceBuilder,
-        LinuxWeightDeviceBuilder,
+        LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxPidsBuilder,
+        LinuxResourcesBuilder, LinuxThrottleDeviceBuilder, LinuxWeightDeviceBuilder,
     };
     use std::collections::HashMap;
 
@@ -228,14 +212,8 @@ mod tests {
     #[test]
     fn empty_resources_empty_plan_and_devices_skipped() {
         assert!(plan(LinuxResources::default(), &V2Probe::default()).is_empty());
-        let dev = LinuxDeviceCgroupBuilder::default()
-            .allow(false)
-            .build()
-            .unwrap();
-        let res = LinuxResourcesBuilder::default()
-            .devices(vec![dev])
-            .build()
-            .unwrap();
+        let dev = LinuxDeviceCgroupBuilder::default().allow(false).build().unwrap();
+        let res = LinuxResourcesBuilder::default().devices(vec![dev]).build().unwrap();
         assert!(plan(res, &V2Probe::default()).is_empty());
     }
 
@@ -338,19 +316,13 @@ mod tests {
         let p = V2Probe::default();
         assert_eq!(plan(res(Some(20_000), None), &p), [t("cpu.max", "20000")]);
         assert_eq!(plan(res(Some(-1), None), &p), [t("cpu.max", "max")]);
-        assert_eq!(
-            plan(res(None, Some(50_000)), &p),
-            [t("cpu.max", "max 50000")]
-        );
+        assert_eq!(plan(res(None, Some(50_000)), &p), [t("cpu.max", "max 50000")]);
         assert!(plan(res(None, None), &p).is_empty());
     }
 
     #[test]
     fn realtime_refused() {
-        let cpu = LinuxCpuBuilder::default()
-            .realtime_runtime(1000i64)
-            .build()
-            .unwrap();
+        let cpu = LinuxCpuBuilder::default().realtime_runtime(1000i64).build().unwrap();
         let res = LinuxResourcesBuilder::default().cpu(cpu).build().unwrap();
         let err = build_v2_plan(&res, &V2Probe::default()).unwrap_err();
         assert!(matches!(err, CgroupError::RealtimeOnV2 { .. }), "{err}");
@@ -394,10 +366,7 @@ mod tests {
                 .throttle_write_iops_device(vec![thr])
                 .build()
                 .unwrap();
-            LinuxResourcesBuilder::default()
-                .block_io(b)
-                .build()
-                .unwrap()
+            LinuxResourcesBuilder::default().block_io(b).build().unwrap()
         };
         assert_eq!(
             plan(res(), &V2Probe::default()),
@@ -426,40 +395,23 @@ mod tests {
             .build()
             .unwrap();
         let w = build_v2_plan(&res, &V2Probe::default()).unwrap();
-        let files: Vec<_> = w
-            .iter()
-            .map(|w| (w.controller.as_str(), w.file.as_str()))
-            .collect();
+        let files: Vec<_> = w.iter().map(|w| (w.controller.as_str(), w.file.as_str())).collect();
         assert_eq!(
             files,
-            [
-                ("pids", "pids.max"),
-                ("memory", "memory.high"),
-                ("pids", "pids.max")
-            ]
+            [("pids", "pids.max"), ("memory", "memory.high"), ("pids", "pids.max")]
         );
         assert_eq!(w[2].value, "7", "unified overrides the typed field");
     }
 
     #[test]
     fn unified_bad_keys() {
-        for key in [
-            "../memory.max",
-            "a/memory.max",
-            ".hidden",
-            "nodot",
-            ".max",
-            "memory.",
-        ] {
+        for key in ["../memory.max", "a/memory.max", ".hidden", "nodot", ".max", "memory."] {
             let res = LinuxResourcesBuilder::default()
                 .unified(HashMap::from([(key.to_string(), "1".to_string())]))
                 .build()
                 .unwrap();
             let err = build_v2_plan(&res, &V2Probe::default()).unwrap_err();
-            assert!(
-                matches!(err, CgroupError::UnifiedKey { .. }),
-                "{key}: {err}"
-            );
+            assert!(matches!(err, CgroupError::UnifiedKey { .. }), "{key}: {err}");
         }
     }
 }

@@ -6,8 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    LinuxBlockIoBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources,
-    LinuxResourcesBuilder,
+    LinuxBlockIoBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
 };
 
 use super::mountinfo::fixtures::{HYBRID_COMOUNTED, HYBRID_THIS_MACHINE, PURE_V2};
@@ -39,10 +38,7 @@ fn hybrid_state_and_round_trip() {
     assert_eq!(st.path, "/ctr");
     assert_eq!(st.v1.len(), 9);
     assert_eq!(st.v1["memory"], tmp.path().join("sys/fs/cgroup/memory/ctr"));
-    assert_eq!(
-        st.v1["name=systemd"],
-        tmp.path().join("sys/fs/cgroup/systemd/ctr")
-    );
+    assert_eq!(st.v1["name=systemd"], tmp.path().join("sys/fs/cgroup/systemd/ctr"));
     assert_eq!(st.v2, Some(tmp.path().join("sys/fs/cgroup/unified/ctr")));
     let json = serde_json::to_string(&st).unwrap();
     assert!(json.contains("\"mode\":\"hybrid\""), "{json}");
@@ -61,10 +57,7 @@ fn cgroups_path_forms() {
     };
     let root = tmp.path().join("sys/fs/cgroup");
     assert_eq!(dir(None), root.join("ctr"));
-    assert_eq!(
-        dir(Some("/kubepods/pod1/ctr")),
-        root.join("kubepods/pod1/ctr")
-    );
+    assert_eq!(dir(Some("/kubepods/pod1/ctr")), root.join("kubepods/pod1/ctr"));
     assert_eq!(dir(Some("machine/ctr")), root.join("machine/ctr"));
     assert_eq!(dir(Some("/../../../etc")), root.join("etc"));
 }
@@ -72,22 +65,11 @@ fn cgroups_path_forms() {
 #[test]
 fn systemd_needs_systemd() {
     let tmp = tempfile::tempdir().unwrap();
-    let open = || {
-        Manager::open(
-            tmp.path(),
-            PURE_V2,
-            Some("system.slice:crio:abc"),
-            "abc",
-            true,
-        )
-    };
+    let open = || Manager::open(tmp.path(), PURE_V2, Some("system.slice:crio:abc"), "abc", true);
     let err = open().unwrap_err();
     assert!(matches!(err, CgroupError::SystemdNotRunning { .. }));
     let msg = err.to_string();
-    assert!(
-        msg.contains("--systemd-cgroup") && msg.contains("systemd"),
-        "{msg}"
-    );
+    assert!(msg.contains("--systemd-cgroup") && msg.contains("systemd"), "{msg}");
 
     fs::create_dir_all(tmp.path().join("run/systemd/system")).unwrap();
     let m = open().unwrap();
@@ -163,10 +145,7 @@ fn create_v1_copies_cpuset_down_every_level() {
     }
     assert_eq!(read(&cg.join("cpuset/parent/cpuset.cpus")).trim(), "0-3");
     assert_eq!(read(&cg.join("cpuset/parent/ctr/cpuset.mems")).trim(), "0");
-    assert!(
-        m.open_v2_dir().unwrap().is_none(),
-        "no CLONE_INTO_CGROUP on hybrid"
-    );
+    assert!(m.open_v2_dir().unwrap().is_none(), "no CLONE_INTO_CGROUP on hybrid");
 }
 
 #[test]
@@ -235,14 +214,8 @@ fn apply_v2_writes_and_names_missing_controller() {
     assert_eq!(read(&dir.join("memory.swap.max")), "1048576");
     assert!(read(&dir.join("pids.max")).starts_with('7'));
 
-    let io = LinuxBlockIoBuilder::default()
-        .weight(100u16)
-        .build()
-        .unwrap();
-    let res = LinuxResourcesBuilder::default()
-        .block_io(io)
-        .build()
-        .unwrap();
+    let io = LinuxBlockIoBuilder::default().weight(100u16).build().unwrap();
+    let res = LinuxResourcesBuilder::default().block_io(io).build().unwrap();
     let err = m.apply_resources(&res).unwrap_err();
     assert!(
         matches!(&err, CgroupError::ControllerUnavailable { controller, .. } if controller == "io"),
@@ -282,11 +255,7 @@ fn fake_v1(tmp: &Path) -> PathBuf {
     ] {
         touch(&cg.join(f), "");
     }
-    fs::write(
-        cg.join("memory/ctr/memory.limit_in_bytes"),
-        "9223372036854771712\n",
-    )
-    .unwrap();
+    fs::write(cg.join("memory/ctr/memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
     cg
 }
 
@@ -295,11 +264,7 @@ fn apply_v1_writes_to_each_hierarchy() {
     let tmp = tempfile::tempdir().unwrap();
     let cg = fake_v1(tmp.path());
     let m = Manager::with_root(tmp.path(), HYBRID_THIS_MACHINE, None, "ctr").unwrap();
-    let mem = LinuxMemoryBuilder::default()
-        .limit(64 << 20)
-        .swap(-1)
-        .build()
-        .unwrap();
+    let mem = LinuxMemoryBuilder::default().limit(64 << 20).swap(-1).build().unwrap();
     let res = LinuxResourcesBuilder::default()
         .memory(mem)
         .pids(LinuxPidsBuilder::default().limit(10).build().unwrap())
@@ -323,10 +288,7 @@ fn apply_v1_refuses_unified_and_names_missing_hierarchy() {
         .build()
         .unwrap();
     let err = m.apply_resources(&res).unwrap_err();
-    assert!(
-        err.to_string().contains("only supported on cgroup v2"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("only supported on cgroup v2"), "{err}");
 
     let only_memory = "1 0 0:1 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
     let m = Manager::with_root(tmp.path(), only_memory, None, "ctr").unwrap();
@@ -377,10 +339,7 @@ fn freeze_through_manager_uses_v1_freezer_on_hybrid() {
     assert!(!m.is_frozen().unwrap());
     let no_freezer = "1 0 0:1 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
     let m = Manager::with_root(tmp.path(), no_freezer, None, "ctr").unwrap();
-    assert!(matches!(
-        m.freeze(),
-        Err(CgroupError::MissingController { .. })
-    ));
+    assert!(matches!(m.freeze(), Err(CgroupError::MissingController { .. })));
 }
 
 #[test]
@@ -408,8 +367,7 @@ fn destroy_refuses_a_state_that_points_elsewhere() {
     let err = Manager::from_state(&st).destroy().unwrap_err();
     assert!(matches!(err, CgroupError::UnsafeState { .. }), "{err}");
     let mut st = m.state();
-    st.v1
-        .insert("memory".into(), tmp.path().join("sys/fs/cgroup/memory"));
+    st.v1.insert("memory".into(), tmp.path().join("sys/fs/cgroup/memory"));
     let err = Manager::from_state(&st).destroy().unwrap_err();
     assert!(matches!(err, CgroupError::UnsafeState { .. }), "{err}");
     let mut st = m.state();

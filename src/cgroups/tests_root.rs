@@ -67,12 +67,8 @@ fn real_cgroup_lifecycle() {
     }
 
     // One child in the container's cgroup, one in a sub-cgroup of the first hierarchy.
-    guard
-        .children
-        .push(Command::new("sleep").arg("1000").spawn().unwrap());
-    guard
-        .children
-        .push(Command::new("sleep").arg("1000").spawn().unwrap());
+    guard.children.push(Command::new("sleep").arg("1000").spawn().unwrap());
+    guard.children.push(Command::new("sleep").arg("1000").spawn().unwrap());
     let pid1 = guard.children[0].id() as i32;
     let pid2 = guard.children[1].id() as i32;
     mgr.add_task(pid1).unwrap();
@@ -101,12 +97,7 @@ fn real_cgroup_lifecycle() {
 
     let res = LinuxResourcesBuilder::default()
         .pids(LinuxPidsBuilder::default().limit(10).build().unwrap())
-        .memory(
-            LinuxMemoryBuilder::default()
-                .limit(64 << 20)
-                .build()
-                .unwrap(),
-        )
+        .memory(LinuxMemoryBuilder::default().limit(64 << 20).build().unwrap())
         .build()
         .unwrap();
     mgr.apply_resources(&res).unwrap();
@@ -117,19 +108,10 @@ fn real_cgroup_lifecycle() {
     } else {
         assert_eq!(read_value(mgr.v1_dir("pids").unwrap(), "pids.max"), "10");
         let mem = mgr.v1_dir("memory").unwrap();
-        assert_eq!(
-            read_value(mem, "memory.limit_in_bytes"),
-            (64u64 << 20).to_string()
-        );
+        assert_eq!(read_value(mem, "memory.limit_in_bytes"), (64u64 << 20).to_string());
         let devices = read_value(mgr.v1_dir("devices").unwrap(), "devices.list");
-        assert!(
-            devices.contains("c 1:3 rwm"),
-            "default rules applied: {devices}"
-        );
-        assert!(
-            !devices.contains("a *:* rwm"),
-            "deny-all applied: {devices}"
-        );
+        assert!(devices.contains("c 1:3 rwm"), "default rules applied: {devices}");
+        assert!(!devices.contains("a *:* rwm"), "deny-all applied: {devices}");
     }
 
     // destroy with live tasks fails (EBUSY, retried, reported) and leaves them in place.

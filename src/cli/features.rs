@@ -79,21 +79,13 @@ mod tests {
     fn document_has_the_fields_engines_read() {
         let d = document();
         assert_eq!(d["ociVersionMin"], "1.0.0");
-        assert!(d["linux"]["namespaces"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|n| n == "user"));
+        assert!(d["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n == "user"));
         assert!(d["linux"]["capabilities"]
             .as_array()
             .unwrap()
             .iter()
             .any(|c| c == "CAP_SYS_ADMIN"));
         assert!(d["annotations"][INIT_PID_ANNOTATION].is_string());
-        assert!(d["mountOptions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|o| o == "rbind"));
+        assert!(d["mountOptions"].as_array().unwrap().iter().any(|o| o == "rbind"));
     }
 }

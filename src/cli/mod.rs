@@ -12,13 +12,7 @@ use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 use crate::container::{self, create::CreateOpts, ops, Error, Global};
 use crate::logging;
 
-pub const VERSION_TEXT: &str = concat!(
-    "amber version ",
-    env!("CARGO_PKG_VERSION"),
-    "\nspec: ",
-    "1.2.0",
-    "\n"
-);
+pub const VERSION_TEXT: &str = concat!("amber version ", env!("CARGO_PKG_VERSION"), "\nspec: ", "1.2.0", "\n");
 
 #[derive(Parser, Debug)]
 #[command(
@@ -142,7 +136,8 @@ enum Command {
     Resume { id: String },
     /// List the processes in a container
     Ps {
-        #[arg(short = 'f', long = "format", default_value = "table", value_parser = ["table", "json"])]
+        /// table, json (pids), or nspid (each process's pid vector relative to the container)
+        #[arg(short = 'f', long = "format", default_value = "table", value_parser = ["table", "json", "nspid"])]
         format: String,
         id: String,
         /// Options passed to ps(1) for the table format
@@ -412,11 +407,7 @@ fn dispatch(g: &Global, command: Command) -> Result<i32, Error> {
         }
         Command::Pause { id } => ops::pause(g, &id).map(|_| 0),
         Command::Resume { id } => ops::resume(g, &id).map(|_| 0),
-        Command::Ps {
-            format,
-            id,
-            ps_args,
-        } => ops::ps(g, &id, &format, &ps_args),
+        Command::Ps { format, id, ps_args } => ops::ps(g, &id, &format, &ps_args),
         Command::Exec {
             console_socket,
             cwd,
@@ -501,8 +492,7 @@ fn dispatch(g: &Global, command: Command) -> Result<i32, Error> {
             let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
             let mut out = Vec::new();
             let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-            serde::Serialize::serialize(&features::document(), &mut ser)
-                .expect("a JSON value always serialises");
+            serde::Serialize::serialize(&features::document(), &mut ser).expect("a JSON value always serialises");
             println!("{}", String::from_utf8_lossy(&out));
             Ok(0)
         }
@@ -517,11 +507,7 @@ pub fn features_seccomp() -> serde_json::Value {
 
 /// `list`: runc's tabwriter table, `-q` ids, or a JSON array (`null` when empty, as Go encodes a
 /// nil slice).
-fn list_output(
-    items: &[(container::state::State, container::state::Status)],
-    format: &str,
-    quiet: bool,
-) -> String {
+fn list_output(items: &[(container::state::State, container::state::Status)], format: &str, quiet: bool) -> String {
     if quiet {
         return items.iter().map(|(s, _)| format!("{}\n", s.id)).collect();
     }
@@ -600,13 +586,8 @@ mod tests {
 
     #[test]
     fn single_dash_long_flags_become_double() {
-        let out = normalize(v(&[
-            "amber", "-root", "/x", "run", "-bundle", "/b", "-d", "id",
-        ]));
-        assert_eq!(
-            out,
-            v(&["amber", "--root", "/x", "run", "--bundle", "/b", "-d", "id"])
-        );
+        let out = normalize(v(&["amber", "-root", "/x", "run", "-bundle", "/b", "-d", "id"]));
+        assert_eq!(out, v(&["amber", "--root", "/x", "run", "--bundle", "/b", "-d", "id"]));
         // unknown names and anything after -- are untouched
         assert_eq!(
             normalize(v(&["amber", "-la", "--", "-bundle"])),
@@ -638,10 +619,7 @@ mod tests {
         }
         // A repeated boolean is accepted.
         assert!(Cli::try_parse_from(v(&["amber", "delete", "--force", "--force", "x"])).is_ok());
-        assert!(
-            Cli::try_parse_from(normalize(v(&["amber", "run", "-no-subreaper", "-d", "x"])))
-                .is_ok()
-        );
+        assert!(Cli::try_parse_from(normalize(v(&["amber", "run", "-no-subreaper", "-d", "x"]))).is_ok());
     }
 
     #[test]
@@ -659,10 +637,7 @@ mod tests {
 
     #[test]
     fn tabwriter_matches_go() {
-        let rows = vec![
-            v(&["ID", "PID", "OWNER"]),
-            v(&["a-long-container-id", "1", "root"]),
-        ];
+        let rows = vec![v(&["ID", "PID", "OWNER"]), v(&["a-long-container-id", "1", "root"])];
         let out = tabwrite(&rows, 12, 3);
         // Checked against runc 1.1.5's `list` with the same id.
         assert_eq!(

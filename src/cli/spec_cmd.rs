@@ -105,8 +105,7 @@ pub fn write(bundle: &Path, rootless: bool) -> Result<(), Error> {
     let mut out = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"\t");
     let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-    serde::Serialize::serialize(&template(rootless), &mut ser)
-        .expect("a JSON value always serialises");
+    serde::Serialize::serialize(&template(rootless), &mut ser).expect("a JSON value always serialises");
     std::fs::write(&path, out).map_err(|e| Error::io("writing spec", &path, e))
 }
 

@@ -57,10 +57,7 @@ impl Drop for Undo<'_> {
         if let Some(cg) = self.cgroup {
             if let Ok(pids) = cg.pids() {
                 for p in pids {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(p),
-                        nix::sys::signal::SIGKILL,
-                    );
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::SIGKILL);
                 }
             }
             let _ = cg.destroy();
@@ -76,12 +73,7 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
     let bundle = absolute(&opts.bundle)?;
     let spec = crate::spec::load_bundle(&bundle)?;
     let rootfs = resolve_rootfs(&spec, &bundle)?;
-    let annotations = spec
-        .annotations()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    let annotations = spec.annotations().clone().unwrap_or_default().into_iter().collect();
     let set_tid = init_pids(opts, &spec)?;
     let linux = spec.linux().clone().unwrap_or_default();
     let cgroups = Manager::new(
@@ -90,6 +82,15 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
         g.systemd_cgroup,
     )?;
 
+    let ns = namespaces(&spec)?;
+    let new_pid_ns = ns.new_flags & sys::CLONE_NEWPID != 0;
+    // Refuse pids the kernel would refuse before anything is made (naming level and pid).
+    let set_tid = full_set_tid(&set_tid, new_pid_ns);
+    if !set_tid.is_empty() {
+        let levels = spawn::tid::levels_for_child(new_pid_ns);
+        spawn::check_set_tid(&set_tid, new_pid_ns, &levels).map_err(spawn::SpawnError::from)?;
+    }
+
     let dir = StateDir::create(&g.root, &opts.id)?;
     let mut undo = Undo {
         dir: Some(dir),
@@ -97,11 +98,7 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
         pidfd: None,
         pid: 0,
     };
-    let dir_path = undo
-        .dir
-        .as_ref()
-        .map(|d| d.path.clone())
-        .unwrap_or_default();
+    let dir_path = undo.dir.as_ref().map(|d| d.path.clone()).unwrap_or_default();
 
     cgroups.create()?;
     undo.cgroup = Some(&cgroups);
@@ -110,28 +107,16 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
     }
     let fifo = make_exec_fifo(&dir_path)?;
     let console = match &opts.console_socket {
-        Some(p) => Some(
-            UnixStream::connect(p).map_err(|e| Error::io("connecting to console socket", p, e))?,
-        ),
+        Some(p) => Some(UnixStream::connect(p).map_err(|e| Error::io("connecting to console socket", p, e))?),
         None => None,
     };
-    let ns = namespaces(&spec)?;
-    let new_pid_ns = ns.new_flags & sys::CLONE_NEWPID != 0;
     let cgroup_fd = cgroups.open_v2_dir()?;
     let plan = SpawnPlan {
         new_namespaces: ns.new_flags,
-        set_tid: full_set_tid(&set_tid, new_pid_ns),
+        set_tid,
         cgroup_fd: cgroup_fd.as_ref().map(|f| f.as_raw_fd()),
         joins: ns.joins,
     };
-    if !plan.set_tid.is_empty() {
-        spawn::check_set_tid(
-            &plan.set_tid,
-            new_pid_ns,
-            &spawn::tid::levels_for_child(new_pid_ns),
-        )
-        .map_err(spawn::SpawnError::from)?;
-    }
     let (parent_ch, child_ch) = channel::pair()?;
     let hook_state = HookState {
         oci_version: OCI_VERSION.into(),
@@ -139,12 +124,7 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
         status: "creating".into(),
         pid: None,
         bundle: bundle.clone(),
-        annotations: spec
-            .annotations()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
+        annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
     };
     let cgroup_mounts = CgroupMounts {
         v2: cgroups.is_v2(),
@@ -185,11 +165,7 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
                 let h = spec.hooks().clone().unwrap_or_default();
                 #[allow(deprecated)]
                 hooks::run_all("prestart", h.prestart().as_deref().unwrap_or(&[]), &st)?;
-                hooks::run_all(
-                    "createRuntime",
-                    h.create_runtime().as_deref().unwrap_or(&[]),
-                    &st,
-                )?;
+                hooks::run_all("createRuntime", h.create_runtime().as_deref().unwrap_or(&[]), &st)?;
                 parent_ch.send(&ToChild::Resume)?;
             }
             FromChild::Ready => break,
@@ -216,25 +192,15 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
         poststart: h.poststart().clone().unwrap_or_default(),
         poststop: h.poststop().clone().unwrap_or_default(),
     };
-    let dir = undo
-        .dir
-        .as_ref()
-        .expect("state dir is set until create succeeds");
+    let dir = undo.dir.as_ref().expect("state dir is set until create succeeds");
     dir.save(&st)?;
     if let Some(p) = &opts.pid_file {
         state::write_pid_file(p, pid)?;
     }
     let pidfd = undo.pidfd.take().expect("pidfd is set after spawn");
-    let dir = undo
-        .dir
-        .take()
-        .expect("state dir is set until create succeeds");
+    let dir = undo.dir.take().expect("state dir is set until create succeeds");
     undo.cgroup = None;
-    Ok(Created {
-        dir,
-        state: st,
-        pidfd,
-    })
+    Ok(Created { dir, state: st, pidfd })
 }
 
 fn absolute(p: &Path) -> Result<PathBuf, Error> {
@@ -248,8 +214,7 @@ fn resolve_rootfs(spec: &Spec, bundle: &Path) -> Result<PathBuf, Error> {
         .map(|r| r.path().clone())
         .unwrap_or_else(|| PathBuf::from("rootfs"));
     let full = bundle.join(root);
-    let canon =
-        std::fs::canonicalize(&full).map_err(|e| Error::io("resolving rootfs", &full, e))?;
+    let canon = std::fs::canonicalize(&full).map_err(|e| Error::io("resolving rootfs", &full, e))?;
     if !canon.is_dir() {
         return Err(Error::io(
             "resolving rootfs",
@@ -264,11 +229,7 @@ fn init_pids(opts: &CreateOpts, spec: &Spec) -> Result<Vec<i32>, Error> {
     if !opts.init_pid.is_empty() {
         return Ok(opts.init_pid.clone());
     }
-    match spec
-        .annotations()
-        .as_ref()
-        .and_then(|a| a.get(INIT_PID_ANNOTATION))
-    {
+    match spec.annotations().as_ref().and_then(|a| a.get(INIT_PID_ANNOTATION)) {
         Some(v) => spawn::tid::parse_init_pids(v).map_err(Error::InitPid),
         None => Ok(Vec::new()),
     }
@@ -371,11 +332,7 @@ fn write_id_maps(spec: &Spec, pid: i32) -> Result<(), Error> {
         .map(|m| (m.container_id(), m.host_id(), m.size()))
         .collect());
     let write = |file: &'static str, text: &str| {
-        std::fs::write(format!("/proc/{pid}/{file}"), text).map_err(|source| Error::IdMap {
-            pid,
-            file,
-            source,
-        })
+        std::fs::write(format!("/proc/{pid}/{file}"), text).map_err(|source| Error::IdMap { pid, file, source })
     };
     if !uid.is_empty() {
         write("uid_map", &uid)?;

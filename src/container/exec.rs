@@ -57,9 +57,7 @@ pub fn exec(g: &Global, opts: &ExecOpts) -> Result<i32, Error> {
     let st = dir.load()?;
     match st.status(&dir.path) {
         Status::Stopped => return Err(Error::Status(StatusError::ExecStopped)),
-        Status::Paused if !opts.ignore_paused => {
-            return Err(Error::Status(StatusError::ExecPaused))
-        }
+        Status::Paused if !opts.ignore_paused => return Err(Error::Status(StatusError::ExecPaused)),
         _ => {}
     }
     let config = crate::spec::load_bundle(&st.bundle)?;
@@ -76,9 +74,7 @@ pub fn exec(g: &Global, opts: &ExecOpts) -> Result<i32, Error> {
     let cgroups = Manager::from_state(&st.cgroup);
     let cgroup_fd = cgroups.open_v2_dir()?;
     let console = match &opts.console_socket {
-        Some(p) => Some(
-            UnixStream::connect(p).map_err(|e| Error::io("connecting to console socket", p, e))?,
-        ),
+        Some(p) => Some(UnixStream::connect(p).map_err(|e| Error::io("connecting to console socket", p, e))?),
         None => None,
     };
     let joins = if flags == 0 {
@@ -107,8 +103,7 @@ pub fn exec(g: &Global, opts: &ExecOpts) -> Result<i32, Error> {
         preserve_fds: opts.preserve_fds,
         console,
     };
-    let spawned =
-        spawn::spawn(&plan, move || init::exec_process(ctx)).map_err(|e| exec_failed(e.into()))?;
+    let spawned = spawn::spawn(&plan, move || init::exec_process(ctx)).map_err(|e| exec_failed(e.into()))?;
     let kill = |spawned: &spawn::Spawned| {
         let _ = crate::sys::pidfd_send_signal(spawned.pidfd.as_fd(), libc::SIGKILL);
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(spawned.pid), None);
@@ -158,10 +153,7 @@ fn exec_failed(e: Error) -> Error {
 fn namespaces_to_join(pid: i32) -> Result<u64, Error> {
     let mut flags = 0;
     for (name, flag) in NAMESPACES {
-        let theirs = Path::new("/proc")
-            .join(pid.to_string())
-            .join("ns")
-            .join(name);
+        let theirs = Path::new("/proc").join(pid.to_string()).join("ns").join(name);
         let ours = Path::new("/proc/self/ns").join(name);
         let (Ok(a), Ok(b)) = (std::fs::metadata(&theirs), std::fs::metadata(&ours)) else {
             continue; // a namespace kind this kernel lacks
@@ -250,8 +242,7 @@ fn parse_cap(name: &str) -> Result<Capability, Error> {
     } else {
         format!("CAP_{up}")
     };
-    serde_json::from_value(serde_json::Value::String(full.clone()))
-        .map_err(|_| Error::BadCapability(name.to_string()))
+    serde_json::from_value(serde_json::Value::String(full.clone())).map_err(|_| Error::BadCapability(name.to_string()))
 }
 
 /// `--user uid[:gid]` (numeric, as runc requires for exec).
@@ -302,16 +293,8 @@ mod tests {
         assert_eq!(p.no_new_privileges(), Some(true));
         assert_eq!(p.terminal(), Some(true));
         let caps = p.capabilities().as_ref().unwrap();
-        assert!(caps
-            .effective()
-            .as_ref()
-            .unwrap()
-            .contains(&Capability::NetAdmin));
-        assert!(caps
-            .effective()
-            .as_ref()
-            .unwrap()
-            .contains(&Capability::Kill));
+        assert!(caps.effective().as_ref().unwrap().contains(&Capability::NetAdmin));
+        assert!(caps.effective().as_ref().unwrap().contains(&Capability::Kill));
     }
 
     #[test]
@@ -325,10 +308,7 @@ mod tests {
             user: Some("bob".into()),
             ..Default::default()
         };
-        assert!(matches!(
-            build_process(&config(), &bad_user),
-            Err(Error::BadUser(_))
-        ));
+        assert!(matches!(build_process(&config(), &bad_user), Err(Error::BadUser(_))));
         let bad_cap = ExecOpts {
             args: vec!["sh".into()],
             caps: vec!["CAP_NOPE".into()],

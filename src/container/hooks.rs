@@ -132,10 +132,7 @@ fn run_one(kind: &'static str, hook: &Hook, stdin_json: &[u8]) -> Result<(), Hoo
 
 /// An anonymous file for a hook's output (a pipe could fill up and block the hook).
 fn capture_file() -> std::io::Result<std::fs::File> {
-    let fd = nix::sys::memfd::memfd_create(
-        c"amber-hook-output",
-        nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
-    )
-    .map_err(std::io::Error::from)?;
+    let fd = nix::sys::memfd::memfd_create(c"amber-hook-output", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
+        .map_err(std::io::Error::from)?;
     Ok(std::fs::File::from(fd))
 }

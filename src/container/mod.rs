@@ -42,7 +42,9 @@ pub enum Error {
     NotExist(String),
     #[error("container with id exists: {0}")]
     Exists(String),
-    #[error("invalid container id {0:?}: ids may use letters, digits, '_', '+', '-', '.', and must not be '.' or '..'")]
+    #[error(
+        "invalid container id {0:?}: ids may use letters, digits, '_', '+', '-', '.', and must not be '.' or '..'"
+    )]
     BadId(String),
     #[error("{op} {}: {source}", path.display())]
     Io {
@@ -109,10 +111,7 @@ impl std::fmt::Display for StatusError {
             StatusError::StartStopped => f.write_str("cannot start a container that has stopped"),
             StatusError::StartRunning => f.write_str("cannot start an already running container"),
             StatusError::DeleteNotStopped { id, status } => {
-                write!(
-                    f,
-                    "cannot delete container {id} that is not stopped: {status}"
-                )
+                write!(f, "cannot delete container {id} that is not stopped: {status}")
             }
             StatusError::NotCreated(s) => write!(f, "container is not in created state: {s}"),
             StatusError::NotPaused => f.write_str("container not paused"),

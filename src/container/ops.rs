@@ -43,11 +43,7 @@ pub fn start(g: &Global, id: &str) -> Result<(), Error> {
     }
     release_init(&dir.path, &st)?;
     // Poststart failures are warnings: the container is already running (runtime-spec).
-    if let Err(e) = hooks::run_all(
-        "poststart",
-        &st.poststart,
-        &hook_state(&st, Status::Running),
-    ) {
+    if let Err(e) = hooks::run_all("poststart", &st.poststart, &hook_state(&st, Status::Running)) {
         crate::logging::warn(&e.to_string());
     }
     Ok(())
@@ -71,9 +67,7 @@ fn release_init(dir: &Path, st: &State) -> Result<(), Error> {
                 PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
             ];
             let _ = poll(&mut fds, PollTimeout::from(100u16));
-            fds[1]
-                .revents()
-                .is_some_and(|r| r.contains(PollFlags::POLLIN))
+            fds[1].revents().is_some_and(|r| r.contains(PollFlags::POLLIN))
         };
         let mut buf = [0u8; 1];
         if let Ok(1) = fifo.read(&mut buf) {
@@ -139,12 +133,7 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<(), Error> {
     let st = dir.load()?;
     match st.status(&dir.path) {
         Status::Stopped | Status::Created => {}
-        status if !force => {
-            return Err(Error::Status(StatusError::DeleteNotStopped {
-                id: id.into(),
-                status,
-            }))
-        }
+        status if !force => return Err(Error::Status(StatusError::DeleteNotStopped { id: id.into(), status })),
         _ => {}
     }
     kill_and_wait(&st)?;
@@ -198,9 +187,7 @@ pub fn pause(g: &Global, id: &str) -> Result<(), Error> {
     let dir = StateDir::open(&g.root, id)?;
     let st = dir.load()?;
     match st.status(&dir.path) {
-        Status::Running | Status::Created => Manager::from_state(&st.cgroup)
-            .freeze()
-            .map_err(Error::from),
+        Status::Running | Status::Created => Manager::from_state(&st.cgroup).freeze().map_err(Error::from),
         Status::Paused => Err(Error::Status(StatusError::AlreadyPaused)),
         Status::Stopped => Err(Error::Status(StatusError::NotRunning)),
     }
@@ -307,8 +294,7 @@ fn wait_signals(pidfd: &OwnedFd, pid: i32, sfd: &nix::sys::signalfd::SignalFd) -
 pub fn run_foreground(g: &Global, created: super::create::Created) -> Result<i32, Error> {
     let id = created.state.id.clone();
     // Block forwarded signals before the user process runs, so none is lost in between.
-    let sfd = forwarding_signalfd()
-        .map_err(|e| Error::io("creating signalfd", Path::new("signalfd"), e.into()))?;
+    let sfd = forwarding_signalfd().map_err(|e| Error::io("creating signalfd", Path::new("signalfd"), e.into()))?;
     let st = created.state.clone();
     drop(created.dir);
     start(g, &id)?;
@@ -324,9 +310,13 @@ pub fn ps(g: &Global, id: &str, format: &str, ps_args: &[String]) -> Result<i32,
     let mut pids = Manager::from_state(&st.cgroup).pids()?;
     pids.sort_unstable();
     if format == "json" {
+        println!("{}", serde_json::to_string(&pids).unwrap_or_else(|_| "[]".into()));
+        return Ok(0);
+    }
+    if format == "nspid" {
         println!(
             "{}",
-            serde_json::to_string(&pids).unwrap_or_else(|_| "[]".into())
+            serde_json::to_string(&nspid_report(&st, &pids)).unwrap_or_default()
         );
         return Ok(0);
     }
@@ -342,19 +332,64 @@ pub fn ps(g: &Global, id: &str, format: &str, ps_args: &[String]) -> Result<i32,
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
     let header = lines.next().unwrap_or("");
-    let col = header
-        .split_whitespace()
-        .position(|h| h == "PID")
-        .unwrap_or(1);
+    let col = header.split_whitespace().position(|h| h == "PID").unwrap_or(1);
     println!("{header}");
     for l in lines {
-        let pid = l
-            .split_whitespace()
-            .nth(col)
-            .and_then(|p| p.parse::<i32>().ok());
+        let pid = l.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok());
         if pid.is_some_and(|p| pids.binary_search(&p).is_ok()) {
             println!("{l}");
         }
     }
     Ok(0)
+}
+
+/// One process of `ps --format nspid`.
+#[derive(Debug, serde::Serialize, PartialEq, Eq)]
+pub struct NsPids {
+    /// The pid as amber sees it.
+    pub pid: i32,
+    /// Its pid in the container's pid namespace, then in each namespace nested below it.
+    pub nspid: Vec<i32>,
+}
+
+/// NSpid vectors relative to the container: the container's level is the init's innermost.
+fn nspid_report(st: &State, pids: &[i32]) -> Vec<NsPids> {
+    let init_levels = read_nspid(st.init_pid).map(|v| v.len()).unwrap_or(1);
+    pids.iter()
+        .filter_map(|&pid| {
+            let v = read_nspid(pid)?;
+            Some(NsPids {
+                pid,
+                nspid: relative_nspid(&v, init_levels),
+            })
+        })
+        .collect()
+}
+
+/// `NSpid:` of /proc/<pid>/status, outermost level (as seen from our /proc) first.
+fn read_nspid(pid: i32) -> Option<Vec<i32>> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("NSpid:"))?;
+    line.split_whitespace().skip(1).map(|p| p.parse().ok()).collect()
+}
+
+/// Drop the levels above the container's: the init's vector has `init_levels` entries and its
+/// last one is the container's level.
+pub fn relative_nspid(nspid: &[i32], init_levels: usize) -> Vec<i32> {
+    nspid.iter().skip(init_levels.saturating_sub(1)).copied().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative_nspid;
+
+    #[test]
+    fn nspid_relative_to_the_container() {
+        // init: host 4444, amber's ns 50, container 1
+        assert_eq!(relative_nspid(&[4444, 50, 1], 3), vec![1]);
+        // a process nested one level deeper than the container
+        assert_eq!(relative_nspid(&[30221, 6, 3, 1], 3), vec![3, 1]);
+        // no pid namespace of its own: the container level is amber's
+        assert_eq!(relative_nspid(&[77], 1), vec![77]);
+    }
 }

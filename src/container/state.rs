@@ -86,10 +86,7 @@ impl State {
         if dir.join(FIFO).exists() {
             return Status::Created;
         }
-        if Manager::from_state(&self.cgroup)
-            .is_frozen()
-            .unwrap_or(false)
-        {
+        if Manager::from_state(&self.cgroup).is_frozen().unwrap_or(false) {
             return Status::Paused;
         }
         Status::Running
@@ -99,11 +96,7 @@ impl State {
         PublicState {
             oci_version: OCI_VERSION,
             id: &self.id,
-            pid: if status == Status::Stopped {
-                0
-            } else {
-                self.init_pid
-            },
+            pid: if status == Status::Stopped { 0 } else { self.init_pid },
             status,
             bundle: &self.bundle,
             rootfs: &self.rootfs,
@@ -142,9 +135,7 @@ impl StateDir {
         let path = root.join(id);
         match std::fs::create_dir(&path) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::Exists(id.to_string()))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::Exists(id.to_string())),
             Err(e) => return Err(Error::io("creating state directory", &path, e)),
         }
         use std::os::unix::fs::PermissionsExt;
@@ -204,16 +195,14 @@ impl StateDir {
                 reason: format!("{len} bytes is too large"),
             });
         }
-        parse_state(std::io::BufReader::new(f))
-            .map_err(|reason| Error::CorruptState { path: file, reason })
+        parse_state(std::io::BufReader::new(f)).map_err(|reason| Error::CorruptState { path: file, reason })
     }
 
     /// Write state.json atomically: a temp file in the same directory, fsync, rename.
     pub fn save(&self, state: &State) -> Result<(), Error> {
         let file = self.path.join(STATE_FILE);
         let tmp = self.path.join(".state.json.tmp");
-        let bytes =
-            serde_json::to_vec(state).map_err(|e| Error::io("encoding state", &file, e.into()))?;
+        let bytes = serde_json::to_vec(state).map_err(|e| Error::io("encoding state", &file, e.into()))?;
         let mut f = File::create(&tmp).map_err(|e| Error::io("writing state", &tmp, e))?;
         f.write_all(&bytes)
             .and_then(|_| f.sync_all())

@@ -51,16 +51,10 @@ pub fn resources(opts: &UpdateOpts) -> Result<LinuxResources, Error> {
         Some(p) => read_resources(p)?,
         None => Value::Object(Map::new()),
     };
-    let bad = |flag: &str, text: &str| {
-        Error::BadUpdate(format!(
-            "--{flag} {text:?}: expected a size like 512m or -1"
-        ))
-    };
+    let bad = |flag: &str, text: &str| Error::BadUpdate(format!("--{flag} {text:?}: expected a size like 512m or -1"));
     let mut set = |section: &str, key: &str, val: Value| {
         let obj = v.as_object_mut().expect("resources is an object");
-        let sec = obj
-            .entry(section)
-            .or_insert_with(|| Value::Object(Map::new()));
+        let sec = obj.entry(section).or_insert_with(|| Value::Object(Map::new()));
         if let Some(s) = sec.as_object_mut() {
             s.insert(key.into(), val);
         }
@@ -96,11 +90,7 @@ pub fn resources(opts: &UpdateOpts) -> Result<LinuxResources, Error> {
     }
     let mem = [
         ("memory", "limit", &opts.memory),
-        (
-            "memory-reservation",
-            "reservation",
-            &opts.memory_reservation,
-        ),
+        ("memory-reservation", "reservation", &opts.memory_reservation),
         ("memory-swap", "swap", &opts.memory_swap),
         ("kernel-memory", "kernel", &opts.kernel_memory),
         ("kernel-memory-tcp", "kernelTCP", &opts.kernel_memory_tcp),
@@ -114,16 +104,13 @@ pub fn resources(opts: &UpdateOpts) -> Result<LinuxResources, Error> {
     if let Some(p) = opts.pids_limit {
         set("pids", "limit", p.into());
     }
-    serde_path_to_error::deserialize(v)
-        .map_err(|e| Error::BadUpdate(format!("resources: {}: {}", e.path(), e.inner())))
+    serde_path_to_error::deserialize(v).map_err(|e| Error::BadUpdate(format!("resources: {}: {}", e.path(), e.inner())))
 }
 
 fn read_resources(p: &Path) -> Result<Value, Error> {
     let mut text = Vec::new();
     let res = if p == Path::new("-") {
-        std::io::stdin()
-            .take(RESOURCES_MAX_BYTES + 1)
-            .read_to_end(&mut text)
+        std::io::stdin().take(RESOURCES_MAX_BYTES + 1).read_to_end(&mut text)
     } else {
         std::fs::File::open(p).and_then(|f| f.take(RESOURCES_MAX_BYTES + 1).read_to_end(&mut text))
     };
@@ -134,8 +121,7 @@ fn read_resources(p: &Path) -> Result<Value, Error> {
             p.display()
         )));
     }
-    let v: Value = serde_json::from_slice(&text)
-        .map_err(|e| Error::BadUpdate(format!("{}: {e}", p.display())))?;
+    let v: Value = serde_json::from_slice(&text).map_err(|e| Error::BadUpdate(format!("{}: {e}", p.display())))?;
     if !v.is_object() {
         return Err(Error::BadUpdate(format!(
             "{}: expected a JSON object of linux.resources",

@@ -99,10 +99,7 @@ pub fn container_init(ctx: InitContext<'_>) -> i32 {
 pub enum Never {}
 
 fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
-    let go: ToChild = ctx
-        .channel
-        .recv("the go-ahead")
-        .map_err(at("waiting for the parent"))?;
+    let go: ToChild = ctx.channel.recv("the go-ahead").map_err(at("waiting for the parent"))?;
     debug_assert!(matches!(go, ToChild::Go));
     let spec = ctx.spec;
     let user_ns = ctx.new_namespaces & crate::sys::CLONE_NEWUSER != 0;
@@ -124,13 +121,7 @@ fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
 
     let mut pid_state = ctx.hook_state.clone();
     pid_state.pid = Some(std::process::id() as i32);
-    let plan = rootfs::RootfsPlan::from_spec(
-        spec,
-        &ctx.rootfs,
-        ctx.no_pivot,
-        user_ns,
-        &ctx.cgroup_mounts,
-    )?;
+    let plan = rootfs::RootfsPlan::from_spec(spec, &ctx.rootfs, ctx.no_pivot, user_ns, &ctx.cgroup_mounts)?;
     rootfs::prepare(&plan)?;
     if hooks::has_pre_create_hooks(spec) {
         ctx.channel
@@ -141,13 +132,8 @@ fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
             .recv("hook completion")
             .map_err(at("waiting for prestart hooks"))?;
     }
-    if let Some(h) = spec
-        .hooks()
-        .as_ref()
-        .and_then(|h| h.create_container().clone())
-    {
-        hooks::run_all("createContainer", &h, &pid_state)
-            .map_err(at("running createContainer hook"))?;
+    if let Some(h) = spec.hooks().as_ref().and_then(|h| h.create_container().clone()) {
+        hooks::run_all("createContainer", &h, &pid_state).map_err(at("running createContainer hook"))?;
     }
     rootfs::finish(&plan)?;
 
@@ -164,21 +150,14 @@ fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
     proc_.apply_before_user()?;
     proc_.apply_user()?;
 
-    ctx.channel
-        .send(&FromChild::Ready)
-        .map_err(at("reporting ready"))?;
+    ctx.channel.send(&FromChild::Ready).map_err(at("reporting ready"))?;
 
     if let Some(fifo) = &ctx.fifo {
         wait_for_start(fifo)?;
     }
-    if let Some(h) = spec
-        .hooks()
-        .as_ref()
-        .and_then(|h| h.start_container().clone())
-    {
+    if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().clone()) {
         pid_state.status = "running".into();
-        hooks::run_all("startContainer", &h, &pid_state)
-            .map_err(at("running startContainer hook"))?;
+        hooks::run_all("startContainer", &h, &pid_state).map_err(at("running startContainer hook"))?;
     }
     proc_.exec()
 }
@@ -220,10 +199,7 @@ pub fn exec_process(ctx: ExecContext<'_>) -> i32 {
 }
 
 fn run_exec(ctx: &ExecContext<'_>) -> Result<Never, InitError> {
-    let _: ToChild = ctx
-        .channel
-        .recv("the go-ahead")
-        .map_err(at("waiting for the parent"))?;
+    let _: ToChild = ctx.channel.recv("the go-ahead").map_err(at("waiting for the parent"))?;
     let _ = nix::unistd::setsid();
     let console = match (&ctx.console, process::wants_terminal(ctx.process)) {
         (Some(sock), true) => Some(process::setup_console(sock)?),

@@ -28,8 +28,7 @@ pub fn apply_sysctl(spec: &Spec) -> Result<(), InitError> {
     };
     for (key, value) in sysctl {
         let path = Path::new("/proc/sys").join(key.replace('.', "/"));
-        std::fs::write(&path, value.as_bytes())
-            .map_err(at(format!("setting sysctl {key}={value}")))?;
+        std::fs::write(&path, value.as_bytes()).map_err(at(format!("setting sysctl {key}={value}")))?;
     }
     Ok(())
 }
@@ -51,11 +50,7 @@ pub struct Prepared<'a> {
 }
 
 impl<'a> Prepared<'a> {
-    pub fn new(
-        process: &'a Process,
-        preserve_fds: u32,
-        console: Option<OwnedFd>,
-    ) -> Result<Self, InitError> {
+    pub fn new(process: &'a Process, preserve_fds: u32, console: Option<OwnedFd>) -> Result<Self, InitError> {
         let args = process.args().clone().unwrap_or_default();
         let first = args
             .first()
@@ -90,11 +85,7 @@ impl<'a> Prepared<'a> {
             sys::setrlimit(num, rl.soft(), rl.hard()).map_err(|e| {
                 InitError::step(
                     "error setting rlimits for ready process",
-                    format!(
-                        "error setting rlimit type {num} ({}): {}",
-                        rl.typ(),
-                        errno_text(&e)
-                    ),
+                    format!("error setting rlimit type {num} ({}): {}", rl.typ(), errno_text(&e)),
                 )
             })?;
         }
@@ -126,11 +117,8 @@ impl<'a> Prepared<'a> {
         if let Some(caps) = self.process.capabilities() {
             let bounding = to_caps(caps.bounding());
             for c in caps::all() {
-                if !bounding.contains(&c)
-                    && caps::has_cap(None, CapSet::Bounding, c).unwrap_or(false)
-                {
-                    caps::drop(None, CapSet::Bounding, c)
-                        .map_err(at(format!("dropping {c} from the bounding set")))?;
+                if !bounding.contains(&c) && caps::has_cap(None, CapSet::Bounding, c).unwrap_or(false) {
+                    caps::drop(None, CapSet::Bounding, c).map_err(at(format!("dropping {c} from the bounding set")))?;
                 }
             }
         }
@@ -143,8 +131,7 @@ impl<'a> Prepared<'a> {
         match self.process.capabilities() {
             Some(c) => {
                 let set = |which: CapSet, list: &Option<oci_spec::runtime::Capabilities>| {
-                    caps::set(None, which, &to_caps(list))
-                        .map_err(at(format!("setting {which:?} capabilities")))
+                    caps::set(None, which, &to_caps(list)).map_err(at(format!("setting {which:?} capabilities")))
                 };
                 // Shrink effective first (it must stay within permitted), then inheritable
                 // while permitted still allows it, and permitted last.
@@ -158,8 +145,7 @@ impl<'a> Prepared<'a> {
                     .copied()
                     .collect();
                 for cap in to_caps(c.ambient()).into_iter().filter(|c| pi.contains(c)) {
-                    caps::raise(None, CapSet::Ambient, cap)
-                        .map_err(at(format!("raising ambient {cap}")))?;
+                    caps::raise(None, CapSet::Ambient, cap).map_err(at(format!("raising ambient {cap}")))?;
                 }
             }
             None => {
@@ -280,8 +266,7 @@ pub fn setup_console(sock: &UnixStream) -> Result<OwnedFd, InitError> {
     use nix::fcntl::OFlag;
     use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-        .map_err(at("opening /dev/ptmx"))?;
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).map_err(at("opening /dev/ptmx"))?;
     grantpt(&master).map_err(at("grantpt"))?;
     unlockpt(&master).map_err(at("unlockpt"))?;
     let name = ptsname_r(&master).map_err(at("ptsname"))?;
@@ -297,8 +282,7 @@ pub fn setup_console(sock: &UnixStream) -> Result<OwnedFd, InitError> {
     let iov = [std::io::IoSlice::new(name.as_bytes())];
     sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
         .map_err(at("sending the pty master to the console socket"))?;
-    sys::set_controlling_tty(slave.as_fd())
-        .map_err(at("making the pty the controlling terminal"))?;
+    sys::set_controlling_tty(slave.as_fd()).map_err(at("making the pty the controlling terminal"))?;
     for target in 0..=2 {
         nix::unistd::dup2(slave.as_raw_fd(), target).map_err(at("dup2 of the pty onto stdio"))?;
     }
@@ -322,12 +306,8 @@ mod tests {
     fn lookup_reports_runc_wording() {
         let env = [CString::new("PATH=/nonexistent-dir").unwrap()];
         let e = lookup_executable(Path::new("nosuchcmd"), &env).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "exec: \"nosuchcmd\": executable file not found in $PATH"
-        );
-        let found =
-            lookup_executable(Path::new("sh"), &[CString::new("PATH=/bin").unwrap()]).unwrap();
+        assert_eq!(e.to_string(), "exec: \"nosuchcmd\": executable file not found in $PATH");
+        let found = lookup_executable(Path::new("sh"), &[CString::new("PATH=/bin").unwrap()]).unwrap();
         assert_eq!(found, PathBuf::from("/bin/sh"));
         let e = lookup_executable(Path::new("/no/such"), &env).unwrap_err();
         assert!(e.to_string().contains("no such file or directory"), "{e}");

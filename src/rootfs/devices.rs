@@ -101,8 +101,7 @@ pub fn create(plan: &RootfsPlan, root: &OwnedFd) -> Result<(), InitError> {
 fn create_node(root: &OwnedFd, node: &DeviceNode, user_ns: bool) -> Result<(), InitError> {
     let step = || format!("creating device {}", node.path.display());
     let rel = path::clean(&node.path);
-    let parent = path::open_or_create(root, rel.parent().unwrap_or(Path::new("")), Kind::Dir)
-        .map_err(at(step()))?;
+    let parent = path::open_or_create(root, rel.parent().unwrap_or(Path::new("")), Kind::Dir).map_err(at(step()))?;
     let name = rel.file_name().unwrap_or_default();
     if user_ns {
         // mknod is refused in a user namespace: bind the host's node over an empty file.
@@ -116,11 +115,7 @@ fn create_node(root: &OwnedFd, node: &DeviceNode, user_ns: bool) -> Result<(), I
         )
         .map_err(at(step()));
     }
-    let _ = nix::unistd::unlinkat(
-        Some(parent.as_raw_fd()),
-        name,
-        nix::unistd::UnlinkatFlags::NoRemoveDir,
-    );
+    let _ = nix::unistd::unlinkat(Some(parent.as_raw_fd()), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
     nix::sys::stat::mknodat(
         Some(parent.as_raw_fd()),
         name,

@@ -68,9 +68,10 @@ impl RootfsPlan {
     ) -> Result<Self, InitError> {
         let linux = spec.linux().clone().unwrap_or_default();
         let final_propagation = match linux.rootfs_propagation() {
-            Some(p) => Some(options::propagation_flag(p).ok_or_else(|| {
-                InitError::step("linux.rootfsPropagation", format!("unknown value {p:?}"))
-            })?),
+            Some(p) => Some(
+                options::propagation_flag(p)
+                    .ok_or_else(|| InitError::step("linux.rootfsPropagation", format!("unknown value {p:?}")))?,
+            ),
             None => None,
         };
         // The root mount is made a slave by default so nothing we mount propagates to the host,
@@ -113,11 +114,7 @@ impl RootfsPlan {
             devices,
             user_ns,
             no_pivot,
-            readonly: spec
-                .root()
-                .as_ref()
-                .and_then(|r| r.readonly())
-                .unwrap_or(false),
+            readonly: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
             masked: linux
                 .masked_paths()
                 .clone()
@@ -139,14 +136,8 @@ impl RootfsPlan {
 
 /// Before the pre-start hooks: propagation, the rootfs bind, every mount, /dev.
 pub fn prepare(plan: &RootfsPlan) -> Result<(), InitError> {
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        plan.root_propagation,
-        None::<&str>,
-    )
-    .map_err(at("making / a slave mount"))?;
+    mount(None::<&str>, "/", None::<&str>, plan.root_propagation, None::<&str>)
+        .map_err(at("making / a slave mount"))?;
     // pivot_root needs the new root to be a mount point.
     mount(
         Some(&plan.rootfs),
@@ -155,12 +146,8 @@ pub fn prepare(plan: &RootfsPlan) -> Result<(), InitError> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )
-    .map_err(at(format!(
-        "bind-mounting rootfs {}",
-        plan.rootfs.display()
-    )))?;
-    let root = path::open_root(&plan.rootfs)
-        .map_err(at(format!("opening rootfs {}", plan.rootfs.display())))?;
+    .map_err(at(format!("bind-mounting rootfs {}", plan.rootfs.display())))?;
+    let root = path::open_root(&plan.rootfs).map_err(at(format!("opening rootfs {}", plan.rootfs.display())))?;
     for m in &plan.mounts {
         mount_one(plan, &root, m)?;
     }
@@ -182,11 +169,7 @@ fn mount_one(plan: &RootfsPlan, root: &std::os::fd::OwnedFd, m: &MountOp) -> Res
                 .source
                 .clone()
                 .ok_or_else(|| InitError::step(step(), "bind mount without a source"))?;
-            let kind = if source.is_dir() {
-                Kind::Dir
-            } else {
-                Kind::File
-            };
+            let kind = if source.is_dir() { Kind::Dir } else { Kind::File };
             let target = path::open_or_create(root, &m.destination, kind).map_err(at(step()))?;
             let target = path::fd_path(&target);
             let mut flags = MsFlags::MS_BIND;
@@ -215,18 +198,10 @@ fn mount_one(plan: &RootfsPlan, root: &std::os::fd::OwnedFd, m: &MountOp) -> Res
         MountKind::Cgroup => mount_cgroup(plan, root, m)?,
         MountKind::Regular => {
             let fstype = m.fstype.clone().unwrap_or_else(|| "none".into());
-            let target_fd =
-                path::open_or_create(root, &m.destination, Kind::Dir).map_err(at(step()))?;
+            let target_fd = path::open_or_create(root, &m.destination, Kind::Dir).map_err(at(step()))?;
             let target = path::fd_path(&target_fd);
-            if fstype == "proc"
-                && !std::fs::metadata(&target)
-                    .map(|md| md.is_dir())
-                    .unwrap_or(false)
-            {
-                return Err(InitError::step(
-                    step(),
-                    "proc can only be mounted on a directory",
-                ));
+            if fstype == "proc" && !std::fs::metadata(&target).map(|md| md.is_dir()).unwrap_or(false) {
+                return Err(InitError::step(step(), "proc can only be mounted on a directory"));
             }
             let data = m.options.data.join(",");
             let data = (!data.is_empty()).then_some(data);
@@ -250,8 +225,7 @@ fn mount_one(plan: &RootfsPlan, root: &std::os::fd::OwnedFd, m: &MountOp) -> Res
                         None::<&str>,
                     )
                     .map_err(at(step()))?;
-                    let fd = path::open_or_create(root, &m.destination, Kind::Dir)
-                        .map_err(at(step()))?;
+                    let fd = path::open_or_create(root, &m.destination, Kind::Dir).map_err(at(step()))?;
                     mount(
                         None::<&str>,
                         &path::fd_path(&fd),
@@ -264,34 +238,21 @@ fn mount_one(plan: &RootfsPlan, root: &std::os::fd::OwnedFd, m: &MountOp) -> Res
                 Err(e) => return Err(InitError::step(step(), e.desc().to_lowercase())),
             }
             if !m.options.propagation.is_empty() {
-                let fd =
-                    path::open_or_create(root, &m.destination, Kind::Dir).map_err(at(step()))?;
-                apply_propagation(&path::fd_path(&fd), &m.options.propagation)
-                    .map_err(at(step()))?;
+                let fd = path::open_or_create(root, &m.destination, Kind::Dir).map_err(at(step()))?;
+                apply_propagation(&path::fd_path(&fd), &m.options.propagation).map_err(at(step()))?;
             }
         }
     }
     Ok(())
 }
 
-fn mount_cgroup(
-    plan: &RootfsPlan,
-    root: &std::os::fd::OwnedFd,
-    m: &MountOp,
-) -> Result<(), InitError> {
+fn mount_cgroup(plan: &RootfsPlan, root: &std::os::fd::OwnedFd, m: &MountOp) -> Result<(), InitError> {
     let step = format!("mounting cgroups at {:?}", m.destination);
     let target_fd = path::open_or_create(root, &m.destination, Kind::Dir).map_err(at(&step))?;
     let target = path::fd_path(&target_fd);
     let flags = m.options.flags;
     if plan.cgroups.v2 {
-        return mount(
-            Some("cgroup"),
-            &target,
-            Some("cgroup2"),
-            flags,
-            None::<&str>,
-        )
-        .map_err(at(step));
+        return mount(Some("cgroup"), &target, Some("cgroup2"), flags, None::<&str>).map_err(at(step));
     }
     // v1: a tmpfs holding a bind of the container's own directory in each hierarchy.
     let rw = flags & !MsFlags::MS_RDONLY;
@@ -324,11 +285,7 @@ fn mount_cgroup(
     let target = path::fd_path(&target_fd);
     let dir = std::fs::File::open(&target).map_err(at(&step))?;
     for (link, to) in &plan.cgroups.symlinks {
-        let _ = nix::unistd::symlinkat(
-            to.as_str(),
-            Some(std::os::fd::AsRawFd::as_raw_fd(&dir)),
-            link.as_str(),
-        );
+        let _ = nix::unistd::symlinkat(to.as_str(), Some(std::os::fd::AsRawFd::as_raw_fd(&dir)), link.as_str());
     }
     if flags.contains(MsFlags::MS_RDONLY) {
         mount(
@@ -378,14 +335,8 @@ fn locked_flags(target: &Path) -> MsFlags {
 pub fn finish(plan: &RootfsPlan) -> Result<(), InitError> {
     nix::unistd::chdir(&plan.rootfs).map_err(at("chdir to rootfs"))?;
     if plan.no_pivot {
-        mount(
-            Some(&plan.rootfs),
-            "/",
-            None::<&str>,
-            MsFlags::MS_MOVE,
-            None::<&str>,
-        )
-        .map_err(at("moving rootfs to /"))?;
+        mount(Some(&plan.rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .map_err(at("moving rootfs to /"))?;
         nix::unistd::chroot(".").map_err(at("chroot"))?;
     } else {
         // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves
@@ -420,8 +371,7 @@ pub fn finish(plan: &RootfsPlan) -> Result<(), InitError> {
         .map_err(at("remounting / read-only"))?;
     }
     if let Some(p) = plan.final_propagation {
-        mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
-            .map_err(at("setting rootfs propagation"))?;
+        mount(None::<&str>, "/", None::<&str>, p, None::<&str>).map_err(at("setting rootfs propagation"))?;
     }
     Ok(())
 }
@@ -433,21 +383,9 @@ fn mask_path(p: &Path) -> Result<(), InitError> {
         Err(e) => return Err(InitError::step(format!("masking {}", p.display()), e)),
     };
     let res = if md.is_dir() {
-        mount(
-            Some("tmpfs"),
-            p,
-            Some("tmpfs"),
-            MsFlags::MS_RDONLY,
-            None::<&str>,
-        )
+        mount(Some("tmpfs"), p, Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>)
     } else {
-        mount(
-            Some("/dev/null"),
-            p,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
+        mount(Some("/dev/null"), p, None::<&str>, MsFlags::MS_BIND, None::<&str>)
     };
     res.map_err(at(format!("masking {}", p.display())))
 }
@@ -462,12 +400,7 @@ fn readonly_path(p: &Path) -> Result<(), InitError> {
     ) {
         Ok(()) => {}
         Err(nix::errno::Errno::ENOENT) => return Ok(()),
-        Err(e) => {
-            return Err(InitError::step(
-                format!("making {} read-only", p.display()),
-                e,
-            ))
-        }
+        Err(e) => return Err(InitError::step(format!("making {} read-only", p.display()), e)),
     }
     let keep = locked_flags(p);
     mount(

@@ -65,10 +65,7 @@ const PROPAGATION_TABLE: &[(&str, MsFlags)] = &[
 ];
 
 pub fn propagation_flag(name: &str) -> Option<MsFlags> {
-    PROPAGATION_TABLE
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, f)| *f)
+    PROPAGATION_TABLE.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
 }
 
 pub fn parse(options: &[String]) -> MountOptions {

@@ -39,12 +39,7 @@ pub enum Kind {
 pub fn open_or_create(root: &OwnedFd, path: &Path, kind: Kind) -> io::Result<OwnedFd> {
     let rel = clean(path);
     if rel.as_os_str().is_empty() {
-        return sys::openat2(
-            root.as_fd(),
-            Path::new("."),
-            libc::O_PATH | libc::O_DIRECTORY,
-            RESOLVE,
-        );
+        return sys::openat2(root.as_fd(), Path::new("."), libc::O_PATH | libc::O_DIRECTORY, RESOLVE);
     }
     let comps: Vec<_> = rel.components().collect();
     let mut so_far = PathBuf::new();
@@ -57,19 +52,9 @@ pub fn open_or_create(root: &OwnedFd, path: &Path, kind: Kind) -> io::Result<Own
             Ok(_) => continue,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 let dir = if parent.as_os_str().is_empty() {
-                    sys::openat2(
-                        root.as_fd(),
-                        Path::new("."),
-                        libc::O_PATH | libc::O_DIRECTORY,
-                        RESOLVE,
-                    )?
+                    sys::openat2(root.as_fd(), Path::new("."), libc::O_PATH | libc::O_DIRECTORY, RESOLVE)?
                 } else {
-                    sys::openat2(
-                        root.as_fd(),
-                        &parent,
-                        libc::O_PATH | libc::O_DIRECTORY,
-                        RESOLVE,
-                    )?
+                    sys::openat2(root.as_fd(), &parent, libc::O_PATH | libc::O_DIRECTORY, RESOLVE)?
                 };
                 if last && kind == Kind::File {
                     let f = nix::fcntl::openat(
@@ -84,11 +69,8 @@ pub fn open_or_create(root: &OwnedFd, path: &Path, kind: Kind) -> io::Result<Own
                     .map_err(io::Error::from)?;
                     let _ = nix::unistd::close(f);
                 } else {
-                    match nix::sys::stat::mkdirat(
-                        Some(dir.as_raw_fd()),
-                        c.as_os_str(),
-                        Mode::from_bits_truncate(0o755),
-                    ) {
+                    match nix::sys::stat::mkdirat(Some(dir.as_raw_fd()), c.as_os_str(), Mode::from_bits_truncate(0o755))
+                    {
                         Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
                         Err(e) => return Err(e.into()),
                     }

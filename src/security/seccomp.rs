@@ -1,1 +1,736 @@
+//! seccomp from `linux.seccomp`, with libseccomp.
+//!
+//! [`plan`] turns the OCI section into a [`SeccompPlan`]: pure data, refusing everything amber
+//! or the linked libseccomp cannot do, so `create` fails before anything is cloned. [`build`]
+//! compiles a plan into a libseccomp context without loading it; [`load`] installs it in the
+//! calling thread (the init's last step before execve) and returns the user-notification fd
+//! when a rule uses SCMP_ACT_NOTIFY; [`NotifySocket`] hands that fd to the seccomp agent.
+//!
+//! The semantics are runc's (`libcontainer/seccomp/seccomp_linux.go`), since engines and
+//! profiles are written against it:
+//! - SCMP_ACT_KILL is KILL_THREAD; ERRNO and TRACE without `errnoRet` return EPERM.
+//! - A syscall name libseccomp does not know is skipped (a profile lists syscalls newer than
+//!   the host); the names are kept in [`SeccompPlan::skipped`] for a debug log line.
+//! - A rule whose action equals the default action is skipped: libseccomp refuses it.
+//! - Arguments with distinct indexes make one rule that ANDs them; if an index repeats, each
+//!   argument makes its own rule, so the rules OR.
+//! - MASKED_EQ matches `(arg & value) == valueTwo`.
+//!
+//! Not done (runc does it): patching the BPF so that syscalls newer than the profile return
+//! ENOSYS instead of the default action.
 
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use libseccomp::error::SeccompError as ScmpError;
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+    ScmpVersion,
+};
+use nix::errno::Errno;
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use oci_spec::runtime::{
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag,
+    LinuxSeccompOperator, LinuxSyscall,
+};
+use serde::Serialize;
+
+/// Seccomp filters see six syscall arguments.
+const SYSCALL_ARGS: usize = 6;
+/// What ERRNO and TRACE return when the config gives no `errnoRet` (runc's choice).
+const DEFAULT_ERRNO: u16 = libc::EPERM as u16;
+/// The name of the notify fd in the message to the agent (runtime-spec `SeccompFdName`).
+const SECCOMP_FD_NAME: &str = "seccompFd";
+/// Syscalls the init makes after the filter is loaded and before the agent holds the notify
+/// fd. A NOTIFY rule on one of them would park the init forever on a notification that no one
+/// can read yet. runc refuses `write` for the same reason; amber sends the fd with `sendmsg`
+/// on a socket connected before the load (see [`NotifySocket`]).
+const NOTIFY_FORBIDDEN: [&str; 2] = ["write", "sendmsg"];
+
+/// The flags amber knows, for `amber features` (`linux.seccomp.knownFlags`).
+pub const KNOWN_FLAGS: [&str; 3] = [
+    "SECCOMP_FILTER_FLAG_TSYNC",
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+    "SECCOMP_FILTER_FLAG_LOG",
+];
+
+/// What a filter does on a match, with the 16-bit return value of ERRNO and TRACE resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    KillThread,
+    KillProcess,
+    Trap,
+    Errno(u16),
+    Trace(u16),
+    Allow,
+    Log,
+    Notify,
+}
+
+/// A comparison operator; for MASKED_EQ the mask is the config's `value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CompareOp {
+    Ne,
+    Lt,
+    Le,
+    Eq,
+    Ge,
+    Gt,
+    MaskedEq { mask: u64 },
+}
+
+/// One argument comparison: `arg[index] op value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ArgCmp {
+    pub index: u32,
+    pub op: CompareOp,
+    pub value: u64,
+}
+
+/// One `seccomp_rule_add` call. All comparisons of a rule must hold for it to match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Index of the entry in `linux.seccomp.syscalls`, for error messages.
+    pub entry: usize,
+    pub syscall: String,
+    pub action: Action,
+    pub args: Vec<ArgCmp>,
+}
+
+/// `linux.seccomp.flags`, as filter attributes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FilterFlags {
+    pub log: bool,
+    pub spec_allow: bool,
+    pub tsync: bool,
+    /// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV. oci-spec 0.7.1 cannot decode this flag, so
+    /// [`plan`] never sets it; whoever does gets it checked against the linked libseccomp.
+    pub wait_killable_recv: bool,
+}
+
+/// Where the notify fd goes: `linux.seccomp.listenerPath` and `listenerMetadata`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyListener {
+    pub path: PathBuf,
+    pub metadata: Option<String>,
+}
+
+/// The filter to install, built from `linux.seccomp` by [`plan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeccompPlan {
+    pub default_action: Action,
+    /// Architectures besides the native one, which every filter has.
+    pub arches: Vec<ScmpArch>,
+    pub flags: FilterFlags,
+    pub rules: Vec<Rule>,
+    /// Syscall names libseccomp does not know, skipped as runc does; log them at debug.
+    pub skipped: Vec<String>,
+    /// Set exactly when a rule that made it into the filter uses SCMP_ACT_NOTIFY.
+    pub notify: Option<NotifyListener>,
+}
+
+impl SeccompPlan {
+    pub fn uses_notify(&self) -> bool {
+        self.notify.is_some()
+    }
+}
+
+/// What the linked libseccomp, and through its API level the kernel, can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LibSupport {
+    pub version: ScmpVersion,
+    /// `seccomp_api_get()`: 3 adds LOG and KILL_PROCESS, 4 SPEC_ALLOW, 6 NOTIFY (with TSYNC),
+    /// 7 WAIT_KILLABLE_RECV.
+    pub api: u32,
+}
+
+/// The libseccomp step that failed in [`build`], [`load`] or [`LibSupport::probe`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterStep {
+    Version,
+    Create,
+    ClearNoNewPrivs,
+    AddArch(ScmpArch),
+    SetFlag(&'static str),
+    AddRule { field: String, syscall: String },
+    Load,
+    NotifyFd,
+}
+
+impl std::fmt::Display for FilterStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Version => write!(f, "reading the libseccomp version"),
+            Self::Create => write!(f, "creating the seccomp filter"),
+            Self::ClearNoNewPrivs => write!(f, "leaving no_new_privs to the init"),
+            Self::AddArch(arch) => write!(f, "adding architecture {arch:?} to the seccomp filter"),
+            Self::SetFlag(flag) => write!(f, "setting linux.seccomp.flags {flag}"),
+            Self::AddRule { field, syscall } => write!(f, "{field}: adding the rule for {syscall}"),
+            Self::Load => write!(f, "loading the seccomp filter"),
+            Self::NotifyFd => write!(f, "getting the seccomp notify fd"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("{field}: {value} does not fit the 16-bit return value of a seccomp action")]
+    ReturnValueRange { field: String, value: u32 },
+    #[error("{field}: argument index {index} is out of range: syscalls have 6 arguments (0-5)")]
+    ArgIndex { field: String, index: usize },
+    #[error(
+        "{field}: SCMP_ACT_NOTIFY cannot be the default action: it would catch the syscalls \
+         that hand the notify fd to the agent"
+    )]
+    NotifyDefault { field: &'static str },
+    #[error("{field}: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath")]
+    NotifyWithoutListener { field: String },
+    #[error(
+        "{field}: SCMP_ACT_NOTIFY cannot be used for the {syscall} syscall: the runtime needs \
+         it to hand the notify fd to the agent"
+    )]
+    NotifyForbiddenSyscall { field: String, syscall: String },
+    #[error("{field}: {path:?} is not an absolute path")]
+    ListenerNotAbsolute { field: &'static str, path: PathBuf },
+    #[error(
+        "{field}: {what} needs libseccomp >= {need_version} at API level {need_api}; this host \
+         has libseccomp {have_version} at API level {have_api}"
+    )]
+    Unsupported {
+        field: String,
+        what: &'static str,
+        need_version: ScmpVersion,
+        need_api: u32,
+        have_version: ScmpVersion,
+        have_api: u32,
+    },
+    #[error("{step}: {source}")]
+    Libseccomp {
+        step: FilterStep,
+        #[source]
+        source: ScmpError,
+    },
+    #[error("decoding or encoding the container state for the seccomp agent: {source}")]
+    StateJson {
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the container state for the seccomp agent has no {field}")]
+    StateField { field: &'static str },
+    #[error("connecting to the seccomp agent at {path:?}: {source}")]
+    Connect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("sending the seccomp notify fd to the agent at {path:?}: {source}")]
+    Send {
+        path: PathBuf,
+        #[source]
+        source: Errno,
+    },
+}
+
+fn lib_err(step: FilterStep) -> impl FnOnce(ScmpError) -> SeccompError {
+    move |source| SeccompError::Libseccomp { step, source }
+}
+
+impl Action {
+    /// Resolves an OCI action; `ret_field` names the `errnoRet` it came with.
+    fn from_oci(
+        action: LinuxSeccompAction,
+        ret: Option<u32>,
+        ret_field: &str,
+    ) -> Result<Self, SeccompError> {
+        let ret = || match ret {
+            None => Ok(DEFAULT_ERRNO),
+            Some(value) => u16::try_from(value).map_err(|_| SeccompError::ReturnValueRange {
+                field: ret_field.to_string(),
+                value,
+            }),
+        };
+        Ok(match action {
+            LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+                Self::KillThread
+            }
+            LinuxSeccompAction::ScmpActKillProcess => Self::KillProcess,
+            LinuxSeccompAction::ScmpActTrap => Self::Trap,
+            LinuxSeccompAction::ScmpActErrno => Self::Errno(ret()?),
+            LinuxSeccompAction::ScmpActTrace => Self::Trace(ret()?),
+            LinuxSeccompAction::ScmpActAllow => Self::Allow,
+            LinuxSeccompAction::ScmpActLog => Self::Log,
+            LinuxSeccompAction::ScmpActNotify => Self::Notify,
+        })
+    }
+
+    fn to_scmp(self) -> ScmpAction {
+        match self {
+            Self::KillThread => ScmpAction::KillThread,
+            Self::KillProcess => ScmpAction::KillProcess,
+            Self::Trap => ScmpAction::Trap,
+            Self::Errno(ret) => ScmpAction::Errno(i32::from(ret)),
+            Self::Trace(ret) => ScmpAction::Trace(ret),
+            Self::Allow => ScmpAction::Allow,
+            Self::Log => ScmpAction::Log,
+            Self::Notify => ScmpAction::Notify,
+        }
+    }
+
+    /// The libseccomp API level and version an action needs, when above the baseline.
+    fn needs(self) -> Option<(&'static str, u32, (u32, u32, u32))> {
+        match self {
+            Self::KillProcess => Some(("SCMP_ACT_KILL_PROCESS", 3, (2, 4, 0))),
+            Self::Log => Some(("SCMP_ACT_LOG", 3, (2, 4, 0))),
+            Self::Notify => Some(("SCMP_ACT_NOTIFY", 6, (2, 5, 0))),
+            _ => None,
+        }
+    }
+}
+
+impl ArgCmp {
+    fn from_oci(arg: &LinuxSeccompArg, index: u32) -> Self {
+        let (op, value) = match arg.op() {
+            LinuxSeccompOperator::ScmpCmpNe => (CompareOp::Ne, arg.value()),
+            LinuxSeccompOperator::ScmpCmpLt => (CompareOp::Lt, arg.value()),
+            LinuxSeccompOperator::ScmpCmpLe => (CompareOp::Le, arg.value()),
+            LinuxSeccompOperator::ScmpCmpEq => (CompareOp::Eq, arg.value()),
+            LinuxSeccompOperator::ScmpCmpGe => (CompareOp::Ge, arg.value()),
+            LinuxSeccompOperator::ScmpCmpGt => (CompareOp::Gt, arg.value()),
+            // libseccomp's SCMP_CMP_MASKED_EQ(datum_a = mask, datum_b = value), which runc
+            // fills from `value` and `valueTwo` in that order.
+            LinuxSeccompOperator::ScmpCmpMaskedEq => (
+                CompareOp::MaskedEq { mask: arg.value() },
+                arg.value_two().unwrap_or(0),
+            ),
+        };
+        Self { index, op, value }
+    }
+
+    fn to_scmp(self) -> ScmpArgCompare {
+        let op = match self.op {
+            CompareOp::Ne => ScmpCompareOp::NotEqual,
+            CompareOp::Lt => ScmpCompareOp::Less,
+            CompareOp::Le => ScmpCompareOp::LessOrEqual,
+            CompareOp::Eq => ScmpCompareOp::Equal,
+            CompareOp::Ge => ScmpCompareOp::GreaterEqual,
+            CompareOp::Gt => ScmpCompareOp::Greater,
+            CompareOp::MaskedEq { mask } => ScmpCompareOp::MaskedEqual(mask),
+        };
+        ScmpArgCompare::new(self.index, op, self.value)
+    }
+}
+
+fn scmp_arch(arch: Arch) -> ScmpArch {
+    match arch {
+        Arch::ScmpArchNative => ScmpArch::Native,
+        Arch::ScmpArchX86 => ScmpArch::X86,
+        Arch::ScmpArchX86_64 => ScmpArch::X8664,
+        Arch::ScmpArchX32 => ScmpArch::X32,
+        Arch::ScmpArchArm => ScmpArch::Arm,
+        Arch::ScmpArchAarch64 => ScmpArch::Aarch64,
+        Arch::ScmpArchMips => ScmpArch::Mips,
+        Arch::ScmpArchMips64 => ScmpArch::Mips64,
+        Arch::ScmpArchMips64n32 => ScmpArch::Mips64N32,
+        Arch::ScmpArchMipsel => ScmpArch::Mipsel,
+        Arch::ScmpArchMipsel64 => ScmpArch::Mipsel64,
+        Arch::ScmpArchMipsel64n32 => ScmpArch::Mipsel64N32,
+        Arch::ScmpArchPpc => ScmpArch::Ppc,
+        Arch::ScmpArchPpc64 => ScmpArch::Ppc64,
+        Arch::ScmpArchPpc64le => ScmpArch::Ppc64Le,
+        Arch::ScmpArchS390 => ScmpArch::S390,
+        Arch::ScmpArchS390x => ScmpArch::S390X,
+        Arch::ScmpArchRiscv64 => ScmpArch::Riscv64,
+    }
+}
+
+impl LibSupport {
+    /// Asks the linked libseccomp; the API level probe also asks the kernel.
+    pub fn probe() -> Result<Self, SeccompError> {
+        Ok(Self {
+            version: ScmpVersion::current().map_err(lib_err(FilterStep::Version))?,
+            api: libseccomp::get_api(),
+        })
+    }
+
+    fn has(&self, api: u32, version: (u32, u32, u32)) -> bool {
+        let have = (self.version.major, self.version.minor, self.version.micro);
+        self.api >= api && have >= version
+    }
+
+    /// The flags this host can apply, for `amber features` (`linux.seccomp.supportedFlags`).
+    pub fn supported_flags(&self) -> Vec<&'static str> {
+        let mut flags = vec!["SECCOMP_FILTER_FLAG_TSYNC"];
+        if self.has(4, (2, 5, 0)) {
+            flags.push("SECCOMP_FILTER_FLAG_SPEC_ALLOW");
+        }
+        if self.has(3, (2, 4, 0)) {
+            flags.push("SECCOMP_FILTER_FLAG_LOG");
+        }
+        flags
+    }
+}
+
+/// Builds the plan for `linux.seccomp`, checked against the linked libseccomp.
+pub fn plan(seccomp: &LinuxSeccomp) -> Result<SeccompPlan, SeccompError> {
+    plan_with(seccomp, LibSupport::probe()?)
+}
+
+/// [`plan`] against a given libseccomp, so that tests can pretend to run on another host.
+pub fn plan_with(seccomp: &LinuxSeccomp, have: LibSupport) -> Result<SeccompPlan, SeccompError> {
+    let default_action = Action::from_oci(
+        seccomp.default_action(),
+        seccomp.default_errno_ret(),
+        "linux.seccomp.defaultErrnoRet",
+    )?;
+    if default_action == Action::Notify {
+        return Err(SeccompError::NotifyDefault {
+            field: "linux.seccomp.defaultAction",
+        });
+    }
+    let listener = plan_listener(seccomp)?;
+    let mut plan = SeccompPlan {
+        default_action,
+        arches: plan_arches(seccomp.architectures().as_deref().unwrap_or_default()),
+        flags: plan_flags(seccomp.flags().as_deref().unwrap_or_default()),
+        rules: Vec::new(),
+        skipped: Vec::new(),
+        notify: None,
+    };
+    let entries = seccomp.syscalls().as_deref().unwrap_or_default();
+    for (i, entry) in entries.iter().enumerate() {
+        plan_entry(&mut plan, listener.is_some(), i, entry)?;
+    }
+    if plan.rules.iter().any(|r| r.action == Action::Notify) {
+        plan.notify = listener;
+    }
+    check_support(&plan, have)?;
+    Ok(plan)
+}
+
+fn plan_listener(seccomp: &LinuxSeccomp) -> Result<Option<NotifyListener>, SeccompError> {
+    let Some(path) = seccomp.listener_path() else {
+        return Ok(None);
+    };
+    if !path.is_absolute() {
+        return Err(SeccompError::ListenerNotAbsolute {
+            field: "linux.seccomp.listenerPath",
+            path: path.clone(),
+        });
+    }
+    Ok(Some(NotifyListener {
+        path: path.clone(),
+        metadata: seccomp.listener_metadata().clone(),
+    }))
+}
+
+fn plan_arches(arches: &[Arch]) -> Vec<ScmpArch> {
+    let mut out = Vec::new();
+    for arch in arches.iter().copied().map(scmp_arch) {
+        // The native architecture is in every filter from the start.
+        if arch != ScmpArch::Native && arch != ScmpArch::native() && !out.contains(&arch) {
+            out.push(arch);
+        }
+    }
+    out
+}
+
+fn plan_flags(flags: &[LinuxSeccompFilterFlag]) -> FilterFlags {
+    let mut out = FilterFlags::default();
+    for flag in flags {
+        match flag {
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => out.log = true,
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => out.tsync = true,
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => out.spec_allow = true,
+        }
+    }
+    out
+}
+
+fn plan_entry(
+    plan: &mut SeccompPlan,
+    has_listener: bool,
+    i: usize,
+    entry: &LinuxSyscall,
+) -> Result<(), SeccompError> {
+    let field = format!("linux.seccomp.syscalls[{i}]");
+    let action = Action::from_oci(
+        entry.action(),
+        entry.errno_ret(),
+        &format!("{field}.errnoRet"),
+    )?;
+    if action == Action::Notify {
+        if !has_listener {
+            return Err(SeccompError::NotifyWithoutListener {
+                field: format!("{field}.action"),
+            });
+        }
+        let names = entry.names().iter().enumerate();
+        if let Some((j, name)) = names.into_iter().find(|(_, n)| NOTIFY_FORBIDDEN.contains(&n.as_str())) {
+            return Err(SeccompError::NotifyForbiddenSyscall {
+                field: format!("{field}.names[{j}]"),
+                syscall: name.clone(),
+            });
+        }
+    }
+    let groups = plan_args(&field, entry.args().as_deref().unwrap_or_default())?;
+    for name in entry.names() {
+        if ScmpSyscall::from_name(name).is_err() {
+            if !plan.skipped.contains(name) {
+                plan.skipped.push(name.clone());
+            }
+            continue;
+        }
+        if action == plan.default_action {
+            continue;
+        }
+        for args in &groups {
+            plan.rules.push(Rule {
+                entry: i,
+                syscall: name.clone(),
+                action,
+                args: args.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The comparisons of each rule an entry makes: one rule with all of them when the indexes are
+/// distinct, else one rule per comparison (runc's rule).
+fn plan_args(field: &str, args: &[LinuxSeccompArg]) -> Result<Vec<Vec<ArgCmp>>, SeccompError> {
+    let mut cmps = Vec::with_capacity(args.len());
+    let mut seen = [false; SYSCALL_ARGS];
+    let mut repeated = false;
+    for (j, arg) in args.iter().enumerate() {
+        let index = arg.index();
+        let Some(slot) = seen.get_mut(index) else {
+            return Err(SeccompError::ArgIndex {
+                field: format!("{field}.args[{j}].index"),
+                index,
+            });
+        };
+        repeated |= std::mem::replace(slot, true);
+        // The index is below SYSCALL_ARGS here, so it fits.
+        cmps.push(ArgCmp::from_oci(arg, index as u32));
+    }
+    Ok(if cmps.is_empty() {
+        vec![Vec::new()]
+    } else if repeated {
+        cmps.into_iter().map(|c| vec![c]).collect()
+    } else {
+        vec![cmps]
+    })
+}
+
+/// Refuses a plan that the linked libseccomp cannot apply in full: a requested flag or action is
+/// never dropped, and the container never runs with less filtering than it asked for.
+pub fn check_support(plan: &SeccompPlan, have: LibSupport) -> Result<(), SeccompError> {
+    let mut needs: Vec<(String, &'static str, u32, (u32, u32, u32))> = Vec::new();
+    let flags = "linux.seccomp.flags".to_string();
+    if plan.flags.log {
+        needs.push((flags.clone(), "SECCOMP_FILTER_FLAG_LOG", 3, (2, 4, 0)));
+    }
+    if plan.flags.spec_allow {
+        needs.push((flags.clone(), "SECCOMP_FILTER_FLAG_SPEC_ALLOW", 4, (2, 5, 0)));
+    }
+    if plan.flags.wait_killable_recv {
+        needs.push((flags, "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", 7, (2, 6, 0)));
+    }
+    if let Some((what, api, version)) = plan.default_action.needs() {
+        needs.push(("linux.seccomp.defaultAction".into(), what, api, version));
+    }
+    for rule in &plan.rules {
+        if let Some((what, api, version)) = rule.action.needs() {
+            let field = format!("linux.seccomp.syscalls[{}].action", rule.entry);
+            needs.push((field, what, api, version));
+        }
+    }
+    match needs.into_iter().find(|(_, _, api, v)| !have.has(*api, *v)) {
+        None => Ok(()),
+        Some((field, what, need_api, need_version)) => Err(SeccompError::Unsupported {
+            field,
+            what,
+            need_version: need_version.into(),
+            need_api,
+            have_version: have.version,
+            have_api: have.api,
+        }),
+    }
+}
+
+/// Compiles the plan into a libseccomp context, not loaded: the caller can load it or export
+/// its BPF.
+pub fn build(plan: &SeccompPlan) -> Result<ScmpFilterContext, SeccompError> {
+    check_support(plan, LibSupport::probe()?)?;
+    let mut ctx = ScmpFilterContext::new(plan.default_action.to_scmp())
+        .map_err(lib_err(FilterStep::Create))?;
+    // libseccomp sets no_new_privs itself on load unless told not to. Whether the container gets
+    // it is process.noNewPrivileges' call, which the init makes before loading (as runc does).
+    ctx.set_ctl_nnp(false)
+        .map_err(lib_err(FilterStep::ClearNoNewPrivs))?;
+    for &arch in &plan.arches {
+        ctx.add_arch(arch)
+            .map_err(lib_err(FilterStep::AddArch(arch)))?;
+    }
+    apply_flags(&mut ctx, plan.flags)?;
+    for rule in &plan.rules {
+        let step = || FilterStep::AddRule {
+            field: format!("linux.seccomp.syscalls[{}]", rule.entry),
+            syscall: rule.syscall.clone(),
+        };
+        let syscall = ScmpSyscall::from_name(&rule.syscall).map_err(lib_err(step()))?;
+        let cmps: Vec<ScmpArgCompare> = rule.args.iter().map(|a| a.to_scmp()).collect();
+        ctx.add_rule_conditional(rule.action.to_scmp(), syscall, &cmps)
+            .map_err(lib_err(step()))?;
+    }
+    Ok(ctx)
+}
+
+fn apply_flags(ctx: &mut ScmpFilterContext, flags: FilterFlags) -> Result<(), SeccompError> {
+    if flags.log {
+        ctx.set_ctl_log(true)
+            .map_err(lib_err(FilterStep::SetFlag("SECCOMP_FILTER_FLAG_LOG")))?;
+    }
+    if flags.spec_allow {
+        ctx.set_ctl_ssb(true)
+            .map_err(lib_err(FilterStep::SetFlag("SECCOMP_FILTER_FLAG_SPEC_ALLOW")))?;
+    }
+    if flags.tsync {
+        ctx.set_ctl_tsync(true)
+            .map_err(lib_err(FilterStep::SetFlag("SECCOMP_FILTER_FLAG_TSYNC")))?;
+    }
+    if flags.wait_killable_recv {
+        ctx.set_ctl_waitkill(true).map_err(lib_err(FilterStep::SetFlag(
+            "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+        )))?;
+    }
+    Ok(())
+}
+
+/// Builds the filter and loads it into the calling thread. Returns the notify fd when the plan
+/// uses SCMP_ACT_NOTIFY; the caller must hand it to the agent ([`NotifySocket::send`]) before
+/// execve, with a socket connected before this call.
+///
+/// Loading needs no_new_privs or CAP_SYS_ADMIN; the init sets no_new_privs first when the
+/// config asks for it.
+pub fn load(plan: &SeccompPlan) -> Result<Option<OwnedFd>, SeccompError> {
+    let ctx = build(plan)?;
+    ctx.load().map_err(lib_err(FilterStep::Load))?;
+    if !plan.uses_notify() {
+        return Ok(None);
+    }
+    let raw = ctx
+        .get_notify_fd()
+        .map_err(lib_err(FilterStep::NotifyFd))?;
+    // The kernel just created this close-on-exec descriptor for the load. libseccomp only keeps
+    // its number to return it again, and nothing in this process asks for it after this point,
+    // so ownership moves to the caller. Taking it needs no syscall, which matters: anything the
+    // init runs between load and handing over the fd must not be a NOTIFY target.
+    Ok(Some(crate::sys::own_fresh_fd(raw)))
+}
+
+/// The message runc sends to the seccomp agent with the notify fd: runtime-spec's
+/// `ContainerProcessState`.
+#[derive(Serialize)]
+struct ContainerProcessState<'a> {
+    #[serde(rename = "ociVersion")]
+    oci_version: &'a str,
+    fds: [&'static str; 1],
+    pid: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<&'a str>,
+    state: &'a serde_json::Value,
+}
+
+/// Wraps the container state JSON (as `amber state` prints it, with the init's pid as seen by
+/// the runtime) into the agent's message: `{"ociVersion","fds":["seccompFd"],"pid","metadata",
+/// "state"}`, taking the version and pid from the state like runc.
+pub fn process_state_message(
+    metadata: Option<&str>,
+    state_json: &[u8],
+) -> Result<Vec<u8>, SeccompError> {
+    let state: serde_json::Value =
+        serde_json::from_slice(state_json).map_err(|source| SeccompError::StateJson { source })?;
+    let oci_version = state["ociVersion"]
+        .as_str()
+        .ok_or(SeccompError::StateField {
+            field: "string \"ociVersion\"",
+        })?;
+    let pid = state["pid"].as_i64().ok_or(SeccompError::StateField {
+        field: "integer \"pid\"",
+    })?;
+    let message = ContainerProcessState {
+        oci_version,
+        fds: [SECCOMP_FD_NAME],
+        pid,
+        // runtime-spec marks metadata omitempty.
+        metadata: metadata.filter(|m| !m.is_empty()),
+        state: &state,
+    };
+    serde_json::to_vec(&message).map_err(|source| SeccompError::StateJson { source })
+}
+
+/// A connection to the seccomp agent, opened before the filter is loaded so that only
+/// `sendmsg` runs between the load and the agent holding the fd.
+#[derive(Debug)]
+pub struct NotifySocket {
+    stream: UnixStream,
+    path: PathBuf,
+    message: Vec<u8>,
+}
+
+impl NotifySocket {
+    /// Connects to `listener.path` and prepares the message from the container state JSON.
+    pub fn connect(listener: &NotifyListener, state_json: &[u8]) -> Result<Self, SeccompError> {
+        let message = process_state_message(listener.metadata.as_deref(), state_json)?;
+        let stream = UnixStream::connect(&listener.path).map_err(|source| SeccompError::Connect {
+            path: listener.path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            stream,
+            path: listener.path.clone(),
+            message,
+        })
+    }
+
+    /// Sends the message with `fd` attached (SCM_RIGHTS), then closes the connection.
+    pub fn send(self, fd: BorrowedFd<'_>) -> Result<(), SeccompError> {
+        let fds = [fd.as_raw_fd()];
+        let mut sent = 0;
+        while sent < self.message.len() {
+            let iov = [std::io::IoSlice::new(&self.message[sent..])];
+            // The fd rides with the first bytes; a stream socket may take the rest later.
+            let rights = [ControlMessage::ScmRights(&fds)];
+            let cmsgs: &[ControlMessage<'_>] = if sent == 0 { &rights } else { &[] };
+            // MSG_NOSIGNAL: an agent that hangs up is an error, not a SIGPIPE for the init.
+            match sendmsg::<()>(self.stream.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+                Ok(n) => sent += n,
+                Err(Errno::EINTR) => {}
+                Err(source) => {
+                    return Err(SeccompError::Send {
+                        path: self.path,
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Connects to the agent and sends it the fd: [`NotifySocket::connect`] then
+/// [`NotifySocket::send`]. For a caller the filter does not apply to (a parent process); the
+/// init itself must connect before [`load`].
+pub fn send_notify_fd(
+    listener: &NotifyListener,
+    fd: BorrowedFd<'_>,
+    state_json: &[u8],
+) -> Result<(), SeccompError> {
+    NotifySocket::connect(listener, state_json)?.send(fd)
+}
+
+#[cfg(test)]
+#[path = "seccomp_tests.rs"]
+mod tests;

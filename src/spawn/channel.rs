@@ -31,21 +31,15 @@ pub enum ChannelError {
 /// Two connected ends: `.0` for the parent, `.1` for the child. Both are close-on-exec, so the
 /// child's end never reaches the container's process.
 pub fn pair() -> Result<(Channel, Channel), ChannelError> {
-    let (a, b) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(ChannelError::Create)?;
+    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+        .map_err(ChannelError::Create)?;
     Ok((Channel { fd: a }, Channel { fd: b }))
 }
 
 impl Channel {
     pub fn send<T: Serialize>(&self, msg: &T) -> Result<(), ChannelError> {
         let bytes = serde_json::to_vec(msg).map_err(ChannelError::Decode)?;
-        let n = nix::unistd::write(self.fd.as_fd(), &bytes)
-            .map_err(|e| ChannelError::Send(io::Error::from(e)))?;
+        let n = nix::unistd::write(self.fd.as_fd(), &bytes).map_err(|e| ChannelError::Send(io::Error::from(e)))?;
         if n != bytes.len() {
             return Err(ChannelError::Send(io::Error::new(
                 io::ErrorKind::WriteZero,

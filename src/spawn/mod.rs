@@ -103,8 +103,8 @@ pub fn spawn(plan: &SpawnPlan, child: impl FnOnce() -> i32) -> Result<Spawned, S
 }
 
 fn spawn_via_joiner(plan: &SpawnPlan, child: impl FnOnce() -> i32) -> Result<Spawned, SpawnError> {
-    let (ours, theirs) = std::os::unix::net::UnixDatagram::pair()
-        .map_err(|e| SpawnError::Helper(format!("socketpair: {e}")))?;
+    let (ours, theirs) =
+        std::os::unix::net::UnixDatagram::pair().map_err(|e| SpawnError::Helper(format!("socketpair: {e}")))?;
     match sys::clone3(0, &[], None) {
         Err(e) => Err(SpawnError::Clone(e, " (namespace-joining helper)".into())),
         Ok(sys::Forked::Child) => {
@@ -141,11 +141,7 @@ fn joiner(plan: &SpawnPlan, sock: &std::os::unix::net::UnixDatagram) -> Result<b
             source,
         })?;
     }
-    match sys::clone3(
-        plan.new_namespaces | sys::CLONE_PARENT,
-        &plan.set_tid,
-        plan.cgroup_fd,
-    ) {
+    match sys::clone3(plan.new_namespaces | sys::CLONE_PARENT, &plan.set_tid, plan.cgroup_fd) {
         Err(e) => Err(SpawnError::Clone(e, plan.describe())),
         Ok(sys::Forked::Child) => Ok(true),
         Ok(sys::Forked::Parent { pid, pidfd }) => {
@@ -164,13 +160,8 @@ fn recv_pidfd(sock: &std::os::unix::net::UnixDatagram) -> Result<Spawned, SpawnE
     let mut buf = [0u8; 4096];
     let mut iov = [io::IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(|e| SpawnError::Helper(format!("receiving the pidfd: {e}")))?;
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(|e| SpawnError::Helper(format!("receiving the pidfd: {e}")))?;
     let mut fd = None;
     for c in msg.cmsgs().map_err(|e| SpawnError::Helper(e.to_string()))? {
         if let ControlMessageOwned::ScmRights(fds) = c {
@@ -185,9 +176,7 @@ fn recv_pidfd(sock: &std::os::unix::net::UnixDatagram) -> Result<Spawned, SpawnE
     let pid: i32 = text
         .strip_prefix('P')
         .and_then(|p| p.parse().ok())
-        .ok_or_else(|| {
-            SpawnError::Helper(format!("the helper exited without a child ({text:?})"))
-        })?;
+        .ok_or_else(|| SpawnError::Helper(format!("the helper exited without a child ({text:?})")))?;
     let raw = fd.ok_or_else(|| SpawnError::Helper("no pidfd received".into()))?;
     Ok(Spawned {
         pid,

@@ -25,11 +25,7 @@ pub enum SetTidError {
     #[error("level 0 ({name}): a new pid namespace starts at pid 1, not {pid}")]
     NewNsNotOne { name: String, pid: i32 },
     #[error("level {level} ({name}): pid {pid} is not a valid pid")]
-    Negative {
-        level: usize,
-        name: String,
-        pid: i32,
-    },
+    Negative { level: usize, name: String, pid: i32 },
     #[error("level {level} ({name}): pid {pid} is above that namespace's pid_max ({max})")]
     AboveMax {
         level: usize,
@@ -38,25 +34,13 @@ pub enum SetTidError {
         max: i32,
     },
     #[error("level {level} ({name}): pid {pid} is already in use")]
-    InUse {
-        level: usize,
-        name: String,
-        pid: i32,
-    },
+    InUse { level: usize, name: String, pid: i32 },
     #[error("level {level} ({name}): setting pid {pid} needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE in the user namespace that owns it")]
-    NoCapability {
-        level: usize,
-        name: String,
-        pid: i32,
-    },
+    NoCapability { level: usize, name: String, pid: i32 },
 }
 
 /// Refuse what the kernel would refuse, level by level (0 = innermost).
-pub fn check_set_tid(
-    set_tid: &[i32],
-    new_pidns: bool,
-    levels: &[PidLevel],
-) -> Result<(), SetTidError> {
+pub fn check_set_tid(set_tid: &[i32], new_pidns: bool, levels: &[PidLevel]) -> Result<(), SetTidError> {
     if set_tid.len() > levels.len() {
         return Err(SetTidError::TooLong {
             len: set_tid.len(),
@@ -76,12 +60,7 @@ pub fn check_set_tid(
         }
         if let Some(max) = info.pid_max {
             if pid >= max {
-                return Err(SetTidError::AboveMax {
-                    level,
-                    name,
-                    pid,
-                    max,
-                });
+                return Err(SetTidError::AboveMax { level, name, pid, max });
             }
         }
         if info.taken.as_ref().is_some_and(|t| t.contains(&pid)) {
@@ -97,7 +76,16 @@ pub fn check_set_tid(
 /// The levels a child would have: its own new namespace (if any), amber's, then every ancestor.
 pub fn levels_for_child(new_pidns: bool) -> Vec<PidLevel> {
     let depth = own_pidns_depth();
-    let may_set = has_cr_capability();
+    let has_cap = has_cr_capability();
+    let in_initial_userns = std::fs::read_to_string("/proc/self/uid_map")
+        .map(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
+        .unwrap_or(false);
+    // The kernel checks the capability in the user namespace that owns each pid namespace: for
+    // our own, that is ours only if our pid namespace was created in our user namespace.
+    let may_set = has_cap && (in_initial_userns || own_pidns_owned_by_own_userns().unwrap_or(true));
+    // Above our own level we can only tell when we hold the capability in the initial user
+    // namespace, which owns or is an ancestor of every owner; otherwise the kernel decides.
+    let above = if in_initial_userns { Some(has_cap) } else { None };
     let mut levels = Vec::new();
     if new_pidns {
         levels.push(PidLevel {
@@ -113,27 +101,64 @@ pub fn levels_for_child(new_pidns: bool) -> Vec<PidLevel> {
         taken: Some(visible_pids()),
         may_set: Some(may_set),
     });
-    for i in 1..=depth {
+    // When amber cannot see how deep it is, the levels above the ones it can see are left to
+    // the kernel (up to its nesting limit of 32).
+    let shown = if depth.exact { depth.levels } else { MAX_PID_NS_LEVEL };
+    for i in 1..=shown {
         levels.push(PidLevel {
             name: format!("ancestor pid namespace {i} level(s) above amber's"),
             pid_max: None,
             taken: None,
-            may_set: None,
+            may_set: above,
         });
     }
     levels
 }
 
-/// How many pid namespaces lie above ours (0 on the host): NSpid lists one pid per level.
-pub fn own_pidns_depth() -> usize {
-    std::fs::read_to_string("/proc/self/status")
+/// Whether the user namespace owning our pid namespace is our own user namespace.
+fn own_pidns_owned_by_own_userns() -> Option<bool> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let pidns = std::fs::File::open("/proc/self/ns/pid").ok()?;
+    let owner = crate::sys::ns_ioctl(pidns.as_fd(), crate::sys::NS_GET_USERNS).ok()?;
+    let owner = std::fs::File::from(owner).metadata().ok()?;
+    let ours = std::fs::metadata("/proc/self/ns/user").ok()?;
+    Some((owner.dev(), owner.ino()) == (ours.dev(), ours.ino()))
+}
+
+/// The kernel's limit on pid namespace nesting.
+pub const MAX_PID_NS_LEVEL: usize = 32;
+
+/// The inode of the initial pid namespace (PROC_PID_INIT_INO), the same on every Linux host.
+const INIT_PID_NS_INO: u64 = 0xEFFF_FFFC;
+
+/// How many pid namespaces lie above ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Depth {
+    pub levels: usize,
+    /// False when /proc belongs to a namespace below the host's, so NSpid (which starts at the
+    /// procfs's namespace) may not show every ancestor.
+    pub exact: bool,
+}
+
+pub fn own_pidns_depth() -> Depth {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata("/proc/self/ns/pid").map(|m| m.ino()).unwrap_or(0);
+    if ino == INIT_PID_NS_INO {
+        return Depth { levels: 0, exact: true };
+    }
+    let shown = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("NSpid:"))
                 .map(|l| l.split_whitespace().count().saturating_sub(2))
         })
-        .unwrap_or(0)
+        .unwrap_or(0);
+    Depth {
+        levels: shown.max(1),
+        exact: false,
+    }
 }
 
 fn read_pid_max() -> Option<i32> {
@@ -194,10 +219,7 @@ mod tests {
 
     #[test]
     fn accepts_free_pids() {
-        let l = [
-            level("new", 100, &[], true),
-            level("host", 100, &[1, 5], true),
-        ];
+        let l = [level("new", 100, &[], true), level("host", 100, &[1, 5], true)];
         assert_eq!(check_set_tid(&[1, 42], true, &l), Ok(()));
         assert_eq!(check_set_tid(&[0, 0], true, &l), Ok(()));
         assert_eq!(check_set_tid(&[], true, &l), Ok(()));
@@ -221,10 +243,7 @@ mod tests {
 
     #[test]
     fn refuses_taken_pid_naming_level() {
-        let l = [
-            level("new", 100, &[], true),
-            level("host", 100, &[42], true),
-        ];
+        let l = [level("new", 100, &[], true), level("host", 100, &[42], true)];
         let e = check_set_tid(&[1, 42], true, &l).unwrap_err();
         assert_eq!(e.to_string(), "level 1 (host): pid 42 is already in use");
     }
@@ -248,14 +267,7 @@ mod tests {
     fn refuses_missing_capability() {
         let l = [level("new", 100, &[], true), level("host", 100, &[], false)];
         let e = check_set_tid(&[1, 50], true, &l).unwrap_err();
-        assert!(matches!(
-            e,
-            SetTidError::NoCapability {
-                level: 1,
-                pid: 50,
-                ..
-            }
-        ));
+        assert!(matches!(e, SetTidError::NoCapability { level: 1, pid: 50, .. }));
         assert!(e.to_string().contains("CAP_CHECKPOINT_RESTORE"));
         // A level left to the kernel needs no capability.
         assert_eq!(check_set_tid(&[1, 0], true, &l), Ok(()));

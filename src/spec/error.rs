@@ -31,11 +31,7 @@ pub enum SpecError {
 
     /// The file is larger than [`super::CONFIG_MAX_BYTES`].
     #[error("{}: {size} bytes is larger than the limit of {limit} bytes", file.display())]
-    TooLarge {
-        file: PathBuf,
-        size: u64,
-        limit: u64,
-    },
+    TooLarge { file: PathBuf, size: u64, limit: u64 },
 
     /// The text is not JSON. `reason` is serde_json's message without its position suffix.
     #[error("{}: invalid JSON at line {line}, column {column}: {reason}", file.display())]
@@ -144,9 +140,7 @@ pub enum Violation {
 
     #[error("{version:?} is not a semantic version (MAJOR.MINOR.PATCH)")]
     MalformedVersion { version: String },
-    #[error(
-        "{version:?}: runtime-spec major version {major} is not supported (amber implements 1.x)"
-    )]
+    #[error("{version:?}: runtime-spec major version {major} is not supported (amber implements 1.x)")]
     UnsupportedVersion { version: String, major: u64 },
 
     #[error("{entry:?} is not KEY=VALUE")]
@@ -160,30 +154,19 @@ pub enum Violation {
     #[error("only allowed with scheduler policy {allowed}")]
     SchedulerPolicy { allowed: &'static str },
 
-    #[error(
-        "needs a private {namespace} namespace, but linux.namespaces has no {namespace} entry"
-    )]
+    #[error("needs a private {namespace} namespace, but linux.namespaces has no {namespace} entry")]
     RequiresNamespace { namespace: &'static str },
     #[error("{len} bytes is longer than the kernel's limit of {max}")]
     TooLong { len: usize, max: usize },
     #[error("the {namespace} namespace is listed twice (first at linux.namespaces[{first}])")]
-    DuplicateNamespace {
-        namespace: &'static str,
-        first: usize,
-    },
+    DuplicateNamespace { namespace: &'static str, first: usize },
 
-    #[error(
-        "required when a new user namespace is created (no path in linux.namespaces[{index}])"
-    )]
+    #[error("required when a new user namespace is created (no path in linux.namespaces[{index}])")]
     MappingsRequired { index: usize },
     #[error("size must be greater than 0")]
     MappingZeroSize,
     #[error("{side} range {start}..{start}+{size} does not fit in 32-bit ids")]
-    MappingOverflow {
-        side: &'static str,
-        start: u32,
-        size: u32,
-    },
+    MappingOverflow { side: &'static str, start: u32, size: u32 },
     #[error("{side} range overlaps mapping [{other}]")]
     MappingOverlap { side: &'static str, other: usize },
     #[error("{count} mappings is more than the kernel's limit of {max}")]

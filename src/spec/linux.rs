@@ -4,9 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use oci_spec::runtime::{
-    Linux, LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType, LinuxSeccomp, LinuxSeccompAction,
-};
+use oci_spec::runtime::{Linux, LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType, LinuxSeccomp, LinuxSeccompAction};
 use serde_json::Value;
 
 use super::error::{SpecError, Violation};
@@ -95,10 +93,7 @@ impl<'a> Namespaces<'a> {
 
 /// Checks `linux.namespaces` (unknown types are already decode errors): no type twice, and a
 /// `path`, when given, absolute.
-pub(crate) fn check_namespaces<'a>(
-    linux: Option<&'a Linux>,
-    file: &Path,
-) -> Result<Namespaces<'a>, SpecError> {
+pub(crate) fn check_namespaces<'a>(linux: Option<&'a Linux>, file: &Path) -> Result<Namespaces<'a>, SpecError> {
     let mut set = Namespaces::default();
     let Some(list) = linux.and_then(|l| l.namespaces().as_ref()) else {
         return Ok(set);
@@ -120,9 +115,7 @@ pub(crate) fn check_namespaces<'a>(
                 return Err(invalid(
                     file,
                     format!("linux.namespaces[{i}].path"),
-                    Violation::NotAbsolute {
-                        path: p.to_path_buf(),
-                    },
+                    Violation::NotAbsolute { path: p.to_path_buf() },
                 ));
             }
         }
@@ -152,9 +145,7 @@ pub(crate) fn check_linux(
             return Err(invalid(
                 file,
                 "linux.rootfsPropagation",
-                Violation::UnknownPropagation {
-                    value: prop.clone(),
-                },
+                Violation::UnknownPropagation { value: prop.clone() },
             ));
         }
     }
@@ -171,11 +162,7 @@ fn check_user_mappings(linux: &Linux, ns: &Namespaces<'_>, file: &Path) -> Resul
         match ns.get(LinuxNamespaceType::User) {
             // Without a user namespace there is nothing to write the maps into.
             None if !mappings.is_empty() => {
-                return Err(invalid(
-                    file,
-                    field,
-                    Violation::RequiresNamespace { namespace: "user" },
-                ));
+                return Err(invalid(file, field, Violation::RequiresNamespace { namespace: "user" }));
             }
             // A new user namespace without maps would leave every id unmapped (nobody).
             Some((index, None)) if mappings.is_empty() => {
@@ -204,11 +191,7 @@ fn check_mapping_list(maps: &[LinuxIdMapping], file: &Path, field: &str) -> Resu
     for (i, m) in maps.iter().enumerate() {
         let at = format!("{field}[{i}]");
         if m.size() == 0 {
-            return Err(invalid(
-                file,
-                format!("{at}.size"),
-                Violation::MappingZeroSize,
-            ));
+            return Err(invalid(file, format!("{at}.size"), Violation::MappingZeroSize));
         }
         for (side, start) in [("containerID", m.container_id()), ("hostID", m.host_id())] {
             // The kernel refuses first + count wrapping, and u32::MAX itself (it is the
@@ -232,11 +215,7 @@ fn check_mapping_list(maps: &[LinuxIdMapping], file: &Path, field: &str) -> Resu
             ];
             for (side, a, b) in sides {
                 if ranges_overlap(a, m.size(), b, other.size()) {
-                    return Err(invalid(
-                        file,
-                        &at,
-                        Violation::MappingOverlap { side, other: j },
-                    ));
+                    return Err(invalid(file, &at, Violation::MappingOverlap { side, other: j }));
                 }
             }
         }
@@ -270,9 +249,7 @@ fn check_time_offsets(linux: &Linux, ns: &Namespaces<'_>, file: &Path) -> Result
             return Err(invalid(
                 file,
                 format!("linux.timeOffsets.{clock}"),
-                Violation::UnknownClock {
-                    clock: clock.clone(),
-                },
+                Violation::UnknownClock { clock: clock.clone() },
             ));
         }
     }
@@ -298,12 +275,7 @@ pub(crate) fn sysctl_dotted(key: &str) -> String {
 /// /proc/sys is only partly namespaced: each sysctl is allowed only when the namespace that
 /// owns it is private to the container, otherwise writing it would change the host (runc's
 /// `sysctl` check). Keys are checked in sorted order so the first error is stable.
-fn check_sysctls(
-    linux: &Linux,
-    ns: &Namespaces<'_>,
-    hostname_set: bool,
-    file: &Path,
-) -> Result<(), SpecError> {
+fn check_sysctls(linux: &Linux, ns: &Namespaces<'_>, hostname_set: bool, file: &Path) -> Result<(), SpecError> {
     let Some(sysctls) = linux.sysctl() else {
         return Ok(());
     };
@@ -330,11 +302,7 @@ fn check_sysctls(
                 ));
             }
         } else {
-            return Err(invalid(
-                file,
-                field,
-                Violation::SysctlNotNamespaced { key: dotted },
-            ));
+            return Err(invalid(file, field, Violation::SysctlNotNamespaced { key: dotted }));
         }
     }
     Ok(())
@@ -356,13 +324,7 @@ fn check_devices(linux: &Linux, file: &Path) -> Result<(), SpecError> {
             ));
         }
         match dev.typ() {
-            LinuxDeviceType::A => {
-                return Err(invalid(
-                    file,
-                    format!("{at}.type"),
-                    Violation::DeviceTypeAll,
-                ))
-            }
+            LinuxDeviceType::A => return Err(invalid(file, format!("{at}.type"), Violation::DeviceTypeAll)),
             // A fifo has no device number.
             LinuxDeviceType::P => {}
             LinuxDeviceType::C | LinuxDeviceType::B | LinuxDeviceType::U => {
@@ -441,9 +403,7 @@ fn check_seccomp(seccomp: &LinuxSeccomp, file: &Path) -> Result<(), SpecError> {
             return Err(invalid(
                 file,
                 "linux.seccomp.listenerPath",
-                Violation::NotAbsolute {
-                    path: listener.clone(),
-                },
+                Violation::NotAbsolute { path: listener.clone() },
             ));
         }
     }

@@ -104,10 +104,7 @@ fn check_size(file: &Path, size: u64) -> Result<(), SpecError> {
 /// would be noise next to `linux.resources.memory.limit`). Like runc (Go's encoding/json), a
 /// duplicated key keeps its last value. serde_json's recursion limit keeps hostile nesting from
 /// overflowing the stack.
-pub(crate) fn decode<T: DeserializeOwned>(
-    text: &[u8],
-    file: &Path,
-) -> Result<(T, Value), SpecError> {
+pub(crate) fn decode<T: DeserializeOwned>(text: &[u8], file: &Path) -> Result<(T, Value), SpecError> {
     let value: Value = serde_json::from_slice(text).map_err(|e| SpecError::Syntax {
         file: file.to_path_buf(),
         line: e.line(),
@@ -127,11 +124,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
         let field = e.path().to_string();
         SpecError::Decode {
             file: file.to_path_buf(),
-            field: if field == "." {
-                TOP_LEVEL.to_string()
-            } else {
-                field
-            },
+            field: if field == "." { TOP_LEVEL.to_string() } else { field },
             reason: strip_position(e.inner()),
         }
     })?;

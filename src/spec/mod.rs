@@ -84,13 +84,7 @@ pub fn validate(spec: &Spec, file: &Path) -> Result<(), SpecError> {
     if let Some(l) = spec.linux() {
         linux::check_linux(l, &ns, hostname_set, file)?;
     }
-    for (i, m) in spec
-        .mounts()
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
+    for (i, m) in spec.mounts().as_deref().unwrap_or_default().iter().enumerate() {
         check_mount(m, i, file)?;
     }
     if let Some(hooks) = spec.hooks() {
@@ -115,13 +109,7 @@ pub fn warnings(spec: &Spec, file: &Path) -> Vec<SpecWarning> {
             kind,
         })
     };
-    for (i, m) in spec
-        .mounts()
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
+    for (i, m) in spec.mounts().as_deref().unwrap_or_default().iter().enumerate() {
         let dest = m.destination();
         if !dest.as_os_str().is_empty() && !dest.is_absolute() {
             warn(
@@ -138,11 +126,7 @@ pub fn warnings(spec: &Spec, file: &Path) -> Vec<SpecWarning> {
             warn("process.selinuxLabel".into(), WarningKind::LabelIgnored);
         }
     }
-    if spec
-        .linux()
-        .as_ref()
-        .is_some_and(|l| is_set(l.mount_label()))
-    {
+    if spec.linux().as_ref().is_some_and(|l| is_set(l.mount_label())) {
         warn("linux.mountLabel".into(), WarningKind::LabelIgnored);
     }
     out
@@ -203,19 +187,12 @@ fn check_root(spec: &Spec, file: &Path) -> Result<(), SpecError> {
     match spec.root() {
         None => Err(invalid(file, "root", Violation::Missing)),
         // A relative root.path is relative to the bundle; only an empty one is meaningless.
-        Some(root) if root.path().as_os_str().is_empty() => {
-            Err(invalid(file, "root.path", Violation::Empty))
-        }
+        Some(root) if root.path().as_os_str().is_empty() => Err(invalid(file, "root.path", Violation::Empty)),
         Some(_) => Ok(()),
     }
 }
 
-fn check_uts_name(
-    name: Option<&str>,
-    field: &str,
-    ns: &linux::Namespaces<'_>,
-    file: &Path,
-) -> Result<(), SpecError> {
+fn check_uts_name(name: Option<&str>, field: &str, ns: &linux::Namespaces<'_>, file: &Path) -> Result<(), SpecError> {
     ns.require(LinuxNamespaceType::Uts, file, field)?;
     let len = name.map_or(0, str::len);
     if len > HOST_NAME_MAX {
@@ -254,23 +231,12 @@ fn check_mount(m: &Mount, i: usize, file: &Path) -> Result<(), SpecError> {
         return Err(invalid(file, format!("{at}.type"), Violation::Empty));
     }
     if is_bind(m) {
-        let has_source = m
-            .source()
-            .as_ref()
-            .is_some_and(|s| !s.as_os_str().is_empty());
+        let has_source = m.source().as_ref().is_some_and(|s| !s.as_os_str().is_empty());
         if !has_source {
-            return Err(invalid(
-                file,
-                format!("{at}.source"),
-                Violation::BindWithoutSource,
-            ));
+            return Err(invalid(file, format!("{at}.source"), Violation::BindWithoutSource));
         }
     } else if m.typ().is_none() {
-        return Err(invalid(
-            file,
-            format!("{at}.type"),
-            Violation::MountWithoutType,
-        ));
+        return Err(invalid(file, format!("{at}.type"), Violation::MountWithoutType));
     }
     Ok(())
 }

@@ -20,11 +20,7 @@ const NICE: (i64, i64) = (-20, 19);
 
 /// Checks `process`, naming fields as `<prefix><field>` (`process.` inside a config, empty for
 /// a standalone process file).
-pub(crate) fn validate_process(
-    process: &Process,
-    file: &Path,
-    prefix: &str,
-) -> Result<(), SpecError> {
+pub(crate) fn validate_process(process: &Process, file: &Path, prefix: &str) -> Result<(), SpecError> {
     let at = |field: &str| format!("{prefix}{field}");
     check_args(process.args().as_deref(), file, &at("args"))?;
     check_cwd(process.cwd(), file, &at("cwd"))?;
@@ -36,12 +32,7 @@ pub(crate) fn validate_process(
         check_range(i64::from(adj), OOM_SCORE_ADJ, file, &at("oomScoreAdj"))?;
     }
     if let Some(io) = process.io_priority() {
-        check_range(
-            io.priority(),
-            IOPRIO_LEVEL,
-            file,
-            &at("ioPriority.priority"),
-        )?;
+        check_range(io.priority(), IOPRIO_LEVEL, file, &at("ioPriority.priority"))?;
     }
     if let Some(sched) = process.scheduler() {
         check_scheduler(sched, file, &at("scheduler"))?;
@@ -87,24 +78,8 @@ pub(crate) fn check_env(env: &[String], file: &Path, field: &str) -> Result<(), 
     for (i, entry) in env.iter().enumerate() {
         let at = format!("{field}[{i}]");
         match entry.split_once('=') {
-            None => {
-                return Err(invalid(
-                    file,
-                    at,
-                    Violation::EnvWithoutEquals {
-                        entry: entry.clone(),
-                    },
-                ))
-            }
-            Some(("", _)) => {
-                return Err(invalid(
-                    file,
-                    at,
-                    Violation::EnvEmptyName {
-                        entry: entry.clone(),
-                    },
-                ))
-            }
+            None => return Err(invalid(file, at, Violation::EnvWithoutEquals { entry: entry.clone() })),
+            Some(("", _)) => return Err(invalid(file, at, Violation::EnvEmptyName { entry: entry.clone() })),
             Some(_) => check_no_nul(entry, file, &at)?,
         }
     }
@@ -157,18 +132,9 @@ fn check_rlimits(process: &Process, file: &Path, field: &str) -> Result<(), Spec
     Ok(())
 }
 
-pub(crate) fn check_range(
-    value: i64,
-    (min, max): (i64, i64),
-    file: &Path,
-    field: &str,
-) -> Result<(), SpecError> {
+pub(crate) fn check_range(value: i64, (min, max): (i64, i64), file: &Path, field: &str) -> Result<(), SpecError> {
     if value < min || value > max {
-        return Err(invalid(
-            file,
-            field,
-            Violation::OutOfRange { value, min, max },
-        ));
+        return Err(invalid(file, field, Violation::OutOfRange { value, min, max }));
     }
     Ok(())
 }
@@ -179,10 +145,7 @@ fn check_scheduler(sched: &Scheduler, file: &Path, field: &str) -> Result<(), Sp
     if let Some(nice) = sched.nice() {
         check_range(i64::from(*nice), NICE, file, &format!("{field}.nice"))?;
     }
-    let realtime = matches!(
-        policy,
-        LinuxSchedulerPolicy::SchedFifo | LinuxSchedulerPolicy::SchedRr
-    );
+    let realtime = matches!(policy, LinuxSchedulerPolicy::SchedFifo | LinuxSchedulerPolicy::SchedRr);
     if sched.priority().is_some_and(|p| p != 0) && !realtime {
         return Err(invalid(
             file,

@@ -50,13 +50,7 @@ pub enum Forked {
 pub fn clone3(flags: u64, set_tid: &[i32], cgroup: Option<RawFd>) -> io::Result<Forked> {
     let mut pidfd: libc::c_int = -1;
     let mut args = CloneArgs {
-        flags: flags
-            | CLONE_PIDFD
-            | if cgroup.is_some() {
-                CLONE_INTO_CGROUP
-            } else {
-                0
-            },
+        flags: flags | CLONE_PIDFD | if cgroup.is_some() { CLONE_INTO_CGROUP } else { 0 },
         pidfd: &mut pidfd as *mut libc::c_int as u64,
         // With CLONE_PARENT the kernel takes the exit signal from the caller and refuses any
         // other value.
@@ -249,11 +243,7 @@ pub fn reset_signals() {
         }
     }
     let empty = nix::sys::signal::SigSet::empty();
-    let _ = nix::sys::signal::sigprocmask(
-        nix::sys::signal::SigmaskHow::SIG_SETMASK,
-        Some(&empty),
-        None,
-    );
+    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&empty), None);
 }
 
 fn cstr(path: &Path) -> io::Result<CString> {
@@ -273,4 +263,18 @@ pub fn own_received_fd(raw: RawFd) -> OwnedFd {
 pub fn own_fresh_fd(raw: RawFd) -> OwnedFd {
     // SAFETY: the caller passes a descriptor it just opened and has not shared.
     unsafe { OwnedFd::from_raw_fd(raw) }
+}
+
+pub const NS_GET_USERNS: u64 = 0xb701;
+pub const NS_GET_PARENT: u64 = 0xb702;
+
+/// The nsfs ioctls that return a new namespace fd (NS_GET_USERNS, NS_GET_PARENT).
+pub fn ns_ioctl(ns: BorrowedFd<'_>, request: u64) -> io::Result<OwnedFd> {
+    // SAFETY: these ioctls take no argument and return a new descriptor or -1.
+    let ret = unsafe { libc::ioctl(ns.as_raw_fd(), request as _) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a freshly returned descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret) })
 }

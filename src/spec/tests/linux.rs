@@ -34,8 +34,7 @@ fn namespace_types_are_known() {
 
 #[test]
 fn namespaces_are_unique() {
-    let (field, violation) =
-        refuses(|v| namespaces(v).push(json!({"type": "pid", "path": "/proc/1/ns/pid"})));
+    let (field, violation) = refuses(|v| namespaces(v).push(json!({"type": "pid", "path": "/proc/1/ns/pid"})));
     assert_eq!(field, "linux.namespaces[5].type");
     assert_eq!(
         violation,
@@ -49,15 +48,9 @@ fn namespaces_are_unique() {
 #[test]
 fn namespace_path_is_absolute() {
     accepts(|v| namespaces(v)[1] = json!({"type": "network", "path": "/var/run/netns/x"}));
-    let (field, violation) =
-        refuses(|v| namespaces(v)[1] = json!({"type": "network", "path": "netns/x"}));
+    let (field, violation) = refuses(|v| namespaces(v)[1] = json!({"type": "network", "path": "netns/x"}));
     assert_eq!(field, "linux.namespaces[1].path");
-    assert_eq!(
-        violation,
-        Violation::NotAbsolute {
-            path: "netns/x".into()
-        }
-    );
+    assert_eq!(violation, Violation::NotAbsolute { path: "netns/x".into() });
     let (field, _) = refuses(|v| namespaces(v)[1] = json!({"type": "network", "path": ""}));
     assert_eq!(field, "linux.namespaces[1].path");
 }
@@ -101,10 +94,7 @@ fn mappings_need_a_user_namespace() {
         v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
     });
     assert_eq!(field, "linux.gidMappings");
-    assert_eq!(
-        violation,
-        Violation::RequiresNamespace { namespace: "user" }
-    );
+    assert_eq!(violation, Violation::RequiresNamespace { namespace: "user" });
     accepts(|v| v["linux"]["uidMappings"] = json!([]));
 }
 
@@ -117,9 +107,7 @@ fn with_uid_maps(maps: Value) -> impl FnOnce(&mut Value) {
 
 #[test]
 fn mapping_size_is_positive() {
-    let (field, violation) = refuses(with_uid_maps(
-        json!([{"containerID": 0, "hostID": 1000, "size": 0}]),
-    ));
+    let (field, violation) = refuses(with_uid_maps(json!([{"containerID": 0, "hostID": 1000, "size": 0}])));
     assert_eq!(
         (field.as_str(), violation),
         ("linux.uidMappings[0].size", Violation::MappingZeroSize)
@@ -146,10 +134,7 @@ fn mappings_do_not_overflow_u32() {
     let (_, violation) = refuses(with_uid_maps(
         json!([{"containerID": 0, "hostID": 4_000_000_000u32, "size": 300_000_000}]),
     ));
-    assert!(matches!(
-        violation,
-        Violation::MappingOverflow { side: "hostID", .. }
-    ));
+    assert!(matches!(violation, Violation::MappingOverflow { side: "hostID", .. }));
 }
 
 #[test]
@@ -193,13 +178,7 @@ fn mapping_count_is_bounded() {
     };
     accepts(with_uid_maps(maps(340)));
     let (_, violation) = refuses(with_uid_maps(maps(341)));
-    assert_eq!(
-        violation,
-        Violation::TooManyMappings {
-            count: 341,
-            max: 340
-        }
-    );
+    assert_eq!(violation, Violation::TooManyMappings { count: 341, max: 340 });
 }
 
 // ---- time offsets ---------------------------------------------------------------------------
@@ -216,18 +195,12 @@ fn time_offsets_need_a_new_time_namespace() {
     let o = offsets.clone();
     let (field, violation) = refuses(move |v| v["linux"]["timeOffsets"] = o);
     assert_eq!(field, "linux.timeOffsets");
-    assert_eq!(
-        violation,
-        Violation::RequiresNamespace { namespace: "time" }
-    );
+    assert_eq!(violation, Violation::RequiresNamespace { namespace: "time" });
     let (_, violation) = refuses(move |v| {
         namespaces(v).push(json!({"type": "time", "path": "/proc/1/ns/time"}));
         v["linux"]["timeOffsets"] = offsets;
     });
-    assert_eq!(
-        violation,
-        Violation::TimeOffsetsOnJoinedNamespace { index: 5 }
-    );
+    assert_eq!(violation, Violation::TimeOffsetsOnJoinedNamespace { index: 5 });
     let (field, _) = refuses(|v| {
         namespaces(v).push(json!({"type": "time"}));
         v["linux"]["timeOffsets"] = json!({"realtime": "1"});
@@ -251,12 +224,7 @@ fn net_sysctls_need_a_network_namespace() {
         without_namespace(v, "network");
     });
     assert_eq!(field, "linux.sysctl[\"net.ipv4.ip_forward\"]");
-    assert_eq!(
-        violation,
-        Violation::RequiresNamespace {
-            namespace: "network"
-        }
-    );
+    assert_eq!(violation, Violation::RequiresNamespace { namespace: "network" });
 }
 
 #[test]
@@ -291,10 +259,7 @@ fn uts_sysctls_need_a_uts_namespace() {
     assert_eq!(violation, Violation::RequiresNamespace { namespace: "uts" });
     // Both kernel.hostname and the hostname field: which one wins would be an accident.
     let (_, violation) = refuses(with_sysctl("kernel.hostname"));
-    assert!(matches!(
-        violation,
-        Violation::SysctlConflictsWithHostname { .. }
-    ));
+    assert!(matches!(violation, Violation::SysctlConflictsWithHostname { .. }));
 }
 
 #[test]
@@ -307,10 +272,7 @@ fn other_sysctls_are_refused() {
     ] {
         let (field, violation) = refuses(with_sysctl(key));
         assert_eq!(field, format!("linux.sysctl[{key:?}]"));
-        assert!(
-            matches!(violation, Violation::SysctlNotNamespaced { .. }),
-            "{key}"
-        );
+        assert!(matches!(violation, Violation::SysctlNotNamespaced { .. }), "{key}");
     }
     let err = parse_with(with_sysctl("vm.swappiness")).unwrap_err();
     assert!(err
@@ -324,28 +286,21 @@ fn sysctl_slash_form_is_converted() {
         linux::sysctl_dotted("net/ipv4/conf/eno2.100/rp_filter"),
         "net.ipv4.conf.eno2/100.rp_filter"
     );
-    assert_eq!(
-        linux::sysctl_dotted("net.ipv4.ip_forward"),
-        "net.ipv4.ip_forward"
-    );
+    assert_eq!(linux::sysctl_dotted("net.ipv4.ip_forward"), "net.ipv4.ip_forward");
     assert_eq!(linux::sysctl_dotted("kernel"), "kernel");
     assert_eq!(linux::sysctl_dotted(""), "");
 }
 
 #[test]
 fn first_sysctl_error_is_stable() {
-    let (field, _) =
-        refuses(|v| v["linux"]["sysctl"] = json!({"vm.b": "1", "vm.a": "1", "vm.c": "1"}));
+    let (field, _) = refuses(|v| v["linux"]["sysctl"] = json!({"vm.b": "1", "vm.a": "1", "vm.c": "1"}));
     assert_eq!(field, "linux.sysctl[\"vm.a\"]");
 }
 
 // ---- devices --------------------------------------------------------------------------------
 
 fn with_device(d: Value) -> impl FnOnce(&mut Value) {
-    move |v| {
-        v["linux"]["devices"] =
-            json!([{"path": "/dev/null", "type": "c", "major": 1, "minor": 3}, d])
-    }
+    move |v| v["linux"]["devices"] = json!([{"path": "/dev/null", "type": "c", "major": 1, "minor": 3}, d])
 }
 
 #[test]
@@ -364,12 +319,7 @@ fn device_rules() {
         json!({"path": "dev/x", "type": "c", "major": 1, "minor": 1}),
     ));
     assert_eq!(field, "linux.devices[1].path");
-    assert_eq!(
-        violation,
-        Violation::NotAbsolute {
-            path: "dev/x".into()
-        }
-    );
+    assert_eq!(violation, Violation::NotAbsolute { path: "dev/x".into() });
     let (field, violation) = refuses(with_device(json!({"path": "/dev/x", "type": "a"})));
     assert_eq!(
         (field.as_str(), violation),
@@ -382,14 +332,10 @@ fn device_rules() {
 #[test]
 fn device_numbers_are_required_for_c_b_u() {
     for typ in ["c", "b", "u"] {
-        let (field, violation) = refuses(with_device(
-            json!({"path": "/dev/x", "type": typ, "minor": 0}),
-        ));
+        let (field, violation) = refuses(with_device(json!({"path": "/dev/x", "type": typ, "minor": 0})));
         assert_eq!(field, "linux.devices[1].major");
         assert!(matches!(violation, Violation::DeviceNumberRequired { .. }));
-        let (field, _) = refuses(with_device(
-            json!({"path": "/dev/x", "type": typ, "major": 0}),
-        ));
+        let (field, _) = refuses(with_device(json!({"path": "/dev/x", "type": typ, "major": 0})));
         assert_eq!(field, "linux.devices[1].minor");
     }
 }
@@ -434,10 +380,7 @@ fn masked_and_readonly_paths_are_absolute() {
 fn masked_paths_need_a_mount_namespace() {
     let (field, violation) = refuses(|v| without_namespace(v, "mount"));
     assert_eq!(field, "linux.maskedPaths");
-    assert_eq!(
-        violation,
-        Violation::RequiresNamespace { namespace: "mount" }
-    );
+    assert_eq!(violation, Violation::RequiresNamespace { namespace: "mount" });
     accepts(|v| {
         without_namespace(v, "mount");
         v["linux"]["maskedPaths"] = json!([]);
@@ -503,10 +446,7 @@ fn seccomp_notify_rules() {
     ));
     assert_eq!(
         (field.as_str(), violation),
-        (
-            "linux.seccomp.defaultAction",
-            Violation::SeccompNotifyDefault
-        )
+        ("linux.seccomp.defaultAction", Violation::SeccompNotifyDefault)
     );
     let (field, violation) = refuses(with_seccomp(json!({
         "defaultAction": "SCMP_ACT_ALLOW",

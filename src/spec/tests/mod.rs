@@ -24,10 +24,7 @@ pub(super) fn base() -> Value {
 pub(super) fn parse_with(edit: impl FnOnce(&mut Value)) -> Result<Spec, SpecError> {
     let mut v = base();
     edit(&mut v);
-    parse_config(
-        &serde_json::to_vec(&v).expect("serializes"),
-        Path::new(FILE),
-    )
+    parse_config(&serde_json::to_vec(&v).expect("serializes"), Path::new(FILE))
 }
 
 pub(super) fn accepts(edit: impl FnOnce(&mut Value)) {
@@ -39,9 +36,7 @@ pub(super) fn accepts(edit: impl FnOnce(&mut Value)) {
 /// Expects a rule error; returns its field and violation.
 pub(super) fn refuses(edit: impl FnOnce(&mut Value)) -> (String, Violation) {
     match parse_with(edit) {
-        Err(SpecError::Invalid {
-            field, violation, ..
-        }) => (field, violation),
+        Err(SpecError::Invalid { field, violation, .. }) => (field, violation),
         other => panic!("expected a rule error, got {other:?}"),
     }
 }
@@ -192,16 +187,9 @@ fn load_process_file() {
     std::fs::write(&path, base()["process"].to_string()).unwrap();
     let p = load_process(&path).unwrap();
     assert_eq!(p.args().as_deref(), Some(&["sh".to_string()][..]));
-    std::fs::write(
-        &path,
-        br#"{"user": {"uid": 0, "gid": 0}, "cwd": "/", "args": []}"#,
-    )
-    .unwrap();
+    std::fs::write(&path, br#"{"user": {"uid": 0, "gid": 0}, "cwd": "/", "args": []}"#).unwrap();
     let err = load_process(&path).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        format!("{}: args: must not be empty", path.display())
-    );
+    assert_eq!(err.to_string(), format!("{}: args: must not be empty", path.display()));
 }
 
 // ---- decoding -------------------------------------------------------------------------------
@@ -212,10 +200,7 @@ fn syntax_error_names_line_and_column() {
     let err = parse_config(text, Path::new(FILE)).unwrap_err();
     match &err {
         SpecError::Syntax {
-            line,
-            column,
-            reason,
-            ..
+            line, column, reason, ..
         } => {
             assert_eq!((*line, *column), (5, 0));
             assert!(!reason.contains("at line"), "{reason}");
@@ -226,17 +211,7 @@ fn syntax_error_names_line_and_column() {
         .to_string()
         .starts_with("/bundle/config.json: invalid JSON at line 5, column 0: "));
     let err = parse_config(b"{\"a\": 1,,}", Path::new(FILE)).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            SpecError::Syntax {
-                line: 1,
-                column: 9,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, SpecError::Syntax { line: 1, column: 9, .. }), "{err:?}");
 }
 
 #[test]
@@ -304,10 +279,7 @@ fn unknown_rlimit_is_a_field_error() {
         v["process"]["rlimits"][0]["type"] = json!("RLIMIT_BOGUS");
     });
     assert_eq!(field, "process.rlimits[0].type");
-    assert!(
-        reason.contains("unknown variant `RLIMIT_BOGUS`"),
-        "{reason}"
-    );
+    assert!(reason.contains("unknown variant `RLIMIT_BOGUS`"), "{reason}");
 }
 
 #[test]
@@ -325,8 +297,5 @@ fn missing_required_field_names_its_parent() {
     let (field, reason) = decode_error(|v| {
         v["process"].as_object_mut().unwrap().remove("cwd");
     });
-    assert_eq!(
-        (field.as_str(), reason.as_str()),
-        ("process", "missing field `cwd`")
-    );
+    assert_eq!((field.as_str(), reason.as_str()), ("process", "missing field `cwd`"));
 }

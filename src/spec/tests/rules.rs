@@ -17,10 +17,7 @@ fn oci_version_rules() {
     let (field, violation) = refuses(|v| {
         v.as_object_mut().unwrap().remove("ociVersion");
     });
-    assert_eq!(
-        (field.as_str(), violation),
-        ("ociVersion", Violation::Missing)
-    );
+    assert_eq!((field.as_str(), violation), ("ociVersion", Violation::Missing));
     for major in [0u64, 2] {
         let version = format!("{major}.1.0");
         let (_, violation) = refuses(|v| v["ociVersion"] = json!(version));
@@ -59,9 +56,7 @@ fn process_refuses(edit: impl FnOnce(&mut Value)) -> (String, Violation) {
     edit(&mut p);
     let text = serde_json::to_vec(&p).unwrap();
     match parse_process(&text, Path::new("/tmp/p.json")) {
-        Err(SpecError::Invalid {
-            field, violation, ..
-        }) => (field, violation),
+        Err(SpecError::Invalid { field, violation, .. }) => (field, violation),
         other => panic!("{other:?}"),
     }
 }
@@ -78,10 +73,7 @@ fn args_rules() {
     accepts(|v| v["process"]["args"] = json!(["/bin/echo", "", "x"]));
     for args in [json!([]), Value::Null] {
         let (field, violation) = refuses(|v| v["process"]["args"] = args);
-        assert_eq!(
-            (field.as_str(), violation),
-            ("process.args", Violation::Empty)
-        );
+        assert_eq!((field.as_str(), violation), ("process.args", Violation::Empty));
     }
     let (field, _) = refuses(|v| v["process"]["args"] = json!(["", "x"]));
     assert_eq!(field, "process.args[0]");
@@ -98,12 +90,7 @@ fn cwd_rules() {
     accepts(|v| v["process"]["cwd"] = json!("/home/user"));
     let (field, violation) = refuses(|v| v["process"]["cwd"] = json!("home"));
     assert_eq!(field, "process.cwd");
-    assert_eq!(
-        violation,
-        Violation::NotAbsolute {
-            path: "home".into()
-        }
-    );
+    assert_eq!(violation, Violation::NotAbsolute { path: "home".into() });
     let (_, violation) = refuses(|v| v["process"]["cwd"] = json!(""));
     assert_eq!(violation, Violation::Empty);
     let (field, _) = process_refuses(|p| p["cwd"] = json!("."));
@@ -152,14 +139,10 @@ fn rlimit_rules() {
             first: 0
         }
     );
-    let (field, violation) = refuses(|v| {
-        v["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 1, "soft": 2}])
-    });
+    let (field, violation) =
+        refuses(|v| v["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 1, "soft": 2}]));
     assert_eq!(field, "process.rlimits[0].soft");
-    assert_eq!(
-        violation,
-        Violation::RlimitSoftAboveHard { soft: 2, hard: 1 }
-    );
+    assert_eq!(violation, Violation::RlimitSoftAboveHard { soft: 2, hard: 1 });
 }
 
 #[test]
@@ -184,9 +167,7 @@ fn oom_score_adj_rules() {
 #[test]
 fn io_priority_rules() {
     accepts(|v| v["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_RT", "priority": 7}));
-    let (field, _) = refuses(|v| {
-        v["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 8})
-    });
+    let (field, _) = refuses(|v| v["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 8}));
     assert_eq!(field, "process.ioPriority.priority");
 }
 
@@ -195,14 +176,11 @@ fn scheduler_rules() {
     accepts(|v| v["process"]["scheduler"] = json!({"policy": "SCHED_OTHER", "nice": -20}));
     accepts(|v| v["process"]["scheduler"] = json!({"policy": "SCHED_FIFO", "priority": 50}));
     accepts(|v| {
-        v["process"]["scheduler"] =
-            json!({"policy": "SCHED_DEADLINE", "runtime": 1, "deadline": 2, "period": 3})
+        v["process"]["scheduler"] = json!({"policy": "SCHED_DEADLINE", "runtime": 1, "deadline": 2, "period": 3})
     });
-    let (field, _) =
-        refuses(|v| v["process"]["scheduler"] = json!({"policy": "SCHED_OTHER", "nice": 20}));
+    let (field, _) = refuses(|v| v["process"]["scheduler"] = json!({"policy": "SCHED_OTHER", "nice": 20}));
     assert_eq!(field, "process.scheduler.nice");
-    let (field, violation) =
-        refuses(|v| v["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "priority": 1}));
+    let (field, violation) = refuses(|v| v["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "priority": 1}));
     assert_eq!(field, "process.scheduler.priority");
     assert_eq!(
         violation,
@@ -210,8 +188,7 @@ fn scheduler_rules() {
             allowed: "SCHED_FIFO or SCHED_RR"
         }
     );
-    let (field, _) =
-        refuses(|v| v["process"]["scheduler"] = json!({"policy": "SCHED_RR", "period": 10}));
+    let (field, _) = refuses(|v| v["process"]["scheduler"] = json!({"policy": "SCHED_RR", "period": 10}));
     assert_eq!(field, "process.scheduler.period");
 }
 
@@ -223,17 +200,10 @@ fn lsm_labels_are_accepted_and_reported() {
         v["linux"]["mountLabel"] = json!("system_u:object_r:container_file_t:s0");
     })
     .unwrap();
-    let fields: Vec<String> = warnings(&spec, Path::new(FILE))
-        .into_iter()
-        .map(|w| w.field)
-        .collect();
+    let fields: Vec<String> = warnings(&spec, Path::new(FILE)).into_iter().map(|w| w.field).collect();
     assert_eq!(
         fields,
-        [
-            "process.apparmorProfile",
-            "process.selinuxLabel",
-            "linux.mountLabel"
-        ]
+        ["process.apparmorProfile", "process.selinuxLabel", "linux.mountLabel"]
     );
 }
 
@@ -309,23 +279,15 @@ fn mount_rules() {
         json!({"destination": "/d", "source": "", "options": ["bind"]}),
     ));
     assert_eq!(field, "mounts[7].source");
-    let (field, violation) = refuses(with_mount(
-        json!({"destination": "/data", "source": "/srv"}),
-    ));
+    let (field, violation) = refuses(with_mount(json!({"destination": "/data", "source": "/srv"})));
     assert_eq!(
         (field.as_str(), violation),
         ("mounts[7].type", Violation::MountWithoutType)
     );
     let (field, violation) = refuses(with_mount(json!({"destination": "/d", "type": ""})));
-    assert_eq!(
-        (field.as_str(), violation),
-        ("mounts[7].type", Violation::Empty)
-    );
+    assert_eq!((field.as_str(), violation), ("mounts[7].type", Violation::Empty));
     let (field, violation) = refuses(with_mount(json!({"destination": "", "type": "tmpfs"})));
-    assert_eq!(
-        (field.as_str(), violation),
-        ("mounts[7].destination", Violation::Empty)
-    );
+    assert_eq!((field.as_str(), violation), ("mounts[7].destination", Violation::Empty));
 }
 
 #[test]
@@ -333,12 +295,7 @@ fn relative_mount_destination_is_accepted_with_a_warning() {
     let spec = parse_with(with_mount(json!({"destination": "data", "type": "tmpfs"}))).unwrap();
     let w = warnings(&spec, Path::new(FILE));
     assert_eq!(w.len(), 1);
-    assert_eq!(
-        w[0].kind,
-        WarningKind::RelativeMountDestination {
-            path: "data".into()
-        }
-    );
+    assert_eq!(w[0].kind, WarningKind::RelativeMountDestination { path: "data".into() });
     assert_eq!(
         w[0].to_string(),
         "/bundle/config.json: mounts[7].destination: relative destination \"data\" is deprecated; it is resolved relative to /"
@@ -356,24 +313,16 @@ fn hook_rules() {
             "poststop": [{"path": "/bin/true"}],
         })
     });
-    let (field, violation) =
-        refuses(|v| v["hooks"] = json!({"createContainer": [{"path": "hook"}]}));
+    let (field, violation) = refuses(|v| v["hooks"] = json!({"createContainer": [{"path": "hook"}]}));
     assert_eq!(field, "hooks.createContainer[0].path");
-    assert_eq!(
-        violation,
-        Violation::NotAbsolute {
-            path: "hook".into()
-        }
-    );
+    assert_eq!(violation, Violation::NotAbsolute { path: "hook".into() });
     for timeout in [0, -3] {
-        let (field, violation) = refuses(|v| {
-            v["hooks"] = json!({"poststart": [{"path": "/a"}, {"path": "/b", "timeout": timeout}]})
-        });
+        let (field, violation) =
+            refuses(|v| v["hooks"] = json!({"poststart": [{"path": "/a"}, {"path": "/b", "timeout": timeout}]}));
         assert_eq!(field, "hooks.poststart[1].timeout");
         assert_eq!(violation, Violation::NonPositiveTimeout { timeout });
     }
-    let (field, _) =
-        refuses(|v| v["hooks"] = json!({"startContainer": [{"path": "/a", "env": ["A"]}]}));
+    let (field, _) = refuses(|v| v["hooks"] = json!({"startContainer": [{"path": "/a", "env": ["A"]}]}));
     assert_eq!(field, "hooks.startContainer[0].env[0]");
     let (field, _) = refuses(|v| v["hooks"] = json!({"prestart": [{"path": ""}]}));
     assert_eq!(field, "hooks.prestart[0].path");
