@@ -353,7 +353,7 @@ pub fn main(args: Vec<String>) -> i32 {
     }
 }
 
-fn create_opts(a: &CreateArgs) -> Result<CreateOpts, Error> {
+fn create_opts(a: &CreateArgs, foreground: bool) -> Result<CreateOpts, Error> {
     let init_pid = match &a.init_pid {
         Some(t) => crate::spawn::tid::parse_init_pids(t).map_err(Error::InitPid)?,
         None => Vec::new(),
@@ -371,17 +371,18 @@ fn create_opts(a: &CreateArgs) -> Result<CreateOpts, Error> {
         no_pivot: a.no_pivot,
         preserve_fds: a.preserve_fds,
         init_pid,
+        foreground,
     })
 }
 
 fn dispatch(g: &Global, command: Command) -> Result<i32, Error> {
     match command {
         Command::Create(a) => {
-            container::create::create(g, &create_opts(&a)?)?;
+            container::create::create(g, &create_opts(&a, false)?)?;
             Ok(0)
         }
         Command::Run { create, detach, .. } => {
-            let created = container::create::create(g, &create_opts(&create)?)?;
+            let created = container::create::create(g, &create_opts(&create, !detach)?)?;
             if detach {
                 let id = created.state.id.clone();
                 drop(created);

@@ -30,6 +30,8 @@ pub struct CreateOpts {
     pub preserve_fds: u32,
     /// Exact pids for the init: amber's pid namespace first, then each ancestor outward.
     pub init_pid: Vec<i32>,
+    /// `run` in the foreground: amber itself holds the terminal when there is no console socket.
+    pub foreground: bool,
 }
 
 /// A created container, as `run` needs it to go on.
@@ -37,6 +39,8 @@ pub struct Created {
     pub dir: StateDir,
     pub state: State,
     pub pidfd: OwnedFd,
+    /// The pty master when amber proxies the terminal itself (`run -t` in the foreground).
+    pub console_master: Option<OwnedFd>,
 }
 
 /// Undo what a failed create made, in reverse order.
@@ -106,10 +110,8 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
         cgroups.apply_resources(res)?;
     }
     let fifo = make_exec_fifo(&dir_path)?;
-    let console = match &opts.console_socket {
-        Some(p) => Some(UnixStream::connect(p).map_err(|e| Error::io("connecting to console socket", p, e))?),
-        None => None,
-    };
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let (console, console_ours) = console_endpoints(opts.console_socket.as_deref(), terminal, opts.foreground)?;
     let cgroup_fd = cgroups.open_v2_dir()?;
     let plan = SpawnPlan {
         new_namespaces: ns.new_flags,
@@ -173,6 +175,10 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
         }
     }
 
+    let console_master = match &console_ours {
+        Some(sock) => Some(super::tty::recv_master(sock).map_err(Error::TtyMaster)?),
+        None => None,
+    };
     let (_, start_time) = state::proc_stat(pid).ok_or(Error::Init(init::InitError::step(
         "container init",
         "exited before it was ready",
@@ -200,7 +206,34 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
     let pidfd = undo.pidfd.take().expect("pidfd is set after spawn");
     let dir = undo.dir.take().expect("state dir is set until create succeeds");
     undo.cgroup = None;
-    Ok(Created { dir, state: st, pidfd })
+    Ok(Created {
+        dir,
+        state: st,
+        pidfd,
+        console_master,
+    })
+}
+
+/// Where the pty master goes: the caller's console socket, or (foreground only) a socketpair
+/// whose other end amber keeps to proxy the terminal itself. Returns (child's end, our end).
+pub fn console_endpoints(
+    socket: Option<&Path>,
+    terminal: bool,
+    foreground: bool,
+) -> Result<(Option<UnixStream>, Option<UnixStream>), Error> {
+    match (socket, terminal) {
+        (Some(p), _) => {
+            let s = UnixStream::connect(p).map_err(|e| Error::io("connecting to console socket", p, e))?;
+            Ok((Some(s), None))
+        }
+        (None, true) if foreground => {
+            let (child, ours) =
+                UnixStream::pair().map_err(|e| Error::io("creating console socketpair", Path::new("socketpair"), e))?;
+            Ok((Some(child), Some(ours)))
+        }
+        (None, true) => Err(Error::TtyDetached),
+        (None, false) => Ok((None, None)),
+    }
 }
 
 fn absolute(p: &Path) -> Result<PathBuf, Error> {

@@ -6,7 +6,6 @@
 
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
@@ -73,10 +72,9 @@ pub fn exec(g: &Global, opts: &ExecOpts) -> Result<i32, Error> {
     let flags = namespaces_to_join(st.init_pid)?;
     let cgroups = Manager::from_state(&st.cgroup);
     let cgroup_fd = cgroups.open_v2_dir()?;
-    let console = match &opts.console_socket {
-        Some(p) => Some(UnixStream::connect(p).map_err(|e| Error::io("connecting to console socket", p, e))?),
-        None => None,
-    };
+    let terminal = process.terminal().unwrap_or(false);
+    let (console, console_ours) =
+        super::create::console_endpoints(opts.console_socket.as_deref(), terminal, !opts.detach)?;
     let joins = if flags == 0 {
         Vec::new()
     } else {
@@ -136,13 +134,17 @@ pub fn exec(g: &Global, opts: &ExecOpts) -> Result<i32, Error> {
             return Err(exec_failed(e.into()));
         }
     }
+    let master = match &console_ours {
+        Some(sock) => Some(super::tty::recv_master(sock).map_err(Error::TtyMaster)?),
+        None => None,
+    };
     if let Some(p) = &opts.pid_file {
         state::write_pid_file(p, spawned.pid)?;
     }
     if opts.detach {
         return Ok(0);
     }
-    Ok(super::ops::wait_forwarding(&spawned.pidfd, spawned.pid))
+    Ok(super::ops::wait_forwarding(&spawned.pidfd, spawned.pid, master))
 }
 
 fn exec_failed(e: Error) -> Error {

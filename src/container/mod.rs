@@ -7,6 +7,7 @@ pub mod hooks;
 pub mod ops;
 pub mod signal;
 pub mod state;
+pub mod tty;
 pub mod update;
 
 use std::path::{Path, PathBuf};
@@ -81,6 +82,10 @@ pub enum Error {
     ExecFailed(Box<Error>),
     #[error("update: {0}")]
     BadUpdate(String),
+    #[error("cannot allocate tty if amber will detach without setting console socket")]
+    TtyDetached,
+    #[error("receiving the pty master from the container: {0}")]
+    TtyMaster(#[source] std::io::Error),
     #[error("exec args cannot be empty")]
     ExecArgs,
     #[error("invalid --user {0:?}: expected UID[:GID] (numeric)")]

@@ -233,9 +233,12 @@ pub fn list(g: &Global) -> Vec<(State, Status)> {
 
 /// Wait for our child `pid`, forwarding the signals we receive to it; returns the exit code
 /// the shell would show (128+N for a signal).
-pub fn wait_forwarding(pidfd: &OwnedFd, pid: i32) -> i32 {
+pub fn wait_forwarding(pidfd: &OwnedFd, pid: i32, master: Option<OwnedFd>) -> i32 {
     match forwarding_signalfd() {
-        Ok(sfd) => wait_signals(pidfd, pid, &sfd),
+        Ok(sfd) => match master {
+            Some(m) => super::tty::proxy(m, pidfd, pid, &sfd),
+            None => wait_signals(pidfd, pid, &sfd),
+        },
         Err(_) => match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
             Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => c,
             Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => 128 + s as i32,
@@ -298,7 +301,10 @@ pub fn run_foreground(g: &Global, created: super::create::Created) -> Result<i32
     let st = created.state.clone();
     drop(created.dir);
     start(g, &id)?;
-    let code = wait_signals(&created.pidfd, st.init_pid, &sfd);
+    let code = match created.console_master {
+        Some(master) => super::tty::proxy(master, &created.pidfd, st.init_pid, &sfd),
+        None => wait_signals(&created.pidfd, st.init_pid, &sfd),
+    };
     delete(g, &id, true)?;
     Ok(code)
 }

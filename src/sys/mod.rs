@@ -278,3 +278,29 @@ pub fn ns_ioctl(ns: BorrowedFd<'_>, request: u64) -> io::Result<OwnedFd> {
     // SAFETY: a freshly returned descriptor owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(ret) })
 }
+
+/// Window size of a terminal (TIOCGWINSZ).
+pub fn get_winsize(fd: BorrowedFd<'_>) -> io::Result<libc::winsize> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize into the valid, writable struct we pass.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ws)
+}
+
+/// Set the window size of a terminal (TIOCSWINSZ).
+pub fn set_winsize(fd: BorrowedFd<'_>, ws: &libc::winsize) -> io::Result<()> {
+    // SAFETY: TIOCSWINSZ reads one winsize from the valid struct we pass.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
