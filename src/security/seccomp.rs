@@ -24,17 +24,12 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
 use libseccomp::error::SeccompError as ScmpError;
-use libseccomp::{
-    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
-    ScmpVersion,
-};
+use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall, ScmpVersion};
 use nix::errno::Errno;
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use oci_spec::runtime::{
-    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag,
-    LinuxSeccompOperator, LinuxSyscall,
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag, LinuxSeccompOperator, LinuxSyscall,
 };
-use serde::Serialize;
 
 /// Seccomp filters see six syscall arguments.
 const SYSCALL_ARGS: usize = 6;
@@ -49,42 +44,28 @@ const SECCOMP_FD_NAME: &str = "seccompFd";
 const NOTIFY_FORBIDDEN: [&str; 2] = ["write", "sendmsg"];
 
 /// The flags amber knows, for `amber features` (`linux.seccomp.knownFlags`).
-pub const KNOWN_FLAGS: [&str; 3] = [
-    "SECCOMP_FILTER_FLAG_TSYNC",
-    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
-    "SECCOMP_FILTER_FLAG_LOG",
+pub const KNOWN_FLAGS: [&str; 3] = [FLAGS[0].0, FLAGS[1].0, FLAGS[2].0];
+
+type SetFlag = for<'a> fn(&'a mut ScmpFilterContext, bool) -> Result<&'a mut ScmpFilterContext, ScmpError>;
+
+/// A filter flag: its OCI name, the libseccomp setter, and the API level and library version it
+/// needs.
+type Flag = (&'static str, SetFlag, u32, (u32, u32, u32));
+
+/// In the order of [`FilterFlags::set`].
+#[rustfmt::skip]
+const FLAGS: [Flag; 4] = [
+    ("SECCOMP_FILTER_FLAG_TSYNC", ScmpFilterContext::set_ctl_tsync, 2, (2, 2, 0)),
+    ("SECCOMP_FILTER_FLAG_SPEC_ALLOW", ScmpFilterContext::set_ctl_ssb, 4, (2, 5, 0)),
+    ("SECCOMP_FILTER_FLAG_LOG", ScmpFilterContext::set_ctl_log, 3, (2, 4, 0)),
+    ("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", ScmpFilterContext::set_ctl_waitkill, 7, (2, 6, 0)),
 ];
 
-/// What a filter does on a match, with the 16-bit return value of ERRNO and TRACE resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
-    KillThread,
-    KillProcess,
-    Trap,
-    Errno(u16),
-    Trace(u16),
-    Allow,
-    Log,
-    Notify,
-}
-
-/// A comparison operator; for MASKED_EQ the mask is the config's `value`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CompareOp {
-    Ne,
-    Lt,
-    Le,
-    Eq,
-    Ge,
-    Gt,
-    MaskedEq { mask: u64 },
-}
-
-/// One argument comparison: `arg[index] op value`.
+/// One argument comparison: `arg[index] op value`; MASKED_EQ carries the mask in `op`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ArgCmp {
     pub index: u32,
-    pub op: CompareOp,
+    pub op: ScmpCompareOp,
     pub value: u64,
 }
 
@@ -94,7 +75,8 @@ pub struct Rule {
     /// Index of the entry in `linux.seccomp.syscalls`, for error messages.
     pub entry: usize,
     pub syscall: String,
-    pub action: Action,
+    /// ERRNO and TRACE carry their return value, resolved from `errnoRet`.
+    pub action: ScmpAction,
     pub args: Vec<ArgCmp>,
 }
 
@@ -109,6 +91,14 @@ pub struct FilterFlags {
     pub wait_killable_recv: bool,
 }
 
+impl FilterFlags {
+    /// The flags that are on.
+    fn set(self) -> impl Iterator<Item = &'static Flag> {
+        let on = [self.tsync, self.spec_allow, self.log, self.wait_killable_recv];
+        on.into_iter().zip(&FLAGS).filter_map(|(on, flag)| on.then_some(flag))
+    }
+}
+
 /// Where the notify fd goes: `linux.seccomp.listenerPath` and `listenerMetadata`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyListener {
@@ -119,7 +109,7 @@ pub struct NotifyListener {
 /// The filter to install, built from `linux.seccomp` by [`plan`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeccompPlan {
-    pub default_action: Action,
+    pub default_action: ScmpAction,
     /// Architectures besides the native one, which every filter has.
     pub arches: Vec<ScmpArch>,
     pub flags: FilterFlags,
@@ -177,19 +167,15 @@ impl std::fmt::Display for FilterStep {
 pub enum SeccompError {
     #[error("{field}: {value} does not fit the 16-bit return value of a seccomp action")]
     ReturnValueRange { field: String, value: u32 },
+    #[error("{field}: libseccomp does not know the architecture {arch}")]
+    UnknownArch { field: String, arch: Arch },
     #[error("{field}: argument index {index} is out of range: syscalls have 6 arguments (0-5)")]
     ArgIndex { field: String, index: usize },
-    #[error(
-        "{field}: SCMP_ACT_NOTIFY cannot be the default action: it would catch the syscalls \
-         that hand the notify fd to the agent"
-    )]
+    #[error("{field}: SCMP_ACT_NOTIFY cannot be the default action: it would catch handing the fd to the agent")]
     NotifyDefault { field: &'static str },
     #[error("{field}: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath")]
     NotifyWithoutListener { field: String },
-    #[error(
-        "{field}: SCMP_ACT_NOTIFY cannot be used for the {syscall} syscall: the runtime needs \
-         it to hand the notify fd to the agent"
-    )]
+    #[error("{field}: SCMP_ACT_NOTIFY cannot be used for {syscall}: the runtime hands the fd to the agent with it")]
     NotifyForbiddenSyscall { field: String, syscall: String },
     #[error("{field}: {path:?} is not an absolute path")]
     ListenerNotAbsolute { field: &'static str, path: PathBuf },
@@ -236,111 +222,57 @@ fn lib_err(step: FilterStep) -> impl FnOnce(ScmpError) -> SeccompError {
     move |source| SeccompError::Libseccomp { step, source }
 }
 
-impl Action {
-    /// Resolves an OCI action; `ret_field` names the `errnoRet` it came with.
-    fn from_oci(
-        action: LinuxSeccompAction,
-        ret: Option<u32>,
-        ret_field: &str,
-    ) -> Result<Self, SeccompError> {
-        let ret = || match ret {
-            None => Ok(DEFAULT_ERRNO),
-            Some(value) => u16::try_from(value).map_err(|_| SeccompError::ReturnValueRange {
-                field: ret_field.to_string(),
-                value,
-            }),
-        };
-        Ok(match action {
-            LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
-                Self::KillThread
-            }
-            LinuxSeccompAction::ScmpActKillProcess => Self::KillProcess,
-            LinuxSeccompAction::ScmpActTrap => Self::Trap,
-            LinuxSeccompAction::ScmpActErrno => Self::Errno(ret()?),
-            LinuxSeccompAction::ScmpActTrace => Self::Trace(ret()?),
-            LinuxSeccompAction::ScmpActAllow => Self::Allow,
-            LinuxSeccompAction::ScmpActLog => Self::Log,
-            LinuxSeccompAction::ScmpActNotify => Self::Notify,
-        })
-    }
+/// Resolves an OCI action; `ret_field` names the `errnoRet` it came with.
+fn resolve_action(action: LinuxSeccompAction, ret: Option<u32>, ret_field: &str) -> Result<ScmpAction, SeccompError> {
+    let ret = || match ret {
+        None => Ok(DEFAULT_ERRNO),
+        Some(value) => u16::try_from(value).map_err(|_| SeccompError::ReturnValueRange {
+            field: ret_field.to_string(),
+            value,
+        }),
+    };
+    Ok(match action {
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => ScmpAction::KillThread,
+        LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
+        LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
+        LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(i32::from(ret()?)),
+        LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(ret()?),
+        LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+        LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
+    })
+}
 
-    fn to_scmp(self) -> ScmpAction {
-        match self {
-            Self::KillThread => ScmpAction::KillThread,
-            Self::KillProcess => ScmpAction::KillProcess,
-            Self::Trap => ScmpAction::Trap,
-            Self::Errno(ret) => ScmpAction::Errno(i32::from(ret)),
-            Self::Trace(ret) => ScmpAction::Trace(ret),
-            Self::Allow => ScmpAction::Allow,
-            Self::Log => ScmpAction::Log,
-            Self::Notify => ScmpAction::Notify,
-        }
-    }
-
-    /// The libseccomp API level and version an action needs, when above the baseline.
-    fn needs(self) -> Option<(&'static str, u32, (u32, u32, u32))> {
-        match self {
-            Self::KillProcess => Some(("SCMP_ACT_KILL_PROCESS", 3, (2, 4, 0))),
-            Self::Log => Some(("SCMP_ACT_LOG", 3, (2, 4, 0))),
-            Self::Notify => Some(("SCMP_ACT_NOTIFY", 6, (2, 5, 0))),
-            _ => None,
-        }
+/// The libseccomp API level and version an action needs, when above the baseline.
+fn action_needs(action: ScmpAction) -> Option<(&'static str, u32, (u32, u32, u32))> {
+    match action {
+        ScmpAction::KillProcess => Some(("SCMP_ACT_KILL_PROCESS", 3, (2, 4, 0))),
+        ScmpAction::Log => Some(("SCMP_ACT_LOG", 3, (2, 4, 0))),
+        ScmpAction::Notify => Some(("SCMP_ACT_NOTIFY", 6, (2, 5, 0))),
+        _ => None,
     }
 }
 
 impl ArgCmp {
     fn from_oci(arg: &LinuxSeccompArg, index: u32) -> Self {
         let (op, value) = match arg.op() {
-            LinuxSeccompOperator::ScmpCmpNe => (CompareOp::Ne, arg.value()),
-            LinuxSeccompOperator::ScmpCmpLt => (CompareOp::Lt, arg.value()),
-            LinuxSeccompOperator::ScmpCmpLe => (CompareOp::Le, arg.value()),
-            LinuxSeccompOperator::ScmpCmpEq => (CompareOp::Eq, arg.value()),
-            LinuxSeccompOperator::ScmpCmpGe => (CompareOp::Ge, arg.value()),
-            LinuxSeccompOperator::ScmpCmpGt => (CompareOp::Gt, arg.value()),
+            LinuxSeccompOperator::ScmpCmpNe => (ScmpCompareOp::NotEqual, arg.value()),
+            LinuxSeccompOperator::ScmpCmpLt => (ScmpCompareOp::Less, arg.value()),
+            LinuxSeccompOperator::ScmpCmpLe => (ScmpCompareOp::LessOrEqual, arg.value()),
+            LinuxSeccompOperator::ScmpCmpEq => (ScmpCompareOp::Equal, arg.value()),
+            LinuxSeccompOperator::ScmpCmpGe => (ScmpCompareOp::GreaterEqual, arg.value()),
+            LinuxSeccompOperator::ScmpCmpGt => (ScmpCompareOp::Greater, arg.value()),
             // libseccomp's SCMP_CMP_MASKED_EQ(datum_a = mask, datum_b = value), which runc
             // fills from `value` and `valueTwo` in that order.
-            LinuxSeccompOperator::ScmpCmpMaskedEq => (
-                CompareOp::MaskedEq { mask: arg.value() },
-                arg.value_two().unwrap_or(0),
-            ),
+            LinuxSeccompOperator::ScmpCmpMaskedEq => {
+                (ScmpCompareOp::MaskedEqual(arg.value()), arg.value_two().unwrap_or(0))
+            }
         };
         Self { index, op, value }
     }
 
     fn to_scmp(self) -> ScmpArgCompare {
-        let op = match self.op {
-            CompareOp::Ne => ScmpCompareOp::NotEqual,
-            CompareOp::Lt => ScmpCompareOp::Less,
-            CompareOp::Le => ScmpCompareOp::LessOrEqual,
-            CompareOp::Eq => ScmpCompareOp::Equal,
-            CompareOp::Ge => ScmpCompareOp::GreaterEqual,
-            CompareOp::Gt => ScmpCompareOp::Greater,
-            CompareOp::MaskedEq { mask } => ScmpCompareOp::MaskedEqual(mask),
-        };
-        ScmpArgCompare::new(self.index, op, self.value)
-    }
-}
-
-fn scmp_arch(arch: Arch) -> ScmpArch {
-    match arch {
-        Arch::ScmpArchNative => ScmpArch::Native,
-        Arch::ScmpArchX86 => ScmpArch::X86,
-        Arch::ScmpArchX86_64 => ScmpArch::X8664,
-        Arch::ScmpArchX32 => ScmpArch::X32,
-        Arch::ScmpArchArm => ScmpArch::Arm,
-        Arch::ScmpArchAarch64 => ScmpArch::Aarch64,
-        Arch::ScmpArchMips => ScmpArch::Mips,
-        Arch::ScmpArchMips64 => ScmpArch::Mips64,
-        Arch::ScmpArchMips64n32 => ScmpArch::Mips64N32,
-        Arch::ScmpArchMipsel => ScmpArch::Mipsel,
-        Arch::ScmpArchMipsel64 => ScmpArch::Mipsel64,
-        Arch::ScmpArchMipsel64n32 => ScmpArch::Mipsel64N32,
-        Arch::ScmpArchPpc => ScmpArch::Ppc,
-        Arch::ScmpArchPpc64 => ScmpArch::Ppc64,
-        Arch::ScmpArchPpc64le => ScmpArch::Ppc64Le,
-        Arch::ScmpArchS390 => ScmpArch::S390,
-        Arch::ScmpArchS390x => ScmpArch::S390X,
-        Arch::ScmpArchRiscv64 => ScmpArch::Riscv64,
+        ScmpArgCompare::new(self.index, self.op, self.value)
     }
 }
 
@@ -360,14 +292,8 @@ impl LibSupport {
 
     /// The flags this host can apply, for `amber features` (`linux.seccomp.supportedFlags`).
     pub fn supported_flags(&self) -> Vec<&'static str> {
-        let mut flags = vec!["SECCOMP_FILTER_FLAG_TSYNC"];
-        if self.has(4, (2, 5, 0)) {
-            flags.push("SECCOMP_FILTER_FLAG_SPEC_ALLOW");
-        }
-        if self.has(3, (2, 4, 0)) {
-            flags.push("SECCOMP_FILTER_FLAG_LOG");
-        }
-        flags
+        let known = FLAGS.iter().filter(|f| KNOWN_FLAGS.contains(&f.0));
+        known.filter(|f| self.has(f.2, f.3)).map(|f| f.0).collect()
     }
 }
 
@@ -378,12 +304,12 @@ pub fn plan(seccomp: &LinuxSeccomp) -> Result<SeccompPlan, SeccompError> {
 
 /// [`plan`] against a given libseccomp, so that tests can pretend to run on another host.
 pub fn plan_with(seccomp: &LinuxSeccomp, have: LibSupport) -> Result<SeccompPlan, SeccompError> {
-    let default_action = Action::from_oci(
+    let default_action = resolve_action(
         seccomp.default_action(),
         seccomp.default_errno_ret(),
         "linux.seccomp.defaultErrnoRet",
     )?;
-    if default_action == Action::Notify {
+    if default_action == ScmpAction::Notify {
         return Err(SeccompError::NotifyDefault {
             field: "linux.seccomp.defaultAction",
         });
@@ -391,7 +317,7 @@ pub fn plan_with(seccomp: &LinuxSeccomp, have: LibSupport) -> Result<SeccompPlan
     let listener = plan_listener(seccomp)?;
     let mut plan = SeccompPlan {
         default_action,
-        arches: plan_arches(seccomp.architectures().as_deref().unwrap_or_default()),
+        arches: plan_arches(seccomp.architectures().as_deref().unwrap_or_default())?,
         flags: plan_flags(seccomp.flags().as_deref().unwrap_or_default()),
         rules: Vec::new(),
         skipped: Vec::new(),
@@ -401,7 +327,7 @@ pub fn plan_with(seccomp: &LinuxSeccomp, have: LibSupport) -> Result<SeccompPlan
     for (i, entry) in entries.iter().enumerate() {
         plan_entry(&mut plan, listener.is_some(), i, entry)?;
     }
-    if plan.rules.iter().any(|r| r.action == Action::Notify) {
+    if plan.rules.iter().any(|r| r.action == ScmpAction::Notify) {
         plan.notify = listener;
     }
     check_support(&plan, have)?;
@@ -424,15 +350,20 @@ fn plan_listener(seccomp: &LinuxSeccomp) -> Result<Option<NotifyListener>, Secco
     }))
 }
 
-fn plan_arches(arches: &[Arch]) -> Vec<ScmpArch> {
+fn plan_arches(arches: &[Arch]) -> Result<Vec<ScmpArch>, SeccompError> {
     let mut out = Vec::new();
-    for arch in arches.iter().copied().map(scmp_arch) {
+    for (i, arch) in arches.iter().enumerate() {
+        // Both crates spell the names SCMP_ARCH_*, so the name maps one to the other.
+        let scmp: ScmpArch = arch.to_string().parse().map_err(|_| SeccompError::UnknownArch {
+            field: format!("linux.seccomp.architectures[{i}]"),
+            arch: *arch,
+        })?;
         // The native architecture is in every filter from the start.
-        if arch != ScmpArch::Native && arch != ScmpArch::native() && !out.contains(&arch) {
-            out.push(arch);
+        if scmp != ScmpArch::Native && scmp != ScmpArch::native() && !out.contains(&scmp) {
+            out.push(scmp);
         }
     }
-    out
+    Ok(out)
 }
 
 fn plan_flags(flags: &[LinuxSeccompFilterFlag]) -> FilterFlags {
@@ -447,19 +378,10 @@ fn plan_flags(flags: &[LinuxSeccompFilterFlag]) -> FilterFlags {
     out
 }
 
-fn plan_entry(
-    plan: &mut SeccompPlan,
-    has_listener: bool,
-    i: usize,
-    entry: &LinuxSyscall,
-) -> Result<(), SeccompError> {
+fn plan_entry(plan: &mut SeccompPlan, has_listener: bool, i: usize, entry: &LinuxSyscall) -> Result<(), SeccompError> {
     let field = format!("linux.seccomp.syscalls[{i}]");
-    let action = Action::from_oci(
-        entry.action(),
-        entry.errno_ret(),
-        &format!("{field}.errnoRet"),
-    )?;
-    if action == Action::Notify {
+    let action = resolve_action(entry.action(), entry.errno_ret(), &format!("{field}.errnoRet"))?;
+    if action == ScmpAction::Notify {
         if !has_listener {
             return Err(SeccompError::NotifyWithoutListener {
                 field: format!("{field}.action"),
@@ -527,21 +449,14 @@ fn plan_args(field: &str, args: &[LinuxSeccompArg]) -> Result<Vec<Vec<ArgCmp>>, 
 /// never dropped, and the container never runs with less filtering than it asked for.
 pub fn check_support(plan: &SeccompPlan, have: LibSupport) -> Result<(), SeccompError> {
     let mut needs: Vec<(String, &'static str, u32, (u32, u32, u32))> = Vec::new();
-    let flags = "linux.seccomp.flags".to_string();
-    if plan.flags.log {
-        needs.push((flags.clone(), "SECCOMP_FILTER_FLAG_LOG", 3, (2, 4, 0)));
+    for &(name, _, api, version) in plan.flags.set() {
+        needs.push(("linux.seccomp.flags".into(), name, api, version));
     }
-    if plan.flags.spec_allow {
-        needs.push((flags.clone(), "SECCOMP_FILTER_FLAG_SPEC_ALLOW", 4, (2, 5, 0)));
-    }
-    if plan.flags.wait_killable_recv {
-        needs.push((flags, "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", 7, (2, 6, 0)));
-    }
-    if let Some((what, api, version)) = plan.default_action.needs() {
+    if let Some((what, api, version)) = action_needs(plan.default_action) {
         needs.push(("linux.seccomp.defaultAction".into(), what, api, version));
     }
     for rule in &plan.rules {
-        if let Some((what, api, version)) = rule.action.needs() {
+        if let Some((what, api, version)) = action_needs(rule.action) {
             let field = format!("linux.seccomp.syscalls[{}].action", rule.entry);
             needs.push((field, what, api, version));
         }
@@ -563,17 +478,16 @@ pub fn check_support(plan: &SeccompPlan, have: LibSupport) -> Result<(), Seccomp
 /// its BPF.
 pub fn build(plan: &SeccompPlan) -> Result<ScmpFilterContext, SeccompError> {
     check_support(plan, LibSupport::probe()?)?;
-    let mut ctx = ScmpFilterContext::new(plan.default_action.to_scmp())
-        .map_err(lib_err(FilterStep::Create))?;
+    let mut ctx = ScmpFilterContext::new(plan.default_action).map_err(lib_err(FilterStep::Create))?;
     // libseccomp sets no_new_privs itself on load unless told not to. Whether the container gets
     // it is process.noNewPrivileges' call, which the init makes before loading (as runc does).
-    ctx.set_ctl_nnp(false)
-        .map_err(lib_err(FilterStep::ClearNoNewPrivs))?;
+    ctx.set_ctl_nnp(false).map_err(lib_err(FilterStep::ClearNoNewPrivs))?;
     for &arch in &plan.arches {
-        ctx.add_arch(arch)
-            .map_err(lib_err(FilterStep::AddArch(arch)))?;
+        ctx.add_arch(arch).map_err(lib_err(FilterStep::AddArch(arch)))?;
     }
-    apply_flags(&mut ctx, plan.flags)?;
+    for &(name, set, _, _) in plan.flags.set() {
+        set(&mut ctx, true).map_err(lib_err(FilterStep::SetFlag(name)))?;
+    }
     for rule in &plan.rules {
         let step = || FilterStep::AddRule {
             field: format!("linux.seccomp.syscalls[{}]", rule.entry),
@@ -581,31 +495,10 @@ pub fn build(plan: &SeccompPlan) -> Result<ScmpFilterContext, SeccompError> {
         };
         let syscall = ScmpSyscall::from_name(&rule.syscall).map_err(lib_err(step()))?;
         let cmps: Vec<ScmpArgCompare> = rule.args.iter().map(|a| a.to_scmp()).collect();
-        ctx.add_rule_conditional(rule.action.to_scmp(), syscall, &cmps)
+        ctx.add_rule_conditional(rule.action, syscall, &cmps)
             .map_err(lib_err(step()))?;
     }
     Ok(ctx)
-}
-
-fn apply_flags(ctx: &mut ScmpFilterContext, flags: FilterFlags) -> Result<(), SeccompError> {
-    if flags.log {
-        ctx.set_ctl_log(true)
-            .map_err(lib_err(FilterStep::SetFlag("SECCOMP_FILTER_FLAG_LOG")))?;
-    }
-    if flags.spec_allow {
-        ctx.set_ctl_ssb(true)
-            .map_err(lib_err(FilterStep::SetFlag("SECCOMP_FILTER_FLAG_SPEC_ALLOW")))?;
-    }
-    if flags.tsync {
-        ctx.set_ctl_tsync(true)
-            .map_err(lib_err(FilterStep::SetFlag("SECCOMP_FILTER_FLAG_TSYNC")))?;
-    }
-    if flags.wait_killable_recv {
-        ctx.set_ctl_waitkill(true).map_err(lib_err(FilterStep::SetFlag(
-            "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
-        )))?;
-    }
-    Ok(())
 }
 
 /// Builds the filter and loads it into the calling thread. Returns the notify fd when the plan
@@ -620,9 +513,7 @@ pub fn load(plan: &SeccompPlan) -> Result<Option<OwnedFd>, SeccompError> {
     if !plan.uses_notify() {
         return Ok(None);
     }
-    let raw = ctx
-        .get_notify_fd()
-        .map_err(lib_err(FilterStep::NotifyFd))?;
+    let raw = ctx.get_notify_fd().map_err(lib_err(FilterStep::NotifyFd))?;
     // The kernel just created this close-on-exec descriptor for the load. libseccomp only keeps
     // its number to return it again, and nothing in this process asks for it after this point,
     // so ownership moves to the caller. Taking it needs no syscall, which matters: anything the
@@ -630,44 +521,24 @@ pub fn load(plan: &SeccompPlan) -> Result<Option<OwnedFd>, SeccompError> {
     Ok(Some(crate::sys::own_fresh_fd(raw)))
 }
 
-/// The message runc sends to the seccomp agent with the notify fd: runtime-spec's
-/// `ContainerProcessState`.
-#[derive(Serialize)]
-struct ContainerProcessState<'a> {
-    #[serde(rename = "ociVersion")]
-    oci_version: &'a str,
-    fds: [&'static str; 1],
-    pid: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<&'a str>,
-    state: &'a serde_json::Value,
-}
-
 /// Wraps the container state JSON (as `amber state` prints it, with the init's pid as seen by
 /// the runtime) into the agent's message: `{"ociVersion","fds":["seccompFd"],"pid","metadata",
 /// "state"}`, taking the version and pid from the state like runc.
-pub fn process_state_message(
-    metadata: Option<&str>,
-    state_json: &[u8],
-) -> Result<Vec<u8>, SeccompError> {
+pub fn process_state_message(metadata: Option<&str>, state_json: &[u8]) -> Result<Vec<u8>, SeccompError> {
     let state: serde_json::Value =
         serde_json::from_slice(state_json).map_err(|source| SeccompError::StateJson { source })?;
+    let missing = |field| SeccompError::StateField { field };
     let oci_version = state["ociVersion"]
         .as_str()
-        .ok_or(SeccompError::StateField {
-            field: "string \"ociVersion\"",
-        })?;
-    let pid = state["pid"].as_i64().ok_or(SeccompError::StateField {
-        field: "integer \"pid\"",
-    })?;
-    let message = ContainerProcessState {
-        oci_version,
-        fds: [SECCOMP_FD_NAME],
-        pid,
-        // runtime-spec marks metadata omitempty.
-        metadata: metadata.filter(|m| !m.is_empty()),
-        state: &state,
-    };
+        .ok_or(missing("string \"ociVersion\""))?
+        .to_string();
+    let pid = state["pid"].as_i64().ok_or(missing("integer \"pid\""))?;
+    // runtime-spec's ContainerProcessState, whose metadata is omitempty.
+    let mut message = serde_json::json!({"ociVersion": oci_version, "fds": [SECCOMP_FD_NAME], "pid": pid});
+    if let Some(metadata) = metadata.filter(|m| !m.is_empty()) {
+        message["metadata"] = metadata.into();
+    }
+    message["state"] = state;
     serde_json::to_vec(&message).map_err(|source| SeccompError::StateJson { source })
 }
 
@@ -705,15 +576,13 @@ impl NotifySocket {
             let rights = [ControlMessage::ScmRights(&fds)];
             let cmsgs: &[ControlMessage<'_>] = if sent == 0 { &rights } else { &[] };
             // MSG_NOSIGNAL: an agent that hangs up is an error, not a SIGPIPE for the init.
+            let send_err = |source| SeccompError::Send {
+                path: self.path.clone(),
+                source,
+            };
             match sendmsg::<()>(self.stream.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
-                Ok(n) => sent += n,
                 Err(Errno::EINTR) => {}
-                Err(source) => {
-                    return Err(SeccompError::Send {
-                        path: self.path,
-                        source,
-                    })
-                }
+                other => sent += other.map_err(send_err)?,
             }
         }
         Ok(())
@@ -723,11 +592,7 @@ impl NotifySocket {
 /// Connects to the agent and sends it the fd: [`NotifySocket::connect`] then
 /// [`NotifySocket::send`]. For a caller the filter does not apply to (a parent process); the
 /// init itself must connect before [`load`].
-pub fn send_notify_fd(
-    listener: &NotifyListener,
-    fd: BorrowedFd<'_>,
-    state_json: &[u8],
-) -> Result<(), SeccompError> {
+pub fn send_notify_fd(listener: &NotifyListener, fd: BorrowedFd<'_>, state_json: &[u8]) -> Result<(), SeccompError> {
     NotifySocket::connect(listener, state_json)?.send(fd)
 }
 

@@ -185,8 +185,7 @@ fn mapping_count_is_bounded() {
 
 #[test]
 fn time_offsets_need_a_new_time_namespace() {
-    // oci-spec 0.7.1 types timeOffsets as a map of strings (the runtime-spec has objects).
-    let offsets = json!({"monotonic": "1", "boottime": "2"});
+    let offsets = json!({"monotonic": {"secs": 1}, "boottime": {"secs": 2, "nanosecs": 5}});
     let o = offsets.clone();
     accepts(move |v| {
         namespaces(v).push(json!({"type": "time"}));
@@ -203,7 +202,7 @@ fn time_offsets_need_a_new_time_namespace() {
     assert_eq!(violation, Violation::TimeOffsetsOnJoinedNamespace { index: 5 });
     let (field, _) = refuses(|v| {
         namespaces(v).push(json!({"type": "time"}));
-        v["linux"]["timeOffsets"] = json!({"realtime": "1"});
+        v["linux"]["timeOffsets"] = json!({"realtime": {"secs": 1}});
     });
     assert_eq!(field, "linux.timeOffsets.realtime");
     accepts(|v| v["linux"]["timeOffsets"] = json!({}));
