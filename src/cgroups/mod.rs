@@ -11,10 +11,12 @@
 mod freezer;
 mod fs;
 mod mountinfo;
+mod oom;
 mod path;
 mod plan;
 mod plan_v1;
 mod plan_v2;
+mod stats;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -31,10 +33,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use mountinfo::CgroupMode;
+pub use oom::OomWatcher;
 pub use path::{expand_slice, systemd_to_cgroupfs};
 pub use plan::{cpu_shares_to_weight, default_device_rules, CgroupWrite};
 pub use plan_v1::{build_v1_plan, V1Probe};
 pub use plan_v2::{build_v2_plan, V2Probe};
+pub use stats::{
+    Blkio, BlkioEntry, Cpu, CpuSet, CpuUsage, Event, Hugetlb, IntelRdt, Memory, MemoryEntry,
+    NetworkInterface, Pids, PsiData, PsiStats, Stats, Throttling,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {

@@ -64,19 +64,21 @@ pub fn template(rootless: bool) -> Value {
 }
 
 /// runc's ToRootless: a user namespace mapping our ids, no network namespace, sysfs bound from
-/// the host, no cgroup mount or device rules, and mqueue/devpts without root-only options.
+/// the host, no device rules, and devpts without the root-only gid option.
 fn make_rootless(v: &mut Value) {
     let uid = nix::unistd::geteuid().as_raw();
     let gid = nix::unistd::getegid().as_raw();
     let linux = &mut v["linux"];
-    linux["resources"] = json!({});
+    if let Some(l) = linux.as_object_mut() {
+        l.remove("resources");
+    }
     linux["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
     linux["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
     linux["namespaces"] = json!([
         {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "user"}
     ]);
     let mounts = v["mounts"].as_array_mut().expect("template has mounts");
-    mounts.retain(|m| m["type"] != "cgroup" && m["destination"] != "/dev/mqueue");
+
     for m in mounts.iter_mut() {
         if m["destination"] == "/sys" {
             *m = json!({"destination": "/sys", "type": "none", "source": "/sys",

@@ -286,6 +286,10 @@ fn make_exec_fifo(dir: &Path) -> Result<OwnedFd, Error> {
     let path = dir.join(state::FIFO);
     nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o622))
         .map_err(|e| Error::io("creating exec fifo", &path, e.into()))?;
+    // mkfifo honours the umask: set the mode explicitly so a non-root container user (who
+    // opens it after dropping privileges) can still write it.
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .map_err(|e| Error::io("setting exec fifo mode", &path, e))?;
     // O_PATH: the init reopens it for writing through /proc/self/fd after pivot_root.
     let fd = nix::fcntl::open(
         &path,

@@ -34,7 +34,7 @@ pub enum HookError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{kind} hook {path}: timed out after {secs}s")]
+    #[error("{kind} hook {path}: killed after exceeding its timeout of {secs}s")]
     Timeout {
         kind: &'static str,
         path: PathBuf,

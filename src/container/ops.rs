@@ -52,13 +52,14 @@ pub fn start(g: &Global, id: &str) -> Result<(), Error> {
 /// Open the exec fifo for reading: the init, blocked opening it for writing, goes on to execve.
 fn release_init(dir: &Path, st: &State) -> Result<(), Error> {
     let path = dir.join(state::FIFO);
+    // The pidfd first: once the fifo is open the process may run and exit at any moment.
+    let pidfd = init_pidfd(st).ok_or(Error::Status(StatusError::StartStopped))?;
     let mut fifo = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(&path)
         .map_err(|e| Error::io("opening exec fifo", &path, e))?;
     use std::os::unix::fs::OpenOptionsExt;
-    let pidfd = init_pidfd(st).ok_or(Error::Status(StatusError::StartStopped))?;
     let deadline = Instant::now() + KILL_WAIT;
     loop {
         let exited = {
@@ -77,7 +78,35 @@ fn release_init(dir: &Path, st: &State) -> Result<(), Error> {
             return Err(Error::Status(StatusError::StartStopped));
         }
     }
-    std::fs::remove_file(&path).map_err(|e| Error::io("removing exec fifo", &path, e))
+    std::fs::remove_file(&path).map_err(|e| Error::io("removing exec fifo", &path, e))?;
+    wait_for_exec(&mut fifo, &pidfd);
+    Ok(())
+}
+
+/// The init keeps its (close-on-exec) end of the fifo open until execve: end of file means the
+/// user process is running (or the init died), so poststart hooks run after it started.
+fn wait_for_exec(fifo: &mut std::fs::File, pidfd: &OwnedFd) {
+    let deadline = Instant::now() + KILL_WAIT;
+    loop {
+        let mut buf = [0u8; 16];
+        match fifo.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+        if Instant::now() > deadline {
+            return;
+        }
+        let mut fds = [
+            PollFd::new(fifo.as_fd(), PollFlags::POLLIN),
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+        ];
+        let _ = poll(&mut fds, PollTimeout::from(100u16));
+        if fds[1].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
+            return;
+        }
+    }
 }
 
 pub fn state_json(g: &Global, id: &str) -> Result<String, Error> {

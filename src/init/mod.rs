@@ -136,6 +136,8 @@ fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
         hooks::run_all("createContainer", &h, &pid_state).map_err(at("running createContainer hook"))?;
     }
     rootfs::finish(&plan)?;
+    process::apply_sysctl(spec)?;
+    rootfs::lockdown(&plan)?;
 
     let process = spec
         .process()
@@ -146,24 +148,26 @@ fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
         _ => None,
     };
     let mut proc_ = process::Prepared::new(process, ctx.preserve_fds, console)?;
-    process::apply_sysctl(spec)?;
     proc_.apply_before_user()?;
     proc_.apply_user()?;
 
     ctx.channel.send(&FromChild::Ready).map_err(at("reporting ready"))?;
 
-    if let Some(fifo) = &ctx.fifo {
-        wait_for_start(fifo)?;
-    }
+    // Held open (close-on-exec) until execve: `start` reads our byte, then waits for the end
+    // of file that our exec causes before it runs poststart hooks.
+    let _started = match &ctx.fifo {
+        Some(fifo) => Some(wait_for_start(fifo)?),
+        None => None,
+    };
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().clone()) {
-        pid_state.status = "running".into();
+        pid_state.status = "created".into();
         hooks::run_all("startContainer", &h, &pid_state).map_err(at("running startContainer hook"))?;
     }
     proc_.exec()
 }
 
 /// Block until `start` opens the fifo for reading, then tell it we are going.
-fn wait_for_start(fifo: &OwnedFd) -> Result<(), InitError> {
+fn wait_for_start(fifo: &OwnedFd) -> Result<std::fs::File, InitError> {
     use std::io::Write;
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
     let mut f = std::fs::OpenOptions::new()
@@ -171,7 +175,7 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<(), InitError> {
         .open(&path)
         .map_err(at("opening exec fifo for writing"))?;
     f.write_all(b"0").map_err(at("writing exec fifo"))?;
-    Ok(())
+    Ok(f)
 }
 
 pub(crate) fn cstring(s: &str, what: &str) -> Result<CString, InitError> {

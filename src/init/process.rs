@@ -89,6 +89,11 @@ impl<'a> Prepared<'a> {
                 )
             })?;
         }
+        if !self.envp.iter().any(|e| e.to_bytes().starts_with(b"HOME=")) {
+            // runc's rule: HOME from the user's passwd entry in the container, else "/".
+            let home = passwd_home(self.process.user().uid()).unwrap_or_else(|| "/".into());
+            self.envp.push(cstring(&format!("HOME={home}"), "HOME")?);
+        }
         let cwd = self.process.cwd();
         nix::unistd::chdir(cwd).map_err(|e| {
             InitError::step(
@@ -182,6 +187,19 @@ pub fn errno_text(e: &std::io::Error) -> String {
         Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
         None => e.to_string(),
     }
+}
+
+/// The home directory of `uid` in the container's /etc/passwd.
+fn passwd_home(uid: u32) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    home_from_passwd(&text, uid)
+}
+
+pub fn home_from_passwd(text: &str, uid: u32) -> Option<String> {
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
+    })
 }
 
 /// setgroups is refused in a user namespace whose /proc/self/setgroups says "deny".
@@ -294,6 +312,14 @@ use std::os::unix::fs::OpenOptionsExt;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn home_lookup() {
+        let pw = "root:x:0:0:root:/root:/bin/sh\ntester:x:1000:1000::/home/tester:/bin/sh\nbad line\n";
+        assert_eq!(home_from_passwd(pw, 0).as_deref(), Some("/root"));
+        assert_eq!(home_from_passwd(pw, 1000).as_deref(), Some("/home/tester"));
+        assert_eq!(home_from_passwd(pw, 5), None);
+    }
 
     #[test]
     fn rlimit_numbers_match_the_kernel() {

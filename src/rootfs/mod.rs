@@ -331,7 +331,7 @@ fn locked_flags(target: &Path) -> MsFlags {
     out
 }
 
-/// After the pre-start hooks: switch root, then lock down masked and readonly paths.
+/// After the pre-start hooks: switch root.
 pub fn finish(plan: &RootfsPlan) -> Result<(), InitError> {
     nix::unistd::chdir(&plan.rootfs).map_err(at("chdir to rootfs"))?;
     if plan.no_pivot {
@@ -353,6 +353,12 @@ pub fn finish(plan: &RootfsPlan) -> Result<(), InitError> {
         umount2(".", MntFlags::MNT_DETACH).map_err(at("unmounting the old root"))?;
     }
     nix::unistd::chdir("/").map_err(at("chdir /"))?;
+    Ok(())
+}
+
+/// After sysctls are written (they go through /proc/sys, which is about to become read-only):
+/// masked and readonly paths, the read-only root, the final propagation.
+pub fn lockdown(plan: &RootfsPlan) -> Result<(), InitError> {
     for p in &plan.masked {
         mask_path(p)?;
     }

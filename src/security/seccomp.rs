@@ -44,13 +44,17 @@ const SECCOMP_FD_NAME: &str = "seccompFd";
 const NOTIFY_FORBIDDEN: [&str; 2] = ["write", "sendmsg"];
 
 /// The flags amber knows, for `amber features` (`linux.seccomp.knownFlags`).
-pub const KNOWN_FLAGS: [&str; 3] = [FLAGS[0].0, FLAGS[1].0, FLAGS[2].0];
+pub const KNOWN_FLAGS: [&str; 4] = [FLAGS[0].0, FLAGS[1].0, FLAGS[2].0, FLAGS[3].0];
 
 type SetFlag = for<'a> fn(&'a mut ScmpFilterContext, bool) -> Result<&'a mut ScmpFilterContext, ScmpError>;
 
 /// A filter flag: its OCI name, the libseccomp setter, and the API level and library version it
 /// needs.
-type Flag = (&'static str, SetFlag, u32, (u32, u32, u32));
+type Flag = (&'static str, SetFlag, u32, Version);
+/// A libseccomp version as (major, minor, micro).
+type Version = (u32, u32, u32);
+/// What a plan needs from libseccomp: the field that asks, what it is, the API level and version.
+type Need = (String, &'static str, u32, Version);
 
 /// In the order of [`FilterFlags::set`].
 #[rustfmt::skip]
@@ -86,8 +90,7 @@ pub struct FilterFlags {
     pub log: bool,
     pub spec_allow: bool,
     pub tsync: bool,
-    /// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV. oci-spec 0.7.1 cannot decode this flag, so
-    /// [`plan`] never sets it; whoever does gets it checked against the linked libseccomp.
+    /// Needs libseccomp 2.6 (API level 7, Linux 5.19).
     pub wait_killable_recv: bool,
 }
 
@@ -185,7 +188,7 @@ pub enum SeccompError {
     )]
     Unsupported {
         field: String,
-        what: &'static str,
+        what: String,
         need_version: ScmpVersion,
         need_api: u32,
         have_version: ScmpVersion,
@@ -243,8 +246,18 @@ fn resolve_action(action: LinuxSeccompAction, ret: Option<u32>, ret_field: &str)
     })
 }
 
+/// The libseccomp version that first knows an architecture, when above the baseline.
+fn arch_needs(arch: ScmpArch) -> Option<Version> {
+    match arch {
+        ScmpArch::Parisc | ScmpArch::Parisc64 => Some((2, 4, 0)),
+        ScmpArch::Riscv64 => Some((2, 5, 0)),
+        ScmpArch::Loongarch64 | ScmpArch::M68k | ScmpArch::Sh | ScmpArch::Sheb => Some((2, 6, 0)),
+        _ => None,
+    }
+}
+
 /// The libseccomp API level and version an action needs, when above the baseline.
-fn action_needs(action: ScmpAction) -> Option<(&'static str, u32, (u32, u32, u32))> {
+fn action_needs(action: ScmpAction) -> Option<(&'static str, u32, Version)> {
     match action {
         ScmpAction::KillProcess => Some(("SCMP_ACT_KILL_PROCESS", 3, (2, 4, 0))),
         ScmpAction::Log => Some(("SCMP_ACT_LOG", 3, (2, 4, 0))),
@@ -285,15 +298,14 @@ impl LibSupport {
         })
     }
 
-    fn has(&self, api: u32, version: (u32, u32, u32)) -> bool {
+    fn has(&self, api: u32, version: Version) -> bool {
         let have = (self.version.major, self.version.minor, self.version.micro);
         self.api >= api && have >= version
     }
 
     /// The flags this host can apply, for `amber features` (`linux.seccomp.supportedFlags`).
     pub fn supported_flags(&self) -> Vec<&'static str> {
-        let known = FLAGS.iter().filter(|f| KNOWN_FLAGS.contains(&f.0));
-        known.filter(|f| self.has(f.2, f.3)).map(|f| f.0).collect()
+        FLAGS.iter().filter(|f| self.has(f.2, f.3)).map(|f| f.0).collect()
     }
 }
 
@@ -317,7 +329,7 @@ pub fn plan_with(seccomp: &LinuxSeccomp, have: LibSupport) -> Result<SeccompPlan
     let listener = plan_listener(seccomp)?;
     let mut plan = SeccompPlan {
         default_action,
-        arches: plan_arches(seccomp.architectures().as_deref().unwrap_or_default())?,
+        arches: plan_arches(seccomp.architectures().as_deref().unwrap_or_default(), have)?,
         flags: plan_flags(seccomp.flags().as_deref().unwrap_or_default()),
         rules: Vec::new(),
         skipped: Vec::new(),
@@ -350,7 +362,7 @@ fn plan_listener(seccomp: &LinuxSeccomp) -> Result<Option<NotifyListener>, Secco
     }))
 }
 
-fn plan_arches(arches: &[Arch]) -> Result<Vec<ScmpArch>, SeccompError> {
+fn plan_arches(arches: &[Arch], have: LibSupport) -> Result<Vec<ScmpArch>, SeccompError> {
     let mut out = Vec::new();
     for (i, arch) in arches.iter().enumerate() {
         // Both crates spell the names SCMP_ARCH_*, so the name maps one to the other.
@@ -358,6 +370,16 @@ fn plan_arches(arches: &[Arch]) -> Result<Vec<ScmpArch>, SeccompError> {
             field: format!("linux.seccomp.architectures[{i}]"),
             arch: *arch,
         })?;
+        if let Some(version) = arch_needs(scmp).filter(|v| !have.has(1, *v)) {
+            return Err(SeccompError::Unsupported {
+                field: format!("linux.seccomp.architectures[{i}]"),
+                what: arch.to_string(),
+                need_version: version.into(),
+                need_api: 1,
+                have_version: have.version,
+                have_api: have.api,
+            });
+        }
         // The native architecture is in every filter from the start.
         if scmp != ScmpArch::Native && scmp != ScmpArch::native() && !out.contains(&scmp) {
             out.push(scmp);
@@ -373,6 +395,7 @@ fn plan_flags(flags: &[LinuxSeccompFilterFlag]) -> FilterFlags {
             LinuxSeccompFilterFlag::SeccompFilterFlagLog => out.log = true,
             LinuxSeccompFilterFlag::SeccompFilterFlagTsync => out.tsync = true,
             LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => out.spec_allow = true,
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => out.wait_killable_recv = true,
         }
     }
     out
@@ -448,7 +471,7 @@ fn plan_args(field: &str, args: &[LinuxSeccompArg]) -> Result<Vec<Vec<ArgCmp>>, 
 /// Refuses a plan that the linked libseccomp cannot apply in full: a requested flag or action is
 /// never dropped, and the container never runs with less filtering than it asked for.
 pub fn check_support(plan: &SeccompPlan, have: LibSupport) -> Result<(), SeccompError> {
-    let mut needs: Vec<(String, &'static str, u32, (u32, u32, u32))> = Vec::new();
+    let mut needs: Vec<Need> = Vec::new();
     for &(name, _, api, version) in plan.flags.set() {
         needs.push(("linux.seccomp.flags".into(), name, api, version));
     }
@@ -465,7 +488,7 @@ pub fn check_support(plan: &SeccompPlan, have: LibSupport) -> Result<(), Seccomp
         None => Ok(()),
         Some((field, what, need_api, need_version)) => Err(SeccompError::Unsupported {
             field,
-            what,
+            what: what.to_string(),
             need_version: need_version.into(),
             need_api,
             have_version: have.version,
