@@ -75,8 +75,16 @@ fn hooks_order_and_state() {
     wait_for_content(&c.stdout_path(), "user-process");
     c.wait_status("stopped");
     let after_start = read_log(&log);
-    let want_start: &[&str] = if amber { &["startContainer", "poststart"] } else { &["startContainer"] };
-    assert_eq!(names(&after_start)[3 + usize::from(!amber)..], *want_start, "{after_start:?}");
+    let want_start: &[&str] = if amber {
+        &["startContainer", "poststart"]
+    } else {
+        &["startContainer"]
+    };
+    assert_eq!(
+        names(&after_start)[3 + usize::from(!amber)..],
+        *want_start,
+        "{after_start:?}"
+    );
 
     c.delete(false).assert_ok();
     let all = read_log(&log);

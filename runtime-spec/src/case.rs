@@ -543,10 +543,9 @@ impl<'a> Case<'a> {
         Report::parse(line)
     }
 
-    /// Run the container with the helper (given flags) in the foreground; require
-    /// `expect_exit` and return the helper's report.
-    pub fn probe(&mut self, args: &[&str]) -> Result<Report, String> {
-        self.helper_args(args);
+    /// Run the container (process.args as set, normally the helper) in the foreground;
+    /// require success and return the helper's report.
+    pub fn probe(&self) -> Result<Report, String> {
         let out = self.run();
         if !out.ok() {
             return Err(format!("run failed: {out}"));

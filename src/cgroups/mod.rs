@@ -39,8 +39,8 @@ pub use plan::{cpu_shares_to_weight, default_device_rules, CgroupWrite};
 pub use plan_v1::{build_v1_plan, V1Probe};
 pub use plan_v2::{build_v2_plan, V2Probe};
 pub use stats::{
-    Blkio, BlkioEntry, Cpu, CpuSet, CpuUsage, Event, Hugetlb, IntelRdt, Memory, MemoryEntry,
-    NetworkInterface, Pids, PsiData, PsiStats, Stats, Throttling,
+    Blkio, BlkioEntry, Cpu, CpuSet, CpuUsage, Event, Hugetlb, IntelRdt, Memory, MemoryEntry, NetworkInterface, Pids,
+    PsiData, PsiStats, Stats, Throttling,
 };
 
 #[derive(Debug, thiserror::Error)]

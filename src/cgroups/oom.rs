@@ -51,9 +51,7 @@ impl Manager {
     pub fn oom_watcher(&self) -> Result<OomWatcher, CgroupError> {
         let source = match (self.v1_dir("memory"), self.v2_dir()) {
             (Some(dir), _) if !self.is_v2() => Source::V1(V1Watch::open(dir)?),
-            (_, Some(dir)) if self.is_v2() || dir.join("memory.events").exists() => {
-                Source::V2(V2Watch::open(dir)?)
-            }
+            (_, Some(dir)) if self.is_v2() || dir.join("memory.events").exists() => Source::V2(V2Watch::open(dir)?),
             _ => {
                 return Err(CgroupError::MissingController {
                     controller: "memory".to_string(),
@@ -123,14 +121,10 @@ impl V1Watch {
         };
         let oom_control = File::open(&oom_control_path).map_err(read_err)?;
         // Non-blocking, so that check() can drain it without knowing whether poll said so.
-        let eventfd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-            .map_err(|e| read_err(e.into()))?;
+        let eventfd =
+            EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK).map_err(|e| read_err(e.into()))?;
         let event_control = dir.join("cgroup.event_control");
-        let registration = format!(
-            "{} {}",
-            eventfd.as_fd().as_raw_fd(),
-            oom_control.as_raw_fd()
-        );
+        let registration = format!("{} {}", eventfd.as_fd().as_raw_fd(), oom_control.as_raw_fd());
         write_file(&event_control, &registration)?;
         Ok(V1Watch {
             eventfd,
@@ -190,11 +184,9 @@ impl V2Watch {
             path: cgroup_events_path.clone(),
             source: e.into(),
         })?;
-        let mut cgroup_events = EventsFile::open(cgroup_events_path)?.ok_or_else(|| {
-            CgroupError::Read {
-                path: dir.join("cgroup.events"),
-                source: io::ErrorKind::NotFound.into(),
-            }
+        let mut cgroup_events = EventsFile::open(cgroup_events_path)?.ok_or_else(|| CgroupError::Read {
+            path: dir.join("cgroup.events"),
+            source: io::ErrorKind::NotFound.into(),
         })?;
         let mut memory_events = EventsFile::open(dir.join("memory.events"))?;
         // Read before registering: the first read arms the file (until then kernfs reports it
@@ -272,10 +264,7 @@ impl EventsFile {
     /// The current content, from the start; None once the cgroup is gone (ENODEV).
     fn read(&mut self) -> Result<Option<BTreeMap<String, u64>>, CgroupError> {
         let mut text = String::new();
-        let res = self
-            .file
-            .rewind()
-            .and_then(|()| self.file.read_to_string(&mut text));
+        let res = self.file.rewind().and_then(|()| self.file.read_to_string(&mut text));
         match res {
             Ok(_) => {}
             Err(e) if is_absent(&e) => return Ok(None),

@@ -14,7 +14,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{CgroupError, Manager};
+use parse::*;
+pub(super) use parse::{parse_flat_keyed, Malformed};
 
+mod parse;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -347,8 +350,7 @@ fn stat_v2(dir: &Path, st: &mut Stats) -> Result<(), CgroupError> {
 fn stat_cpuacct_v1(dir: &Path) -> Result<CpuUsage, CgroupError> {
     let mut usage = CpuUsage {
         total: read_u64(&dir.join("cpuacct.usage"))?,
-        percpu: read_parsed(&dir.join("cpuacct.usage_percpu"), parse_u64_list)?
-            .unwrap_or_default(),
+        percpu: read_parsed(&dir.join("cpuacct.usage_percpu"), parse_u64_list)?.unwrap_or_default(),
         ..CpuUsage::default()
     };
     if let Some((kernel, user)) = read_parsed(&dir.join("cpuacct.usage_all"), parse_usage_all)? {
@@ -405,8 +407,7 @@ fn stat_cpuset_v1(dir: &Path) -> Result<CpuSet, CgroupError> {
         memory_spread_slab: flag("memory_spread_slab")?,
         memory_pressure: flag("memory_pressure")?,
         sched_load_balance: flag("sched_load_balance")?,
-        sched_relax_domain_level: read_parsed(&path("sched_relax_domain_level"), parse_i64)?
-            .unwrap_or(0),
+        sched_relax_domain_level: read_parsed(&path("sched_relax_domain_level"), parse_i64)?.unwrap_or(0),
     })
 }
 
@@ -492,9 +493,7 @@ fn count_procs(dir: &Path) -> Result<u64, CgroupError> {
     let procs = dir.join("cgroup.procs");
     let text = match std::fs::read_to_string(&procs) {
         // A threaded cgroup refuses cgroup.procs; its threads are what it has.
-        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
-            read_optional(&dir.join("cgroup.threads"))?
-        }
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => read_optional(&dir.join("cgroup.threads"))?,
         other => optional(&procs, other)?,
     };
     Ok(text.map_or(0, |t| t.lines().count() as u64))
@@ -592,10 +591,7 @@ enum HugetlbFiles {
 
 /// One entry per page size the cgroup has files for (hugetlb.2MB.usage_in_bytes on v1,
 /// hugetlb.2MB.current on v2): the kernel names the sizes the way runc reports them.
-fn stat_hugetlb(
-    dir: &Path,
-    files: HugetlbFiles,
-) -> Result<BTreeMap<String, Hugetlb>, CgroupError> {
+fn stat_hugetlb(dir: &Path, files: HugetlbFiles) -> Result<BTreeMap<String, Hugetlb>, CgroupError> {
     let usage_suffix = match files {
         HugetlbFiles::V1 => ".usage_in_bytes",
         HugetlbFiles::V2 => ".current",
@@ -654,14 +650,10 @@ fn optional(path: &Path, res: io::Result<String>) -> Result<Option<String>, Cgro
 }
 
 pub(super) fn is_absent(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::NotFound
-        || matches!(e.raw_os_error(), Some(libc::ENODEV | libc::EOPNOTSUPP))
+    e.kind() == io::ErrorKind::NotFound || matches!(e.raw_os_error(), Some(libc::ENODEV | libc::EOPNOTSUPP))
 }
 
-fn read_parsed<T>(
-    path: &Path,
-    parse: impl FnOnce(&str) -> Result<T, Malformed>,
-) -> Result<Option<T>, CgroupError> {
+fn read_parsed<T>(path: &Path, parse: impl FnOnce(&str) -> Result<T, Malformed>) -> Result<Option<T>, CgroupError> {
     let Some(text) = read_optional(path)? else {
         return Ok(None);
     };
@@ -677,213 +669,4 @@ fn read_u64(path: &Path) -> Result<u64, CgroupError> {
 
 fn read_keyed(path: &Path) -> Result<BTreeMap<String, u64>, CgroupError> {
     Ok(read_parsed(path, parse_flat_keyed)?.unwrap_or_default())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Parsers: text in, values out, nothing else.
-
-/// A parser's complaint: the piece of text it could not read. The caller adds the path.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) struct Malformed(pub String);
-
-fn malformed(text: &str) -> Malformed {
-    Malformed(text.to_string())
-}
-
-/// A single number: "max" (v2, no limit) is u64::MAX, and a negative number (v1 writes -1 for
-/// "unset" in some files) is 0, as in runc.
-pub(super) fn parse_u64(text: &str) -> Result<u64, Malformed> {
-    let t = text.trim();
-    if t == "max" {
-        return Ok(u64::MAX);
-    }
-    match t.parse::<u64>() {
-        Ok(v) => Ok(v),
-        Err(_) if is_negative_integer(t) => Ok(0),
-        Err(_) => Err(malformed(t)),
-    }
-}
-
-fn is_negative_integer(t: &str) -> bool {
-    t.strip_prefix('-')
-        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
-}
-
-fn parse_i64(text: &str) -> Result<i64, Malformed> {
-    let t = text.trim();
-    t.parse().map_err(|_| malformed(t))
-}
-
-/// "key value" per line: memory.stat, cpu.stat, memory.events, hugetlb.*.events.
-pub(super) fn parse_flat_keyed(text: &str) -> Result<BTreeMap<String, u64>, Malformed> {
-    let mut map = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let mut fields = line.split_whitespace();
-        let (Some(key), Some(value), None) = (fields.next(), fields.next(), fields.next()) else {
-            return Err(malformed(line));
-        };
-        let value = value.parse().map_err(|_| malformed(line))?;
-        map.insert(key.to_string(), value);
-    }
-    Ok(map)
-}
-
-/// Whitespace-separated numbers (cpuacct.usage_percpu).
-fn parse_u64_list(text: &str) -> Result<Vec<u64>, Malformed> {
-    text.split_whitespace()
-        .map(|v| v.parse().map_err(|_| malformed(v)))
-        .collect()
-}
-
-/// v1 cpuacct.stat counts USER_HZ ticks; runc converts with the fixed Linux value of 100.
-const USER_HZ: u64 = 100;
-const NS_PER_SEC: u64 = 1_000_000_000;
-
-/// cpuacct.stat ("user N\nsystem M") → (user ns, kernel ns).
-fn parse_cpuacct_stat(text: &str) -> Result<(u64, u64), Malformed> {
-    let map = parse_flat_keyed(text)?;
-    let (Some(user), Some(system)) = (map.get("user"), map.get("system")) else {
-        return Err(malformed(text.trim()));
-    };
-    let ns = |ticks: u64| ticks.saturating_mul(NS_PER_SEC / USER_HZ);
-    Ok((ns(*user), ns(*system)))
-}
-
-/// cpuacct.usage_all: a "cpu user system" header, then one line per CPU in ns →
-/// (kernel per CPU, user per CPU).
-fn parse_usage_all(text: &str) -> Result<(Vec<u64>, Vec<u64>), Malformed> {
-    let (mut kernel, mut user) = (Vec::new(), Vec::new());
-    for line in text.lines().skip(1) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let [_cpu, u, k] = fields[..] else {
-            continue;
-        };
-        user.push(u.parse().map_err(|_| malformed(line))?);
-        kernel.push(k.parse().map_err(|_| malformed(line))?);
-    }
-    Ok((kernel, user))
-}
-
-/// A cpuset list, "0-3,8,10-11" → [0, 1, 2, 3, 8, 10, 11]. Empty text is an empty set.
-fn parse_cpu_list(text: &str) -> Result<Vec<u16>, Malformed> {
-    let mut out = Vec::new();
-    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
-        let num = |s: &str| s.parse::<u16>().map_err(|_| malformed(part));
-        match part.split_once('-') {
-            Some((from, to)) => {
-                let (from, to) = (num(from)?, num(to)?);
-                if from > to {
-                    return Err(malformed(part));
-                }
-                out.extend(from..=to);
-            }
-            None => out.push(num(part)?),
-        }
-    }
-    Ok(out)
-}
-
-/// A v1 blkio file: "8:0 Read 1282048" lines (or "8:0 6792" for time and sectors), and a
-/// closing "Total N" line that runc skips.
-fn parse_blkio(text: &str) -> Result<Vec<BlkioEntry>, Malformed> {
-    let mut out = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let fields: Vec<&str> = line
-            .split([' ', ':'])
-            .filter(|f| !f.is_empty())
-            .collect();
-        let num = |s: &str| s.parse::<u64>().map_err(|_| malformed(line));
-        let entry = match fields[..] {
-            ["Total", _] => continue,
-            [major, minor, value] => BlkioEntry {
-                major: num(major)?,
-                minor: num(minor)?,
-                op: String::new(),
-                value: num(value)?,
-            },
-            [major, minor, op, value] => BlkioEntry {
-                major: num(major)?,
-                minor: num(minor)?,
-                op: op.to_string(),
-                value: num(value)?,
-            },
-            _ => return Err(malformed(line)),
-        };
-        out.push(entry);
-    }
-    Ok(out)
-}
-
-/// v2 io.stat ("8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0") mapped to v1's tables as
-/// runc does: bytes → ioServiceBytesRecursive, ios → ioServicedRecursive, Read/Write; the
-/// discard counters have no v1 equivalent and are skipped.
-fn parse_io_stat(text: &str) -> Result<Blkio, Malformed> {
-    let mut blkio = Blkio::default();
-    for line in text.lines() {
-        let mut fields = line.split_whitespace();
-        let Some((major, minor)) = fields.next().and_then(|d| d.split_once(':')) else {
-            continue;
-        };
-        let num = |s: &str| s.parse::<u64>().map_err(|_| malformed(line));
-        let (major, minor) = (num(major)?, num(minor)?);
-        for item in fields {
-            let Some((key, value)) = item.split_once('=') else {
-                continue;
-            };
-            let (table, op) = match key {
-                "rbytes" => (&mut blkio.io_service_bytes_recursive, "Read"),
-                "wbytes" => (&mut blkio.io_service_bytes_recursive, "Write"),
-                "rios" => (&mut blkio.io_serviced_recursive, "Read"),
-                "wios" => (&mut blkio.io_serviced_recursive, "Write"),
-                _ => continue,
-            };
-            table.push(BlkioEntry {
-                major,
-                minor,
-                op: op.to_string(),
-                value: num(value)?,
-            });
-        }
-    }
-    Ok(blkio)
-}
-
-/// A *.pressure file: "some avg10=0.00 avg60=0.00 avg300=0.00 total=0" and a "full" line.
-fn parse_psi(text: &str) -> Result<PsiStats, Malformed> {
-    let mut psi = PsiStats::default();
-    for line in text.lines() {
-        let mut fields = line.split_whitespace();
-        let target = match fields.next() {
-            Some("some") => &mut psi.some,
-            Some("full") => &mut psi.full,
-            _ => continue,
-        };
-        for item in fields {
-            let Some((key, value)) = item.split_once('=') else {
-                return Err(malformed(line));
-            };
-            let float = || value.parse::<f64>().map_err(|_| malformed(line));
-            match key {
-                "avg10" => target.avg10 = float()?,
-                "avg60" => target.avg60 = float()?,
-                "avg300" => target.avg300 = float()?,
-                "total" => target.total = value.parse().map_err(|_| malformed(line))?,
-                _ => {}
-            }
-        }
-    }
-    Ok(psi)
-}
-
-/// Page sizes from a cgroup's file names: "hugetlb.2MB.current" with suffix ".current" → "2MB".
-/// The reservation files ("hugetlb.2MB.rsvd.current") are not sizes.
-fn hugetlb_sizes(names: &[String], usage_suffix: &str) -> Vec<String> {
-    let mut sizes: Vec<String> = names
-        .iter()
-        .filter_map(|n| n.strip_prefix("hugetlb.")?.strip_suffix(usage_suffix))
-        .filter(|size| !size.is_empty() && !size.contains('.'))
-        .map(str::to_string)
-        .collect();
-    sizes.sort();
-    sizes
 }

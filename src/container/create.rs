@@ -113,8 +113,17 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     let (console, console_ours) = console_endpoints(opts.console_socket.as_deref(), terminal, opts.foreground)?;
     let cgroup_fd = cgroups.open_v2_dir()?;
+    let mut clone_flags = ns.new_flags;
+    // Without CLONE_INTO_CGROUP the child is moved into its cgroup after the clone, so its
+    // cgroup namespace must be made afterwards, by the init itself.
+    let unshare_cgroup = cgroup_fd.is_none() && clone_flags & sys::CLONE_NEWCGROUP != 0;
+    if unshare_cgroup {
+        clone_flags &= !sys::CLONE_NEWCGROUP;
+    }
+    let time_offsets = (clone_flags & sys::CLONE_NEWTIME != 0).then(|| time_offsets(&spec));
+    clone_flags &= !sys::CLONE_NEWTIME;
     let plan = SpawnPlan {
-        new_namespaces: ns.new_flags,
+        new_namespaces: clone_flags,
         set_tid,
         cgroup_fd: cgroup_fd.as_ref().map(|f| f.as_raw_fd()),
         joins: ns.joins,
@@ -144,6 +153,8 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
         console,
         hook_state: hook_state.clone(),
         cgroup_mounts,
+        unshare_cgroup,
+        time_offsets,
     };
     let spawned = spawn::spawn(&plan, move || init::container_init(ctx))?;
     let pid = spawned.pid;
@@ -234,6 +245,21 @@ pub fn console_endpoints(
         (None, true) => Err(Error::TtyDetached),
         (None, false) => Ok((None, None)),
     }
+}
+
+/// linux.timeOffsets as (clock, seconds, nanoseconds) lines for /proc/self/timens_offsets.
+fn time_offsets(spec: &Spec) -> Vec<(String, i64, u32)> {
+    let offsets = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().clone())
+        .unwrap_or_default();
+    let mut v: Vec<_> = offsets
+        .into_iter()
+        .map(|(clock, o)| (clock, o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0)))
+        .collect();
+    v.sort();
+    v
 }
 
 fn absolute(p: &Path) -> Result<PathBuf, Error> {

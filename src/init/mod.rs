@@ -83,6 +83,12 @@ pub struct InitContext<'a> {
     /// State JSON given to hooks on stdin; the pid is filled in by the init itself.
     pub hook_state: hooks::HookState,
     pub cgroup_mounts: rootfs::CgroupMounts,
+    /// Unshare the cgroup namespace after the parent put us in our cgroup (v1: we are cloned
+    /// outside it, and the namespace root is the cgroup at creation time).
+    pub unshare_cgroup: bool,
+    /// A new time namespace with these offsets: they can only be written before any process
+    /// enters it, so the init unshares it for its children and execve moves the init in.
+    pub time_offsets: Option<Vec<(String, i64, u32)>>,
 }
 
 /// Entry point in the child; returns the exit code only on failure (success ends in execve).
@@ -102,6 +108,12 @@ fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
     let go: ToChild = ctx.channel.recv("the go-ahead").map_err(at("waiting for the parent"))?;
     debug_assert!(matches!(go, ToChild::Go));
     let spec = ctx.spec;
+    if ctx.unshare_cgroup {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(at("unsharing the cgroup namespace"))?;
+    }
+    if let Some(offsets) = &ctx.time_offsets {
+        setup_time_namespace(offsets)?;
+    }
     let user_ns = ctx.new_namespaces & crate::sys::CLONE_NEWUSER != 0;
     if user_ns {
         // Become root of the new user namespace before anything that needs privilege there.
@@ -164,6 +176,19 @@ fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
         hooks::run_all("startContainer", &h, &pid_state).map_err(at("running startContainer hook"))?;
     }
     proc_.exec()
+}
+
+fn setup_time_namespace(offsets: &[(String, i64, u32)]) -> Result<(), InitError> {
+    let flag = nix::sched::CloneFlags::from_bits_retain(crate::sys::CLONE_NEWTIME as i32);
+    nix::sched::unshare(flag).map_err(at("unsharing the time namespace"))?;
+    let text: String = offsets
+        .iter()
+        .map(|(clock, s, ns)| format!("{clock} {s} {ns}\n"))
+        .collect();
+    if !text.is_empty() {
+        std::fs::write("/proc/self/timens_offsets", text).map_err(at("writing /proc/self/timens_offsets"))?;
+    }
+    Ok(())
 }
 
 /// Block until `start` opens the fifo for reading, then tell it we are going.

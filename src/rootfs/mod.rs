@@ -198,6 +198,11 @@ fn mount_one(plan: &RootfsPlan, root: &std::os::fd::OwnedFd, m: &MountOp) -> Res
         MountKind::Cgroup => mount_cgroup(plan, root, m)?,
         MountKind::Regular => {
             let fstype = m.fstype.clone().unwrap_or_else(|| "none".into());
+            // runc keeps the mode of an existing directory a tmpfs is mounted over (so /tmp
+            // stays 1777 whatever mode= says); engines and images rely on that.
+            let prior_mode = (fstype == "tmpfs")
+                .then(|| path::existing_mode(root, &m.destination))
+                .flatten();
             let target_fd = path::open_or_create(root, &m.destination, Kind::Dir).map_err(at(step()))?;
             let target = path::fd_path(&target_fd);
             if fstype == "proc" && !std::fs::metadata(&target).map(|md| md.is_dir()).unwrap_or(false) {
@@ -236,6 +241,11 @@ fn mount_one(plan: &RootfsPlan, root: &std::os::fd::OwnedFd, m: &MountOp) -> Res
                     .map_err(at(step()))?;
                 }
                 Err(e) => return Err(InitError::step(step(), e.desc().to_lowercase())),
+            }
+            if let Some(mode) = prior_mode {
+                let fd = path::open_or_create(root, &m.destination, Kind::Dir).map_err(at(step()))?;
+                std::fs::set_permissions(path::fd_path(&fd), std::os::unix::fs::PermissionsExt::from_mode(mode))
+                    .map_err(at(step()))?;
             }
             if !m.options.propagation.is_empty() {
                 let fd = path::open_or_create(root, &m.destination, Kind::Dir).map_err(at(step()))?;

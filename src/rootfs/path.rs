@@ -86,6 +86,15 @@ pub fn open_or_create(root: &OwnedFd, path: &Path, kind: Kind) -> io::Result<Own
     unreachable!("the loop returns on its last component")
 }
 
+/// Permission bits of `path` inside `root` if it already exists (resolved inside the root).
+pub fn existing_mode(root: &OwnedFd, path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let fd = sys::openat2(root.as_fd(), &clean(path), libc::O_PATH, RESOLVE).ok()?;
+    std::fs::metadata(fd_path(&fd))
+        .ok()
+        .map(|m| m.permissions().mode() & 0o7777)
+}
+
 /// The `/proc/self/fd/N` path through which mount(2) reaches exactly the object `fd` names.
 pub fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))

@@ -138,10 +138,9 @@ pub struct LibSupport {
     pub api: u32,
 }
 
-/// The libseccomp step that failed in [`build`], [`load`] or [`LibSupport::probe`].
+/// The libseccomp step that failed in [`build`] or [`load`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FilterStep {
-    Version,
     Create,
     ClearNoNewPrivs,
     AddArch(ScmpArch),
@@ -154,7 +153,6 @@ pub enum FilterStep {
 impl std::fmt::Display for FilterStep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Version => write!(f, "reading the libseccomp version"),
             Self::Create => write!(f, "creating the seccomp filter"),
             Self::ClearNoNewPrivs => write!(f, "leaving no_new_privs to the init"),
             Self::AddArch(arch) => write!(f, "adding architecture {arch:?} to the seccomp filter"),
@@ -290,12 +288,25 @@ impl ArgCmp {
 }
 
 impl LibSupport {
-    /// Asks the linked libseccomp; the API level probe also asks the kernel.
-    pub fn probe() -> Result<Self, SeccompError> {
-        Ok(Self {
-            version: ScmpVersion::current().map_err(lib_err(FilterStep::Version))?,
+    /// Asks the linked libseccomp; the API level probe also asks the kernel. A library that
+    /// cannot tell its version (it always can) counts as 0.0.0, so it can do nothing extra.
+    pub fn probe() -> Self {
+        Self {
+            version: ScmpVersion::current().unwrap_or_else(|_| (0, 0, 0).into()),
             api: libseccomp::get_api(),
-        })
+        }
+    }
+
+    /// The error for a feature this library lacks.
+    fn lacks(&self, field: String, what: &str, need_api: u32, need_version: Version) -> SeccompError {
+        SeccompError::Unsupported {
+            field,
+            what: what.to_string(),
+            need_version: need_version.into(),
+            need_api,
+            have_version: self.version,
+            have_api: self.api,
+        }
     }
 
     fn has(&self, api: u32, version: Version) -> bool {
@@ -311,7 +322,7 @@ impl LibSupport {
 
 /// Builds the plan for `linux.seccomp`, checked against the linked libseccomp.
 pub fn plan(seccomp: &LinuxSeccomp) -> Result<SeccompPlan, SeccompError> {
-    plan_with(seccomp, LibSupport::probe()?)
+    plan_with(seccomp, LibSupport::probe())
 }
 
 /// [`plan`] against a given libseccomp, so that tests can pretend to run on another host.
@@ -365,20 +376,13 @@ fn plan_listener(seccomp: &LinuxSeccomp) -> Result<Option<NotifyListener>, Secco
 fn plan_arches(arches: &[Arch], have: LibSupport) -> Result<Vec<ScmpArch>, SeccompError> {
     let mut out = Vec::new();
     for (i, arch) in arches.iter().enumerate() {
+        let (field, name) = (format!("linux.seccomp.architectures[{i}]"), arch.to_string());
         // Both crates spell the names SCMP_ARCH_*, so the name maps one to the other.
-        let scmp: ScmpArch = arch.to_string().parse().map_err(|_| SeccompError::UnknownArch {
-            field: format!("linux.seccomp.architectures[{i}]"),
-            arch: *arch,
-        })?;
+        let Ok(scmp) = name.parse::<ScmpArch>() else {
+            return Err(SeccompError::UnknownArch { field, arch: *arch });
+        };
         if let Some(version) = arch_needs(scmp).filter(|v| !have.has(1, *v)) {
-            return Err(SeccompError::Unsupported {
-                field: format!("linux.seccomp.architectures[{i}]"),
-                what: arch.to_string(),
-                need_version: version.into(),
-                need_api: 1,
-                have_version: have.version,
-                have_api: have.api,
-            });
+            return Err(have.lacks(field, &name, 1, version));
         }
         // The native architecture is in every filter from the start.
         if scmp != ScmpArch::Native && scmp != ScmpArch::native() && !out.contains(&scmp) {
@@ -486,21 +490,14 @@ pub fn check_support(plan: &SeccompPlan, have: LibSupport) -> Result<(), Seccomp
     }
     match needs.into_iter().find(|(_, _, api, v)| !have.has(*api, *v)) {
         None => Ok(()),
-        Some((field, what, need_api, need_version)) => Err(SeccompError::Unsupported {
-            field,
-            what: what.to_string(),
-            need_version: need_version.into(),
-            need_api,
-            have_version: have.version,
-            have_api: have.api,
-        }),
+        Some((field, what, api, version)) => Err(have.lacks(field, what, api, version)),
     }
 }
 
 /// Compiles the plan into a libseccomp context, not loaded: the caller can load it or export
 /// its BPF.
 pub fn build(plan: &SeccompPlan) -> Result<ScmpFilterContext, SeccompError> {
-    check_support(plan, LibSupport::probe()?)?;
+    check_support(plan, LibSupport::probe())?;
     let mut ctx = ScmpFilterContext::new(plan.default_action).map_err(lib_err(FilterStep::Create))?;
     // libseccomp sets no_new_privs itself on load unless told not to. Whether the container gets
     // it is process.noNewPrivileges' call, which the init makes before loading (as runc does).

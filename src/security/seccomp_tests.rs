@@ -212,54 +212,55 @@ fn args_distinct_indexes_and_repeated_index() {
 
 #[test]
 fn every_arch() {
-    let names = [
-        "SCMP_ARCH_NATIVE",
-        "SCMP_ARCH_X86",
-        "SCMP_ARCH_X86_64",
-        "SCMP_ARCH_X32",
-        "SCMP_ARCH_ARM",
-        "SCMP_ARCH_AARCH64",
-        "SCMP_ARCH_MIPS",
-        "SCMP_ARCH_MIPS64",
-        "SCMP_ARCH_MIPS64N32",
-        "SCMP_ARCH_MIPSEL",
-        "SCMP_ARCH_MIPSEL64",
-        "SCMP_ARCH_MIPSEL64N32",
-        "SCMP_ARCH_PPC",
-        "SCMP_ARCH_PPC64",
-        "SCMP_ARCH_PPC64LE",
-        "SCMP_ARCH_S390",
-        "SCMP_ARCH_S390X",
-        "SCMP_ARCH_RISCV64",
+    // Every architecture oci-spec decodes, and its libseccomp version when above the baseline.
+    let cases = [
+        ("SCMP_ARCH_NATIVE", ScmpArch::Native, None),
+        ("SCMP_ARCH_X86", ScmpArch::X86, None),
+        ("SCMP_ARCH_X86_64", ScmpArch::X8664, None),
+        ("SCMP_ARCH_X32", ScmpArch::X32, None),
+        ("SCMP_ARCH_ARM", ScmpArch::Arm, None),
+        ("SCMP_ARCH_AARCH64", ScmpArch::Aarch64, None),
+        ("SCMP_ARCH_MIPS", ScmpArch::Mips, None),
+        ("SCMP_ARCH_MIPS64", ScmpArch::Mips64, None),
+        ("SCMP_ARCH_MIPS64N32", ScmpArch::Mips64N32, None),
+        ("SCMP_ARCH_MIPSEL", ScmpArch::Mipsel, None),
+        ("SCMP_ARCH_MIPSEL64", ScmpArch::Mipsel64, None),
+        ("SCMP_ARCH_MIPSEL64N32", ScmpArch::Mipsel64N32, None),
+        ("SCMP_ARCH_PPC", ScmpArch::Ppc, None),
+        ("SCMP_ARCH_PPC64", ScmpArch::Ppc64, None),
+        ("SCMP_ARCH_PPC64LE", ScmpArch::Ppc64Le, None),
+        ("SCMP_ARCH_S390", ScmpArch::S390, None),
+        ("SCMP_ARCH_S390X", ScmpArch::S390X, None),
+        ("SCMP_ARCH_PARISC", ScmpArch::Parisc, Some("2.4.0")),
+        ("SCMP_ARCH_PARISC64", ScmpArch::Parisc64, Some("2.4.0")),
+        ("SCMP_ARCH_RISCV64", ScmpArch::Riscv64, Some("2.5.0")),
+        ("SCMP_ARCH_LOONGARCH64", ScmpArch::Loongarch64, Some("2.6.0")),
+        ("SCMP_ARCH_M68K", ScmpArch::M68k, Some("2.6.0")),
+        ("SCMP_ARCH_SH", ScmpArch::Sh, Some("2.6.0")),
+        ("SCMP_ARCH_SHEB", ScmpArch::Sheb, Some("2.6.0")),
     ];
-    let want = [
-        ScmpArch::Native,
-        ScmpArch::X86,
-        ScmpArch::X8664,
-        ScmpArch::X32,
-        ScmpArch::Arm,
-        ScmpArch::Aarch64,
-        ScmpArch::Mips,
-        ScmpArch::Mips64,
-        ScmpArch::Mips64N32,
-        ScmpArch::Mipsel,
-        ScmpArch::Mipsel64,
-        ScmpArch::Mipsel64N32,
-        ScmpArch::Ppc,
-        ScmpArch::Ppc64,
-        ScmpArch::Ppc64Le,
-        ScmpArch::S390,
-        ScmpArch::S390X,
-        ScmpArch::Riscv64,
-    ];
-    for (name, want) in names.iter().zip(want) {
+    for (name, want, needs) in cases {
         let arch: Arch = serde_json::from_value(json!(name)).unwrap();
-        let got = plan_arches(&[arch]).unwrap();
+        let got = plan_arches(&[arch], HAVE_260).unwrap();
         let native = want == ScmpArch::Native || want == ScmpArch::native();
         assert_eq!(got, if native { vec![] } else { vec![want] }, "{name}");
+        match (needs, plan_arches(&[arch], HAVE_OLD)) {
+            (None, Ok(_)) => {}
+            (Some(version), Err(e)) => {
+                assert_eq!(field_of(&e), "linux.seccomp.architectures[0]");
+                let msg = e.to_string();
+                assert!(msg.contains(name) && msg.contains(version), "{msg}");
+            }
+            (needs, got) => panic!("{name}: needs {needs:?}, got {got:?}"),
+        }
     }
     // Native, and the native arch by name, are in every filter already; duplicates go.
-    let plan = plan_of(json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": names}));
+    let names: Vec<_> = cases.iter().map(|c| c.0).collect();
+    let plan = plan_with(
+        &spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": names})),
+        HAVE_260,
+    );
+    let plan = plan.unwrap();
     assert!(!plan.arches.contains(&ScmpArch::Native));
     assert!(!plan.arches.contains(&ScmpArch::native()));
     assert_eq!(plan.arches.len(), names.len() - 2);
@@ -270,59 +271,65 @@ fn every_arch() {
         .filter(|a| *a != ScmpArch::native())
         .collect();
     assert_eq!(plan.arches, want);
+    // The second entry is the one a 2.5 library does not know.
+    let e = plan_err(json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86", "SCMP_ARCH_LOONGARCH64"]}));
+    assert_eq!(field_of(&e), "linux.seccomp.architectures[1]");
 }
 
 #[test]
 fn flags_and_library_support() {
-    let v = json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": [
-        "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC"]});
-    let plan = plan_of(v);
+    let flags = |names: &[&str]| spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": names}));
+    let all = flags(&KNOWN_FLAGS);
     let want = FilterFlags {
         log: true,
         spec_allow: true,
         tsync: true,
-        wait_killable_recv: false,
+        wait_killable_recv: true,
     };
-    assert_eq!(plan.flags, want);
+    assert_eq!(plan_with(&all, HAVE_260).unwrap().flags, want);
     assert_eq!(
         plan_of(json!({"defaultAction": "SCMP_ACT_ALLOW"})).flags,
         FilterFlags::default()
     );
-    // An old libseccomp cannot log: refuse rather than run with less than asked for.
-    let v =
-        json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG"]});
-    assert!(plan_with(
-        &spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_TSYNC"]})),
-        HAVE_OLD
-    )
-    .is_ok());
-    let e = plan_with(&spec(v), HAVE_OLD).unwrap_err();
+    // A flag the library cannot apply is refused, never dropped: the container would run with
+    // less than it asked for.
+    let e = plan_with(&all, HAVE_254).unwrap_err();
     assert_eq!(field_of(&e), "linux.seccomp.flags");
     let msg = e.to_string();
     assert!(
-        msg.contains("SECCOMP_FILTER_FLAG_LOG") && msg.contains("2.3.3"),
+        msg.contains("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV") && msg.contains(">= 2.6.0"),
         "{msg}"
     );
-    // oci-spec 0.7.1 cannot decode WAIT_KILLABLE_RECV; a plan that has it needs 2.6 and API 7.
-    let mut plan = plan_of(json!({"defaultAction": "SCMP_ACT_ALLOW"}));
-    plan.flags.wait_killable_recv = true;
-    let e = check_support(&plan, HAVE_254).unwrap_err();
-    let msg = e.to_string();
-    assert!(msg.contains("WAIT_KILLABLE_RECV") && msg.contains(">= 2.6.0"), "{msg}");
-    assert!(check_support(&plan, HAVE_260).is_ok());
-    // The real library decides for build() too.
-    let have = LibSupport::probe().unwrap();
+    assert!(msg.contains("this host has libseccomp 2.5.4 at API level 6"), "{msg}");
+    assert!(plan_with(&flags(&["SECCOMP_FILTER_FLAG_TSYNC"]), HAVE_OLD).is_ok());
+    let e = plan_with(
+        &flags(&["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG"]),
+        HAVE_OLD,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("SECCOMP_FILTER_FLAG_LOG"), "{e}");
+    let e = plan_with(&flags(&["SECCOMP_FILTER_FLAG_SPEC_ALLOW"]), HAVE_OLD).unwrap_err();
+    assert!(e.to_string().contains("SECCOMP_FILTER_FLAG_SPEC_ALLOW"), "{e}");
+    // The real library decides for plan() and build(): on 2.5 both refuse WAIT_KILLABLE_RECV.
+    let have = LibSupport::probe();
+    let waitkill = flags(&["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]);
+    assert_eq!(plan(&waitkill).is_ok(), have.has(7, (2, 6, 0)));
     if !have.has(7, (2, 6, 0)) {
+        let plan = plan_with(&waitkill, HAVE_260).unwrap();
         assert!(matches!(build(&plan), Err(SeccompError::Unsupported { .. })));
     }
     // Actions beyond the baseline are checked the same way.
     let e = plan_with(&spec(one_rule("SCMP_ACT_KILL_PROCESS", None)), HAVE_OLD).unwrap_err();
     assert_eq!(field_of(&e), "linux.seccomp.syscalls[0].action");
+    let e = plan_with(&spec(json!({"defaultAction": "SCMP_ACT_LOG"})), HAVE_OLD).unwrap_err();
+    assert_eq!(field_of(&e), "linux.seccomp.defaultAction");
     let notify = LibSupport { api: 5, ..HAVE_254 };
     let e = plan_with(&spec(one_rule("SCMP_ACT_NOTIFY", None)), notify).unwrap_err();
     assert!(e.to_string().contains("SCMP_ACT_NOTIFY"), "{e}");
     assert_eq!(HAVE_OLD.supported_flags(), vec!["SECCOMP_FILTER_FLAG_TSYNC"]);
-    assert_eq!(HAVE_254.supported_flags().len(), KNOWN_FLAGS.len());
+    assert_eq!(HAVE_254.supported_flags(), KNOWN_FLAGS[..3].to_vec());
+    assert_eq!(HAVE_260.supported_flags(), KNOWN_FLAGS.to_vec());
 }
 
 #[test]

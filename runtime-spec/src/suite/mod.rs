@@ -157,9 +157,10 @@ impl Test {
         match &self.body {
             Body::Probe { patch, args, check } => {
                 let mut case = Case::new(env, left)?;
-                patch(&mut case)?;
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                let report = case.probe(&args)?;
+                case.helper_args(&args);
+                patch(&mut case)?;
+                let report = case.probe()?;
                 check(&report, &case)
             }
             Body::Custom(f) => f(env, left),

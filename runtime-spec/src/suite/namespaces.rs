@@ -110,7 +110,7 @@ fn join_test(
         c.namespace(typ, Some(&h.ns_path(short)));
     }
     extra(&mut c);
-    let r = c.probe(&[])?;
+    let r = c.probe()?;
     for (typ, short) in join {
         eq(
             &format!("{typ} namespace joined"),

@@ -11,9 +11,7 @@ fn events(text: &str) -> BTreeMap<String, u64> {
 
 #[test]
 fn v2_counts_from_memory_events() {
-    let before = OomCounts::from_events(&events(
-        "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n",
-    ));
+    let before = OomCounts::from_events(&events("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n"));
     assert_eq!(before, OomCounts { oom: 1, oom_kill: 1 });
     // One more OOM that killed one process: one event.
     let after = OomCounts::from_events(&events("max 20\noom 2\noom_kill 2\n"));

@@ -91,13 +91,7 @@ fn real_oom_kill_is_reported() {
     mgr.create().unwrap();
     let limit = 32i64 << 20;
     let res = LinuxResourcesBuilder::default()
-        .memory(
-            LinuxMemoryBuilder::default()
-                .limit(limit)
-                .swap(limit)
-                .build()
-                .unwrap(),
-        )
+        .memory(LinuxMemoryBuilder::default().limit(limit).swap(limit).build().unwrap())
         .build()
         .unwrap();
     mgr.apply_resources(&res).unwrap();

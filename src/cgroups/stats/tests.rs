@@ -38,10 +38,7 @@ fn flat_keyed() {
     assert_eq!(m.len(), 6);
     assert_eq!(m["cache"], 1048576);
     assert_eq!(m["total_rss"], 3145728);
-    assert_eq!(
-        parse_flat_keyed("cache 1\nrss\n"),
-        Err(Malformed("rss".into()))
-    );
+    assert_eq!(parse_flat_keyed("cache 1\nrss\n"), Err(Malformed("rss".into())));
     assert!(parse_flat_keyed("cache 1 2\n").is_err());
     assert!(parse_flat_keyed("cache -1\n").is_err());
     assert!(parse_flat_keyed("").unwrap().is_empty());
@@ -191,10 +188,7 @@ fn v2_swap_is_reported_as_memory_plus_swap() {
         ..swap.clone()
     };
     assert_eq!(combine_swap_v2(&mem, &unlimited).limit, u64::MAX);
-    let mem_unlimited = MemoryEntry {
-        limit: u64::MAX,
-        ..mem
-    };
+    let mem_unlimited = MemoryEntry { limit: u64::MAX, ..mem };
     assert_eq!(combine_swap_v2(&mem_unlimited, &swap).limit, u64::MAX);
 }
 
@@ -242,10 +236,7 @@ fn full_stats_json_field_names() {
     };
     st.memory.raw.insert("rss".into(), 9);
     st.memory.raw.insert("cache".into(), 7);
-    st.pids = Pids {
-        current: 3,
-        limit: 10,
-    };
+    st.pids = Pids { current: 3, limit: 10 };
     st.blkio.io_service_bytes_recursive.push(BlkioEntry {
         major: 8,
         minor: 0,

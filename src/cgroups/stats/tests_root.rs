@@ -69,8 +69,7 @@ fn real_cgroup_stats() {
     }
     // Wait until the exec'd sleep is in place (memory charged at exec is in the cgroup).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while std::fs::read_link(format!("/proc/{pid}/exe"))
-        .is_ok_and(|p| !p.to_string_lossy().contains("sleep"))
+    while std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| !p.to_string_lossy().contains("sleep"))
         && std::time::Instant::now() < deadline
     {
         std::thread::sleep(std::time::Duration::from_millis(10));
