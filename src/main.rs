@@ -1,20 +1,6 @@
-//! amber: an OCI container runtime (a drop-in for runc) whose signature is pid-exact
-//! checkpoint/restore without CRIU. See shared/docs/ARCHITECTURE.md for the module map.
+//! The `amber` binary: everything lives in the library (see src/lib.rs).
 #![deny(unsafe_code)]
-#![deny(clippy::undocumented_unsafe_blocks)]
-
-pub mod cgroups;
-pub mod cli;
-pub mod container;
-pub mod init;
-pub mod logging;
-pub mod rootfs;
-pub mod spawn;
-pub mod spec;
-#[allow(unsafe_code)]
-pub mod sys;
 
 fn main() {
-    let code = cli::main(std::env::args().collect());
-    std::process::exit(code);
+    std::process::exit(amber::cli::main(std::env::args().collect()));
 }

@@ -51,56 +51,63 @@ extern char **environ;
 
 static int need_comma;
 
-static void jstr(const char *s)
+/* Length of the valid UTF-8 sequence at p (at most n bytes), 0 if there is none. */
+static size_t utf8_len(const unsigned char *p, size_t n)
 {
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        unsigned char c = *p;
-        switch (c) {
-        case '"': fputs("\\\"", stdout); break;
-        case '\\': fputs("\\\\", stdout); break;
-        case '\n': fputs("\\n", stdout); break;
-        case '\r': fputs("\\r", stdout); break;
-        case '\t': fputs("\\t", stdout); break;
-        case '\b': fputs("\\b", stdout); break;
-        case '\f': fputs("\\f", stdout); break;
-        default:
-            if (c < 0x20 || c >= 0x7f)
-                printf("\\u%04x", c);
-            else
-                putchar(c);
-        }
+    size_t len;
+    unsigned min;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) { len = 2; min = 0x80; }
+    else if (p[0] >= 0xe0 && p[0] <= 0xef) { len = 3; min = 0x800; }
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4) { len = 4; min = 0x10000; }
+    else return 0;
+    if (len > n)
+        return 0;
+    unsigned cp = p[0] & (0x7f >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
     }
-    putchar('"');
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
 }
 
-/* a string of known length (may hold NUL bytes) */
+static void jstrn(const char *s, size_t n);
+
+static void jstr(const char *s)
+{
+    jstrn(s, strlen(s));
+}
+
+/* A string of known length (may hold NUL bytes): valid UTF-8 passes through, control
+ * characters and invalid bytes are escaped (an invalid byte as \u00XX, its latin-1 reading). */
 static void jstrn(const char *s, size_t n)
 {
-    char *copy = malloc(n * 6 + 1);
-    size_t o = 0;
-    if (!copy) {
-        jstr("");
-        return;
-    }
+    const unsigned char *p = (const unsigned char *)s;
     putchar('"');
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
+        unsigned char c = p[i];
+        size_t l;
         if (c == '"' || c == '\\') {
-            copy[o++] = '\\';
-            copy[o++] = (char)c;
+            putchar('\\');
+            putchar(c);
         } else if (c == '\n') {
-            copy[o++] = '\\';
-            copy[o++] = 'n';
-        } else if (c < 0x20 || c >= 0x7f) {
-            o += (size_t)sprintf(copy + o, "\\u%04x", c);
+            fputs("\\n", stdout);
+        } else if (c == '\t') {
+            fputs("\\t", stdout);
+        } else if (c < 0x20 || c == 0x7f) {
+            printf("\\u%04x", c);
+        } else if (c < 0x80) {
+            putchar(c);
+        } else if ((l = utf8_len(p + i, n - i)) > 0) {
+            fwrite(p + i, 1, l, stdout);
+            i += l - 1;
         } else {
-            copy[o++] = (char)c;
+            printf("\\u%04x", c);
         }
     }
-    fwrite(copy, 1, o, stdout);
     putchar('"');
-    free(copy);
 }
 
 static void sep(void)

@@ -2,8 +2,8 @@
 //! data object (runc `types/events.go`), field for field and with Go's omitempty rules, so that
 //! whatever parses runc's output (containerd's shim, podman, monitoring scripts) parses ours.
 //!
-//! The parsers are pure functions over file text (unit-tested in stats/tests.rs);
-//! [`Manager::stats`] only decides which files to read. A missing file or controller gives zero or
+//! The parsers are pure functions over file text (stats/parse.rs, unit-tested in
+//! stats/tests.rs); [`Manager::stats`] only decides which files to read. A missing file or controller gives zero or
 //! an omitted field, as in runc (a cgroup without the pids controller is not an error);
 //! malformed content is [`CgroupError::Parse`].
 

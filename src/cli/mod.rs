@@ -146,6 +146,16 @@ enum Command {
     },
     /// Print the OCI features JSON of this build
     Features,
+    /// Stream container events: stats every interval, and OOM kills
+    Events {
+        /// Print one stats event and exit
+        #[arg(long)]
+        stats: bool,
+        /// How often to print stats
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
     /// Update a container's resource limits
     Update {
         /// A linux.resources JSON file, or - for stdin
@@ -488,6 +498,10 @@ fn dispatch(g: &Global, command: Command) -> Result<i32, Error> {
                 pids_limit,
             };
             container::update::update(g, &opts).map(|_| 0)
+        }
+        Command::Events { stats, interval, id } => {
+            let every = container::events::parse_duration(&interval).ok_or(Error::BadInterval(interval))?;
+            container::events::events(g, &id, stats, every).map(|_| 0)
         }
         Command::Features => {
             let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");

@@ -2,6 +2,7 @@
 //! This module orchestrates (spec → state → cgroup → spawn → init) and never calls libc itself.
 
 pub mod create;
+pub mod events;
 pub mod exec;
 pub mod hooks;
 pub mod ops;
@@ -80,6 +81,8 @@ pub enum Error {
     },
     #[error("exec failed: {0}")]
     ExecFailed(Box<Error>),
+    #[error("invalid --interval {0:?}: expected a duration like 5s or 500ms")]
+    BadInterval(String),
     #[error("update: {0}")]
     BadUpdate(String),
     #[error("cannot allocate tty if amber will detach without setting console socket")]

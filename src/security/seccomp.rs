@@ -46,6 +46,7 @@ const NOTIFY_FORBIDDEN: [&str; 2] = ["write", "sendmsg"];
 /// The flags amber knows, for `amber features` (`linux.seccomp.knownFlags`).
 pub const KNOWN_FLAGS: [&str; 4] = [FLAGS[0].0, FLAGS[1].0, FLAGS[2].0, FLAGS[3].0];
 
+/// A `ScmpFilterContext::set_ctl_*` setter.
 type SetFlag = for<'a> fn(&'a mut ScmpFilterContext, bool) -> Result<&'a mut ScmpFilterContext, ScmpError>;
 
 /// A filter flag: its OCI name, the libseccomp setter, and the API level and library version it
@@ -414,8 +415,8 @@ fn plan_entry(plan: &mut SeccompPlan, has_listener: bool, i: usize, entry: &Linu
                 field: format!("{field}.action"),
             });
         }
-        let names = entry.names().iter().enumerate();
-        if let Some((j, name)) = names.into_iter().find(|(_, n)| NOTIFY_FORBIDDEN.contains(&n.as_str())) {
+        let mut names = entry.names().iter().enumerate();
+        if let Some((j, name)) = names.find(|(_, n)| NOTIFY_FORBIDDEN.contains(&n.as_str())) {
             return Err(SeccompError::NotifyForbiddenSyscall {
                 field: format!("{field}.names[{j}]"),
                 syscall: name.clone(),

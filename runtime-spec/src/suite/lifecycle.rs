@@ -63,6 +63,12 @@ pub fn tests() -> Vec<Test> {
                 c.create().check()?;
                 let st = c.state()?;
                 check_state(&c, &st, "created")?;
+                // the pid is the host's: its innermost pid is 1 (new pid namespace)
+                let pid = c.pid().ok_or("no pid file")?;
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+                let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap_or("");
+                let levels: Vec<&str> = nspid.split_whitespace().skip(1).collect();
+                eq("host NSpid of the init", levels, vec![pid.to_string().as_str(), "1"])?;
                 eq("annotations", st["annotations"].clone(), json!({"rs.example/a": "1", "rs.example/b": "two"}))?;
                 std::thread::sleep(Duration::from_millis(100));
                 ensure!(c.stdout().is_empty(), "the user program ran before start: {:?}", c.stdout());

@@ -96,6 +96,13 @@ fn userns_friendly(c: &mut Case) {
     c.remove_mount("/sys/fs/cgroup");
 }
 
+/// For a joined user namespace that maps only root: devpts's gid=5 would be unmapped.
+fn root_only_userns(c: &mut Case) {
+    userns_friendly(c);
+    c.remove_mount("/dev/pts");
+    c.mount("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]);
+}
+
 fn join_test(
     env: &Env,
     left: &Leftovers,
@@ -160,15 +167,12 @@ pub fn tests() -> Vec<Test> {
             },
         ),
         Test::probe(
-            "linux.namespaces: pid 1 in a new pid namespace, NSpid[0] is the pid-file pid",
+            "linux.namespaces: pid 1 in a new pid namespace that shows only the container",
             "config-linux.md#namespaces",
             |_| Ok(()),
-            |r, c| {
+            |r, _| {
                 eq("pid", r.i64("/pid"), Some(1))?;
-                let nspid = r.ints("/nspid");
-                ensure!(nspid.len() >= 2, "NSpid has one level: {nspid:?}");
-                eq("innermost NSpid", nspid.last().copied(), Some(1))?;
-                eq("NSpid[0]", Some(nspid[0]), c.pid().map(i64::from))?;
+                eq("NSpid (the container's /proc shows its own level)", r.ints("/nspid"), vec![1])?;
                 eq("/proc shows only the container", r.ls("/proc").map(|v| {
                     v.into_iter().filter(|e| e.bytes().all(|b| b.is_ascii_digit())).collect::<Vec<_>>()
                 }), Ok(vec!["1".to_string()]))
@@ -205,14 +209,11 @@ pub fn tests() -> Vec<Test> {
                 c.set("/linux/uidMappings", json!([{"containerID": 0, "hostID": 200000, "size": 65536}]));
                 c.set("/linux/gidMappings", json!([{"containerID": 0, "hostID": 200000, "size": 65536}]));
                 c.set("/process/user", json!({"uid": 1000, "gid": 1000}));
-                c.share_out();
                 Ok(())
             },
-            |r, c| {
+            |r, _| {
                 eq("uids", r.ints("/uid"), vec![1000; 4])?;
-                // the helper's /out probe file is created as host uid 201000
-                let _ = c;
-                Ok(())
+                eq("gids", r.ints("/gid"), vec![1000; 4])
             },
         ),
         Test::probe(
@@ -251,7 +252,6 @@ pub fn tests() -> Vec<Test> {
                 Ok(())
             },
         )
-        .amber_todo("no issue yet: linux.timeOffsets is validated but never written to timens_offsets")
         .runc_todo("time namespaces are runtime-spec 1.1, first implemented in runc 1.2"),
         Test::custom(
             "linux.namespaces[].path: join network, ipc, uts and cgroup namespaces",
@@ -298,12 +298,14 @@ pub fn tests() -> Vec<Test> {
                     &["--user", "--map-root-user"],
                     false,
                     &[("user", "user")],
-                    userns_friendly,
+                    root_only_userns,
                 )?;
                 eq("uids", r.ints("/uid"), vec![0; 4])
             },
         )
-        .requires(needs_unshare),
+        .requires(needs_unshare)
+        .runc_todo("runc 1.1.5 insists on uidMappings even when the user namespace is joined by path")
+        .amber_todo("bug, no issue yet: in a user namespace joined by path amber mknod()s the devices (EPERM) instead of bind-mounting them"),
     ]
 }
 
