@@ -10,6 +10,7 @@ pub mod container;
 pub mod init;
 pub mod logging;
 pub mod rootfs;
+pub mod security;
 pub mod spawn;
 pub mod spec;
 #[allow(unsafe_code)]

@@ -515,9 +515,29 @@ fn dispatch(g: &Global, command: Command) -> Result<i32, Error> {
     }
 }
 
-/// The seccomp part of `features`: off until the seccomp support lands.
+/// The seccomp part of `features`: what this build and the linked libseccomp support.
 pub fn features_seccomp() -> serde_json::Value {
-    serde_json::json!({"enabled": false})
+    use crate::security::seccomp::{LibSupport, KNOWN_FLAGS};
+    let lib = LibSupport::probe();
+    serde_json::json!({
+        "enabled": true,
+        "actions": [
+            "SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
+            "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"
+        ],
+        "operators": [
+            "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
+            "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"
+        ],
+        "archs": [
+            "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM", "SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64",
+            "SCMP_ARCH_MIPS64N32", "SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64", "SCMP_ARCH_MIPSEL64N32",
+            "SCMP_ARCH_PPC", "SCMP_ARCH_PPC64", "SCMP_ARCH_PPC64LE", "SCMP_ARCH_RISCV64",
+            "SCMP_ARCH_S390", "SCMP_ARCH_S390X", "SCMP_ARCH_X32", "SCMP_ARCH_X86", "SCMP_ARCH_X86_64"
+        ],
+        "knownFlags": KNOWN_FLAGS,
+        "supportedFlags": lib.supported_flags(),
+    })
 }
 
 /// `list`: runc's tabwriter table, `-q` ids, or a JSON array (`null` when empty, as Go encodes a

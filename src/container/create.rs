@@ -86,6 +86,15 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
         g.systemd_cgroup,
     )?;
 
+    let seccomp = match linux.seccomp() {
+        Some(s) => Some(crate::security::seccomp::plan(s)?),
+        None => None,
+    };
+    if let Some(p) = &seccomp {
+        if !p.skipped.is_empty() {
+            crate::logging::debug(&format!("seccomp: skipping syscalls unknown here: {:?}", p.skipped));
+        }
+    }
     let ns = namespaces(&spec)?;
     let new_pid_ns = ns.new_flags & sys::CLONE_NEWPID != 0;
     // Refuse pids the kernel would refuse before anything is made (naming level and pid).
@@ -155,6 +164,7 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
         cgroup_mounts,
         unshare_cgroup,
         time_offsets,
+        seccomp: seccomp.as_ref(),
     };
     let spawned = spawn::spawn(&plan, move || init::container_init(ctx))?;
     let pid = spawned.pid;
@@ -167,7 +177,7 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
     if ns.new_flags & sys::CLONE_NEWUSER != 0 {
         write_id_maps(&spec, pid)?;
     }
-    parent_ch.send(&ToChild::Go)?;
+    parent_ch.send(&ToChild::Go { pid })?;
     loop {
         match parent_ch.recv::<FromChild>("the container init to get ready")? {
             FromChild::NeedHooks => {

@@ -61,6 +61,11 @@ pub fn exec(g: &Global, opts: &ExecOpts) -> Result<i32, Error> {
     }
     let config = crate::spec::load_bundle(&st.bundle)?;
     let process = build_process(&config, opts)?;
+    // exec'd processes get the container's filter, as runc does.
+    let seccomp = match config.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(crate::security::seccomp::plan(s)?),
+        None => None,
+    };
     let pidfd = crate::sys::pidfd_open(st.init_pid).map_err(|source| Error::Signal {
         id: opts.id.clone(),
         sig: 0,
@@ -97,6 +102,15 @@ pub fn exec(g: &Global, opts: &ExecOpts) -> Result<i32, Error> {
     let (parent_ch, child_ch) = channel::pair()?;
     let ctx = ExecContext {
         process: &process,
+        seccomp: seccomp.as_ref(),
+        hook_state: super::hooks::HookState {
+            oci_version: state::OCI_VERSION.into(),
+            id: opts.id.clone(),
+            status: "running".into(),
+            pid: None,
+            bundle: st.bundle.clone(),
+            annotations: st.annotations.clone(),
+        },
         channel: child_ch,
         preserve_fds: opts.preserve_fds,
         console,
@@ -113,7 +127,7 @@ pub fn exec(g: &Global, opts: &ExecOpts) -> Result<i32, Error> {
         }
     }
     let outcome = parent_ch
-        .send(&ToChild::Go)
+        .send(&ToChild::Go { pid: spawned.pid })
         .and_then(|_| parent_ch.recv::<FromChild>("the process to exec"));
     match outcome {
         // The channel is close-on-exec: closing without a message means execve succeeded.

@@ -32,6 +32,8 @@ pub enum Error {
     Spec(#[from] SpecError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Seccomp(#[from] crate::security::seccomp::SeccompError),
     #[error("unable to start container process: {0}")]
     Spawn(#[from] SpawnError),
     #[error("unable to start container process: {}", init_text(.0))]

@@ -27,11 +27,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::container::hooks;
 use crate::rootfs;
+use crate::security::seccomp::{self, SeccompPlan};
 use crate::spawn::channel::Channel;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToChild {
-    Go,
+    /// Carries the child's pid as the runtime sees it (the child may only know its own
+    /// namespace's view), for the seccomp agent's state.
+    Go {
+        pid: i32,
+    },
     Resume,
 }
 
@@ -89,6 +94,7 @@ pub struct InitContext<'a> {
     /// A new time namespace with these offsets: they can only be written before any process
     /// enters it, so the init unshares it for its children and execve moves the init in.
     pub time_offsets: Option<Vec<(String, i64, u32)>>,
+    pub seccomp: Option<&'a SeccompPlan>,
 }
 
 /// Entry point in the child; returns the exit code only on failure (success ends in execve).
@@ -105,8 +111,15 @@ pub fn container_init(ctx: InitContext<'_>) -> i32 {
 pub enum Never {}
 
 fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
-    let go: ToChild = ctx.channel.recv("the go-ahead").map_err(at("waiting for the parent"))?;
-    debug_assert!(matches!(go, ToChild::Go));
+    let host_pid = match ctx.channel.recv("the go-ahead").map_err(at("waiting for the parent"))? {
+        ToChild::Go { pid } => pid,
+        other => {
+            return Err(InitError::step(
+                "waiting for the parent",
+                format!("unexpected {other:?}"),
+            ))
+        }
+    };
     let spec = ctx.spec;
     if ctx.unshare_cgroup {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(at("unsharing the cgroup namespace"))?;
@@ -161,6 +174,15 @@ fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
     };
     let mut proc_ = process::Prepared::new(process, ctx.preserve_fds, console)?;
     proc_.apply_before_user()?;
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    let mut agent_state = ctx.hook_state.clone();
+    agent_state.pid = Some(host_pid);
+    agent_state.status = "creating".into();
+    // Without no_new_privs the filter needs CAP_SYS_ADMIN to load: before the caps go (runc's
+    // order). With it, as late as possible: right before execve.
+    if let (Some(plan), false) = (ctx.seccomp, nnp) {
+        load_seccomp(plan, &agent_state)?;
+    }
     proc_.apply_user()?;
 
     ctx.channel.send(&FromChild::Ready).map_err(at("reporting ready"))?;
@@ -175,7 +197,27 @@ fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
         pid_state.status = "created".into();
         hooks::run_all("startContainer", &h, &pid_state).map_err(at("running startContainer hook"))?;
     }
+    if let (Some(plan), true) = (ctx.seccomp, nnp) {
+        load_seccomp(plan, &agent_state)?;
+    }
     proc_.exec()
+}
+
+/// Load the filter; with SCMP_ACT_NOTIFY, connect to the agent first (the filter may block
+/// connect) and hand it the listener fd with the container state.
+fn load_seccomp(plan: &SeccompPlan, state: &hooks::HookState) -> Result<(), InitError> {
+    let json = serde_json::to_vec(state).map_err(at("encoding the seccomp agent's state"))?;
+    let agent = match &plan.notify {
+        Some(l) => Some(seccomp::NotifySocket::connect(l, &json).map_err(at("connecting to the seccomp agent"))?),
+        None => None,
+    };
+    let fd = seccomp::load(plan).map_err(at("loading the seccomp filter"))?;
+    if let (Some(agent), Some(fd)) = (agent, fd) {
+        agent
+            .send(std::os::fd::AsFd::as_fd(&fd))
+            .map_err(at("sending the seccomp fd to the agent"))?;
+    }
+    Ok(())
 }
 
 fn setup_time_namespace(offsets: &[(String, i64, u32)]) -> Result<(), InitError> {
@@ -210,6 +252,8 @@ pub(crate) fn cstring(s: &str, what: &str) -> Result<CString, InitError> {
 /// What an `exec`'d process needs; it is already inside the container's namespaces.
 pub struct ExecContext<'a> {
     pub process: &'a oci_spec::runtime::Process,
+    pub seccomp: Option<&'a SeccompPlan>,
+    pub hook_state: hooks::HookState,
     pub channel: Channel,
     pub preserve_fds: u32,
     pub console: Option<UnixStream>,
@@ -228,7 +272,15 @@ pub fn exec_process(ctx: ExecContext<'_>) -> i32 {
 }
 
 fn run_exec(ctx: &ExecContext<'_>) -> Result<Never, InitError> {
-    let _: ToChild = ctx.channel.recv("the go-ahead").map_err(at("waiting for the parent"))?;
+    let host_pid = match ctx.channel.recv("the go-ahead").map_err(at("waiting for the parent"))? {
+        ToChild::Go { pid } => pid,
+        other => {
+            return Err(InitError::step(
+                "waiting for the parent",
+                format!("unexpected {other:?}"),
+            ))
+        }
+    };
     let _ = nix::unistd::setsid();
     let console = match (&ctx.console, process::wants_terminal(ctx.process)) {
         (Some(sock), true) => Some(process::setup_console(sock)?),
@@ -236,6 +288,15 @@ fn run_exec(ctx: &ExecContext<'_>) -> Result<Never, InitError> {
     };
     let mut proc_ = process::Prepared::new(ctx.process, ctx.preserve_fds, console)?;
     proc_.apply_before_user()?;
+    let nnp = ctx.process.no_new_privileges().unwrap_or(false);
+    let mut state = ctx.hook_state.clone();
+    state.pid = Some(host_pid);
+    if let (Some(plan), false) = (ctx.seccomp, nnp) {
+        load_seccomp(plan, &state)?;
+    }
     proc_.apply_user()?;
+    if let (Some(plan), true) = (ctx.seccomp, nnp) {
+        load_seccomp(plan, &state)?;
+    }
     proc_.exec()
 }
