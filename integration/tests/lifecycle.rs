@@ -6,7 +6,9 @@ use std::fs;
 
 /// A process that runs until told to stop: it traps SIGTERM (an init in a pid
 /// namespace ignores signals it has no handler for).
-const SERVE: &str = "trap 'exit 0' TERM; sleep 1000 & wait";
+// Prints "ready" once its TERM trap is set: a pid namespace's init ignores signals it has no
+// handler for, so a TERM sent before the trap exists would be lost.
+const SERVE: &str = "trap 'exit 0' TERM; echo ready; sleep 1000 & wait";
 
 #[test]
 fn create_start_kill_delete() {
@@ -29,6 +31,7 @@ fn create_start_kill_delete() {
     assert_eq!(c.pid() as i64, pid, "pid changed across start");
 
     // default signal is SIGTERM
+    wait_for_content(&c.stdout_path(), "ready");
     c.rt(&["kill", &c.id]).assert_ok();
     c.wait_status("stopped");
     let st = c.state_json();
@@ -56,6 +59,9 @@ fn kill_signal_forms() {
         let c = Container::new("kill-forms", Bundle::sh(script));
         c.create_ok();
         c.start_ok();
+        if script == SERVE {
+            wait_for_content(&c.stdout_path(), "ready");
+        }
         c.kill(sig).assert_ok();
         c.wait_status("stopped");
         assert_eq!(c.state_json()["pid"], 0, "after kill {sig}");

@@ -324,7 +324,7 @@ fn default_root() -> PathBuf {
 
 /// Parse, run, and return the process exit code.
 pub fn main(args: Vec<String>) -> i32 {
-    let cli = match Cli::try_parse_from(normalize(args)) {
+    let cli = match Cli::try_parse_from(normalize(args.clone())) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -354,6 +354,13 @@ pub fn main(args: Vec<String>) -> i32 {
         root: cli.root.clone().unwrap_or_else(default_root),
         systemd_cgroup: cli.systemd_cgroup,
     };
+    // CVE-2019-5736: commands that put amber code inside a container run from a sealed copy.
+    if matches!(command, Command::Create(_) | Command::Run { .. } | Command::Exec { .. }) {
+        if let Err(e) = crate::security::exe::ensure_sealed(&args) {
+            logging::error(&e.to_string());
+            return 1;
+        }
+    }
     match dispatch(&g, command) {
         Ok(code) => code,
         Err(e) => {

@@ -33,6 +33,8 @@ pub enum Error {
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
+    Exe(#[from] crate::security::exe::ExeError),
+    #[error(transparent)]
     Seccomp(#[from] crate::security::seccomp::SeccompError),
     #[error("unable to start container process: {0}")]
     Spawn(#[from] SpawnError),
