@@ -44,8 +44,12 @@ rootfs=${AMBER_ROOTFS:-"$repo/target/rootfs"}
 # ---- the command the guest runs (a shell script on the control share)
 run="$gdir/ctl/$$"
 rm -rf "$run"
-mkdir -p "$run/share"
+mkdir -p "$run/share" "$run/bin"
 cmd="$run/share/cmd"
+# Binaries the guest runs are snapshotted into the run dir: another build may replace
+# target/debug/amber or a test binary while the guest runs (the guest reads them over 9p).
+snap() { cp "$1" "$run/bin/$(basename "$1")" && echo "$run/bin/$(basename "$1")"; }
+[ -f "$runtime" ] && runtime=$(snap "$runtime")
 {
     echo "#!/bin/sh"
     echo "export AMBER_RUNTIME=$(q "$runtime") AMBER_ROOTFS=$(q "$rootfs")"
@@ -85,6 +89,7 @@ if missing:
 print("\n".join(found[w] for w in wanted))
 EOF
         )
+        exes=$(for e in $exes; do snap "$e"; done)
     else
         log "no runtime at $runtime (build amber first): running only the guest check"
     fi
@@ -151,7 +156,7 @@ cleanup() {
     fi
     [ -n "$tailpid" ] && kill "$tailpid" 2>/dev/null
     if [ -d "$run" ]; then
-        rm -rf "$gdir/last"
+        rm -rf "${run:?}/bin" "$gdir/last"
         mv "$run" "$gdir/last"
     fi
 }

@@ -3,7 +3,8 @@
 # as root against the built amber binary, and the same suite against runc (the reference: a test
 # runc fails is a wrong test or a runc difference that the test documents).
 #   scripts/test.sh            everything
-#   SKIP_RUNC=1 scripts/test.sh   skip the runc reference run
+#   SKIP_RUNC=1 scripts/test.sh    skip the runc reference runs
+#   SKIP_GUEST=1 scripts/test.sh   skip the qemu cgroup v2 guest
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -22,6 +23,16 @@ AMBER_RUNTIME="$repo/target/debug/amber" cargo test --locked -p amber-integratio
 if [ -z "${SKIP_RUNC:-}" ]; then
     echo "== integration tests against runc (reference)" >&2
     AMBER_RUNTIME="$(command -v runc)" cargo test --locked -p amber-integration
+fi
+echo "== runtime-spec conformance suite" >&2
+if [ -z "${SKIP_RUNC:-}" ]; then
+    runtime-spec/run --compare    # amber, then runc (the reference), with a side-by-side table
+else
+    runtime-spec/run amber
+fi
+if [ -z "${SKIP_GUEST:-}" ]; then
+    echo "== cgroup v2 guest (qemu, kernel 6.1): runc check, cgroups and lifecycle tests against amber" >&2
+    scripts/test-guest.sh
 fi
 echo "== nothing left behind" >&2
 scripts/check-clean.sh

@@ -1114,3 +1114,625 @@ impl Drop for Container {
 pub fn raw_fd(f: &File) -> RawFd {
     f.as_raw_fd()
 }
+
+// ---------------------------------------------------------------------------------
+// Engines
+
+/// Helpers for the engine suites (`tests/podman.rs`, `tests/containerd.rs`), which drive the
+/// runtime under test through real podman and containerd: installing the engines, private
+/// directories that a later run sweeps if this one died, finding and removing mounts,
+/// cgroups and processes left behind, the test image, and commands fed from stdin or run on
+/// a terminal. Nothing here touches system-wide engine state.
+pub mod engines {
+    use super::{describe, proc_start_time, read_all, remove_cgroup, repo_root, spawn, Output};
+    use std::ffi::CString;
+    use std::fs;
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::ExitStatusExt;
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    use tempfile::TempDir;
+
+    /// Write a line straight to fd 2, past the test harness's output capture, so that a skip
+    /// reason shows in `cargo test` output even for a passing test.
+    pub fn say(msg: &str) {
+        let line = format!("{msg}\n");
+        // SAFETY: write(2) of a valid buffer to fd 2.
+        unsafe {
+            libc::write(2, line.as_ptr().cast(), line.len());
+        }
+    }
+
+    fn is_executable(p: &Path) -> bool {
+        fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    }
+
+    /// `prog` in `$PATH` (plus the sbin dirs, which a non-login root environment may lack).
+    pub fn which(prog: &str) -> Option<PathBuf> {
+        let path = std::env::var("PATH").unwrap_or_default();
+        let found = path
+            .split(':')
+            .chain([
+                "/usr/local/sbin",
+                "/usr/local/bin",
+                "/usr/sbin",
+                "/usr/bin",
+                "/sbin",
+                "/bin",
+            ])
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(d).join(prog))
+            .find(|p| is_executable(p));
+        found
+    }
+
+    /// Make sure all of `progs` are installed, running `scripts/engines-setup.sh` (at most once
+    /// per test process) when one is missing. `Err` says why they cannot be had; the suite then
+    /// skips, which is the only reason an engine suite may skip.
+    pub fn ensure_installed(progs: &[&str]) -> Result<(), String> {
+        static SETUP: Mutex<Option<bool>> = Mutex::new(None);
+        let missing = || progs.iter().filter(|p| which(p).is_none()).copied().collect::<Vec<_>>();
+        if missing().is_empty() {
+            return Ok(());
+        }
+        let mut ran = SETUP.lock().unwrap_or_else(|e| e.into_inner());
+        if ran.is_none() {
+            let script = repo_root().join("scripts/engines-setup.sh");
+            say(&format!(
+                "engines: {} missing, running {}",
+                missing().join(", "),
+                script.display()
+            ));
+            let st = Command::new("sh")
+                .arg(&script)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .status();
+            *ran = Some(matches!(st, Ok(s) if s.success()));
+        }
+        let still = missing();
+        if still.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} not installed, and scripts/engines-setup.sh {}",
+                still.join(", "),
+                if *ran == Some(true) {
+                    "did not install it"
+                } else {
+                    "failed (no package registry?)"
+                }
+            ))
+        }
+    }
+
+    /// The hard limit of `nofile` or `nproc` for this process (`ulimit -Hn` / `ulimit -Hu`).
+    pub fn hard_limit(which: &str) -> u64 {
+        let res = match which {
+            "nofile" => libc::RLIMIT_NOFILE,
+            "nproc" => libc::RLIMIT_NPROC,
+            other => panic!("hard_limit: unknown resource {other}"),
+        };
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit(2) into a valid struct.
+        assert_eq!(unsafe { libc::getrlimit(res, &mut r) }, 0, "getrlimit");
+        r.rlim_max
+    }
+
+    /// Does this process have `cap` (a capability number) in its effective set?
+    pub fn has_effective_cap(cap: u32) -> bool {
+        let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+        super::status_field(&status, "CapEff")
+            .and_then(|v| u64::from_str_radix(&v, 16).ok())
+            .is_some_and(|bits| bits & (1u64 << cap) != 0)
+    }
+
+    // ------------------------------------------------------------------
+    // Private directories, swept when their owner died
+
+    /// A private directory `/tmp/<prefix>.XXXXXX` for one engine environment. It records its
+    /// owner (pid and start time) so that [`sweep_stale`] in a later run can clean it up if this
+    /// process was killed before its teardown ran. Name `prefix` `amber-it-...` so that
+    /// `scripts/check-clean.sh` also notices what is left below it.
+    pub fn private_dir(prefix: &str) -> TempDir {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{prefix}."))
+            .tempdir_in("/tmp")
+            .expect("private tempdir");
+        let me = std::process::id() as i32;
+        let start = proc_start_time(me).unwrap_or(0);
+        fs::write(dir.path().join("owner"), format!("{me} {start}\n")).expect("write owner file");
+        dir
+    }
+
+    /// Record a cgroup (relative to the hierarchy roots) that belongs to the environment in
+    /// `dir`, for [`sweep_stale`].
+    pub fn note_cgroup(dir: &Path, rel: &str) {
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("cgroups"))
+            .expect("open cgroups note");
+        writeln!(f, "{rel}").expect("write cgroups note");
+    }
+
+    fn owner_alive(dir: &Path) -> bool {
+        let Ok(s) = fs::read_to_string(dir.join("owner")) else {
+            // being created right now, or not one of ours
+            return true;
+        };
+        let mut it = s.split_whitespace().map(|x| x.parse::<u64>().ok());
+        match (it.next().flatten(), it.next().flatten()) {
+            (Some(pid), Some(start)) => proc_start_time(pid as i32) == Some(start),
+            _ => true,
+        }
+    }
+
+    /// Clean up the environments `/tmp/<prefix>.*` whose owning test process is gone: kill the
+    /// processes naming the directory (daemons, shims, conmon), unmount what is mounted below
+    /// it, remove the cgroups it noted, and delete it. Returns what was swept.
+    pub fn sweep_stale(prefix: &str) -> Vec<PathBuf> {
+        let mut swept = Vec::new();
+        let Ok(rd) = fs::read_dir("/tmp") else { return swept };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(&format!("{prefix}.")) {
+                continue;
+            }
+            let dir = e.path();
+            if owner_alive(&dir) {
+                continue;
+            }
+            say(&format!(
+                "engines: sweeping {} left by a test run that died",
+                dir.display()
+            ));
+            kill_procs_mentioning(&dir.to_string_lossy());
+            umount_under(&dir);
+            for rel in fs::read_to_string(dir.join("cgroups")).unwrap_or_default().lines() {
+                for cg in cgroup_dirs(rel) {
+                    remove_cgroup(&cg);
+                }
+            }
+            let _ = fs::remove_dir_all(&dir);
+            swept.push(dir);
+        }
+        swept
+    }
+
+    // ------------------------------------------------------------------
+    // Mounts
+
+    fn unescape_mountinfo(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+                let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+                out.push(v);
+                i += 4;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// (mount point, fstype, super options) of every mount in this process's mount namespace.
+    pub fn mounts() -> Vec<(PathBuf, String, String)> {
+        let mi = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        mi.lines()
+            .filter_map(|l| {
+                let (pre, post) = l.split_once(" - ")?;
+                let mp = pre.split(' ').nth(4)?;
+                let mut post = post.split(' ');
+                let fstype = post.next()?.to_string();
+                let _source = post.next();
+                let sopts = post.next().unwrap_or("").to_string();
+                Some((PathBuf::from(unescape_mountinfo(mp)), fstype, sopts))
+            })
+            .collect()
+    }
+
+    /// Mount points at or below `dir`, deepest first.
+    pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = mounts()
+            .into_iter()
+            .map(|m| m.0)
+            .filter(|p| p.starts_with(dir))
+            .collect();
+        v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        v.dedup();
+        v
+    }
+
+    /// Lazily unmount everything at or below `dir`; returns what was mounted there.
+    pub fn umount_under(dir: &Path) -> Vec<PathBuf> {
+        let found = mounts_under(dir);
+        for _ in 0..10 {
+            let now = mounts_under(dir);
+            if now.is_empty() {
+                break;
+            }
+            for p in now {
+                if let Ok(c) = CString::new(p.as_os_str().as_bytes()) {
+                    // SAFETY: umount2(2) of a NUL-terminated path.
+                    unsafe {
+                        libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    // ------------------------------------------------------------------
+    // Cgroups
+
+    /// `rel` (a cgroup path such as `/amber-it-pm-12-0`) in every mounted cgroup hierarchy
+    /// (v1 controllers, named hierarchies, and the v2 tree) where it exists.
+    pub fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
+        let rel = rel.trim_start_matches('/');
+        let mut out: Vec<PathBuf> = mounts()
+            .into_iter()
+            .filter(|(_, t, _)| t == "cgroup" || t == "cgroup2")
+            .map(|(mp, _, _)| mp.join(rel))
+            .filter(|p| p.is_dir())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The cgroup directory of `pid` for a v1 `controller` (e.g. "memory"), or its v2 cgroup
+    /// when that controller is not on a v1 hierarchy.
+    pub fn cgroup_dir_of(pid: i32, controller: &str) -> Option<PathBuf> {
+        let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        let ms = mounts();
+        for line in cg.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+            if !ctrls.is_empty() && ctrls.split(',').any(|c| c == controller) {
+                let mp = ms
+                    .iter()
+                    .find(|(_, t, o)| t == "cgroup" && o.split(',').any(|x| x == controller))?;
+                return Some(mp.0.join(path.trim_start_matches('/')));
+            }
+        }
+        let v2 = cg.lines().find_map(|l| l.strip_prefix("0::"))?;
+        let mp = ms.iter().find(|(_, t, _)| t == "cgroup2")?;
+        Some(mp.0.join(v2.trim_start_matches('/')))
+    }
+
+    /// Is the v1 `controller` mounted (false on a pure cgroup v2 host)?
+    pub fn cgroup_v1_has(controller: &str) -> bool {
+        mounts()
+            .iter()
+            .any(|(_, t, o)| t == "cgroup" && o.split(',').any(|x| x == controller))
+    }
+
+    /// Directories at and below `dir`, deepest first.
+    pub fn cgroup_tree(dir: &Path) -> Vec<PathBuf> {
+        fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+            if let Ok(rd) = fs::read_dir(d) {
+                for e in rd.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        walk(&e.path(), out);
+                    }
+                }
+            }
+            out.push(d.to_path_buf());
+        }
+        let mut out = Vec::new();
+        if dir.is_dir() {
+            walk(dir, &mut out);
+        }
+        out
+    }
+
+    /// Remove `rel` and everything below it in every hierarchy (killing what is inside).
+    pub fn remove_cgroups(rel: &str) {
+        for d in cgroup_dirs(rel) {
+            remove_cgroup(&d);
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Processes
+
+    /// (pid, command line) of the live processes whose command line contains `needle`.
+    pub fn procs_mentioning(needle: &str) -> Vec<(i32, String)> {
+        let me = std::process::id() as i32;
+        let mut out = Vec::new();
+        let Ok(rd) = fs::read_dir("/proc") else { return out };
+        for e in rd.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let Ok(raw) = fs::read(format!("/proc/{pid}/cmdline")) else {
+                continue;
+            };
+            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ").trim_end().to_string();
+            if cmdline.contains(needle) {
+                out.push((pid, cmdline));
+            }
+        }
+        out
+    }
+
+    /// Wait up to `timeout` for the processes naming `needle` to exit by themselves; returns
+    /// those still alive then.
+    pub fn wait_procs_gone(needle: &str, timeout: Duration) -> Vec<(i32, String)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = procs_mentioning(needle);
+            if left.is_empty() || Instant::now() >= deadline {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL the processes naming `needle` and wait (bounded) for them to go; returns what
+    /// was found alive.
+    pub fn kill_procs_mentioning(needle: &str) -> Vec<(i32, String)> {
+        let found = procs_mentioning(needle);
+        for &(pid, _) in &found {
+            // SAFETY: kill(2) of a process we just found by its command line.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        wait_procs_gone(needle, Duration::from_secs(5));
+        found
+    }
+
+    /// Is `pid` alive (and not a zombie)?
+    pub fn pid_alive(pid: i32) -> bool {
+        pid > 0 && proc_start_time(pid).is_some() && !super::proc_is_zombie(pid)
+    }
+
+    // ------------------------------------------------------------------
+    // Commands
+
+    /// A bounded run that never panics (for teardown code, which may run while unwinding):
+    /// `None` if the command could not be spawned or was killed after `timeout`.
+    pub fn run_quiet(mut cmd: Command, timeout: Duration) -> Option<Output> {
+        let mut out = tempfile::tempfile().ok()?;
+        let mut err = tempfile::tempfile().ok()?;
+        cmd.stdin(Stdio::null())
+            .stdout(out.try_clone().ok()?)
+            .stderr(err.try_clone().ok()?);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let what = describe(&cmd);
+        let mut child = cmd.spawn().ok()?;
+        drop(cmd);
+        let deadline = Instant::now() + timeout;
+        let st = loop {
+            match child.try_wait() {
+                Ok(Some(st)) => break st,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                _ => {
+                    // SAFETY: kill(2) of the process group this child leads.
+                    unsafe {
+                        libc::kill(-(child.id() as i32), libc::SIGKILL);
+                    }
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return None;
+                }
+            }
+        };
+        Some(Output {
+            cmd: what,
+            code: st.code(),
+            signal: st.signal(),
+            stdout: read_all(&mut out),
+            stderr: read_all(&mut err),
+        })
+    }
+
+    /// Like [`super::run_captured`], with `input` (read to EOF) as the command's stdin.
+    pub fn run_with_stdin(mut cmd: Command, input: &[u8]) -> Output {
+        let mut inp = tempfile::tempfile().expect("stdin file");
+        inp.write_all(input).expect("write stdin file");
+        inp.seek(SeekFrom::Start(0)).expect("seek stdin file");
+        let mut out = tempfile::tempfile().expect("capture file");
+        let mut err = tempfile::tempfile().expect("capture file");
+        cmd.stdin(inp)
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(err.try_clone().expect("dup"));
+        let (mut child, what) = spawn(cmd);
+        let st = super::wait_bounded(&mut child, &what, super::cmd_timeout());
+        Output {
+            cmd: what,
+            code: st.code(),
+            signal: st.signal(),
+            stdout: read_all(&mut out),
+            stderr: read_all(&mut err),
+        }
+    }
+
+    /// Quote `s` for `sh`.
+    pub fn shell_quote(s: &str) -> String {
+        if !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
+        {
+            s.to_string()
+        } else {
+            format!("'{}'", s.replace('\'', r"'\''"))
+        }
+    }
+
+    /// `cmd` run on a terminal: `script -qec '<cmd>' /dev/null` (util-linux), so the program
+    /// gets a pty as stdin/stdout/stderr; `script` exits with the program's status. The
+    /// environment and cwd set on `cmd` carry over. Output lines end in CRLF.
+    pub fn on_tty(cmd: &Command) -> Command {
+        let mut line = shell_quote(&cmd.get_program().to_string_lossy());
+        for a in cmd.get_args() {
+            line.push(' ');
+            line.push_str(&shell_quote(&a.to_string_lossy()));
+        }
+        let mut t = Command::new("script");
+        t.args(["-qec", &line, "/dev/null"]);
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => t.env(k, v),
+                None => t.env_remove(k),
+            };
+        }
+        if let Some(d) = cmd.get_current_dir() {
+            t.current_dir(d);
+        }
+        t
+    }
+
+    /// A shell script `<dir>/<file name of runtime>` that appends its argv (one line, after
+    /// its cwd) to `log` and execs `runtime`. Engines decide JSON logging etc. by the file
+    /// name, which the wrapper keeps. Used when `AMBER_ENGINE_TRACE=1`.
+    pub fn logging_wrapper(dir: &Path, runtime: &Path, log: &Path) -> PathBuf {
+        let name = runtime.file_name().expect("runtime has a file name");
+        fs::create_dir_all(dir).expect("wrapper dir");
+        let path = dir.join(name);
+        let script = format!(
+            "#!/bin/sh\nprintf '%s\\n' \"cwd=$(pwd) argv: $*\" >> {}\nexec {} \"$@\"\n",
+            shell_quote(&log.to_string_lossy()),
+            shell_quote(&runtime.to_string_lossy())
+        );
+        fs::write(&path, script).expect("write wrapper");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod wrapper");
+        path
+    }
+
+    /// `AMBER_ENGINE_TRACE=1`: put a [`logging_wrapper`] between the engine and the runtime.
+    pub fn trace_enabled() -> bool {
+        std::env::var("AMBER_ENGINE_TRACE").is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes"))
+    }
+
+    // ------------------------------------------------------------------
+    // Images
+
+    fn sha256_file(p: &Path) -> String {
+        let out = Command::new("sha256sum").arg(p).output().expect("run sha256sum");
+        assert!(out.status.success(), "sha256sum {} failed", p.display());
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .expect("sha256sum output")
+            .to_string()
+    }
+
+    /// A tar of the shared test rootfs (for `podman import`), numeric root ownership.
+    pub fn rootfs_tar(dest: &Path) {
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(super::rootfs())
+            .args(["--numeric-owner", "--owner=0", "--group=0", "--exclude=./.stamp", "-cf"])
+            .arg(dest)
+            .arg(".")
+            .stdin(Stdio::null())
+            .status()
+            .expect("run tar");
+        assert!(st.success(), "tar of the rootfs failed");
+    }
+
+    fn go_arch() -> &'static str {
+        match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" => "ppc64le",
+            other => other,
+        }
+    }
+
+    /// An OCI image-layout archive of the shared test rootfs, built by hand (one uncompressed
+    /// layer, `Cmd=["/bin/sh"]`), named `name` through the `io.containerd.image.name`
+    /// annotation, for `ctr image import`.
+    pub fn oci_archive(dest: &Path, name: &str) {
+        let work = tempfile::Builder::new()
+            .prefix("amber-it-oci.")
+            .tempdir()
+            .expect("oci tempdir");
+        let layout = work.path().join("layout");
+        let blobs = layout.join("blobs/sha256");
+        fs::create_dir_all(&blobs).expect("blobs dir");
+        let add_blob = |path: &Path| -> (String, u64) {
+            let digest = sha256_file(path);
+            let size = fs::metadata(path).expect("blob size").len();
+            fs::rename(path, blobs.join(&digest)).expect("move blob");
+            (format!("sha256:{digest}"), size)
+        };
+        let layer = work.path().join("layer.tar");
+        rootfs_tar(&layer);
+        let (layer_digest, layer_size) = add_blob(&layer);
+        let config = serde_json::json!({
+            "architecture": go_arch(),
+            "os": "linux",
+            "config": {
+                "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                "Cmd": ["/bin/sh"]
+            },
+            "rootfs": { "type": "layers", "diff_ids": [layer_digest] }
+        });
+        let config_path = work.path().join("config.json");
+        fs::write(&config_path, config.to_string()).expect("write image config");
+        let (config_digest, config_size) = add_blob(&config_path);
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": config_size
+            },
+            "layers": [{
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": layer_digest,
+                "size": layer_size
+            }]
+        });
+        let manifest_path = work.path().join("manifest.json");
+        fs::write(&manifest_path, manifest.to_string()).expect("write manifest");
+        let (manifest_digest, manifest_size) = add_blob(&manifest_path);
+        let tag = name.rsplit_once(':').map(|(_, t)| t).unwrap_or("latest");
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": manifest_digest,
+                "size": manifest_size,
+                "platform": { "architecture": go_arch(), "os": "linux" },
+                "annotations": {
+                    "io.containerd.image.name": name,
+                    "org.opencontainers.image.ref.name": tag
+                }
+            }]
+        });
+        fs::write(layout.join("index.json"), index.to_string()).expect("write index.json");
+        fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("write oci-layout");
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(&layout)
+            .args(["--numeric-owner", "-cf"])
+            .arg(dest)
+            .arg(".")
+            .stdin(Stdio::null())
+            .status()
+            .expect("run tar");
+        assert!(st.success(), "tar of the OCI layout failed");
+    }
+}

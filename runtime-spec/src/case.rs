@@ -10,7 +10,7 @@
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -236,8 +236,7 @@ impl<'a> Case<'a> {
             set_mode(&d.join(sub), 0o755);
         }
         set_mode(&d.join("out"), 0o777);
-        fs::copy(&env.helper, d.join("bundle/rs/report"))
-            .map_err(|e| format!("copying the helper: {e}"))?;
+        fs::copy(&env.helper, d.join("bundle/rs/report")).map_err(|e| format!("copying the helper: {e}"))?;
         let config = base_config(env, &id, &d.join("bundle/rs"));
         Ok(Case {
             env,
@@ -303,20 +302,6 @@ impl<'a> Case<'a> {
         self
     }
 
-    /// Remove the key at a JSON pointer, if present.
-    pub fn remove(&mut self, pointer: &str) -> &mut Self {
-        if let Some((parent, key)) = pointer.rsplit_once('/') {
-            if let Some(o) = self
-                .config
-                .pointer_mut(parent)
-                .and_then(Value::as_object_mut)
-            {
-                o.remove(key);
-            }
-        }
-        self
-    }
-
     /// Append to the array at a JSON pointer (created if missing).
     pub fn push(&mut self, pointer: &str, value: Value) -> &mut Self {
         if !self.config.pointer(pointer).is_some_and(Value::is_array) {
@@ -376,8 +361,7 @@ impl<'a> Case<'a> {
             Some(t) => t.clone(),
             None => serde_json::to_string_pretty(&self.config).map_err(|e| e.to_string())?,
         };
-        fs::write(self.bundle().join("config.json"), text)
-            .map_err(|e| format!("writing config.json: {e}"))
+        fs::write(self.bundle().join("config.json"), text).map_err(|e| format!("writing config.json: {e}"))
     }
 
     // ---- runtime commands
@@ -485,8 +469,8 @@ impl<'a> Case<'a> {
     pub fn state(&self) -> Result<Value, String> {
         let out = self.rt(&["state", &self.id]);
         out.check()?;
-        let v: Value = serde_json::from_str(&out.stdout)
-            .map_err(|e| format!("state is not JSON ({e}): {}", out.stdout))?;
+        let v: Value =
+            serde_json::from_str(&out.stdout).map_err(|e| format!("state is not JSON ({e}): {}", out.stdout))?;
         if let Some(pid) = v["pid"].as_i64().filter(|p| *p > 0) {
             self.note_pid(pid as i32);
         }
@@ -494,9 +478,7 @@ impl<'a> Case<'a> {
     }
 
     pub fn status(&self) -> Option<String> {
-        self.state()
-            .ok()
-            .and_then(|v| v["status"].as_str().map(str::to_string))
+        self.state().ok().and_then(|v| v["status"].as_str().map(str::to_string))
     }
 
     /// Wait (bounded) until `state` says `status`.
@@ -508,9 +490,7 @@ impl<'a> Case<'a> {
         }) {
             Ok(())
         } else {
-            Err(format!(
-                "container never reached status {status:?} (last: {last:?})"
-            ))
+            Err(format!("container never reached status {status:?} (last: {last:?})"))
         }
     }
 
@@ -523,10 +503,7 @@ impl<'a> Case<'a> {
         }) {
             Ok(last)
         } else {
-            Err(format!(
-                "container stdout never showed {needle:?}: {:?}",
-                clip(&last)
-            ))
+            Err(format!("container stdout never showed {needle:?}: {:?}", clip(&last)))
         }
     }
 
@@ -605,11 +582,7 @@ impl<'a> Case<'a> {
                 if let Some(mp) = l.split(' ').nth(4) {
                     if mp.starts_with(&d) {
                         found.push(format!("mount {mp}"));
-                        let _ = Command::new("umount")
-                            .arg("-l")
-                            .arg(mp)
-                            .stderr(Stdio::null())
-                            .status();
+                        let _ = Command::new("umount").arg("-l").arg(mp).stderr(Stdio::null()).status();
                     }
                 }
             }
@@ -669,21 +642,24 @@ fn is_zombie(pid: i32) -> bool {
         .is_none_or(|c| c == 'Z' || c == 'X')
 }
 
-/// Directories named `name` directly below each hierarchy under /sys/fs/cgroup.
+/// Directories named `name` anywhere in the first levels below /sys/fs/cgroup.
 pub fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = fs::read_dir("/sys/fs/cgroup") {
+    fn walk(dir: &Path, depth: usize, name: &str, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = fs::read_dir(dir) else { return };
         for e in rd.flatten() {
-            let p = e.path().join(name);
-            if p.is_dir() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let p = e.path();
+            if e.file_name().to_string_lossy() == name {
                 out.push(p);
+            } else if depth > 0 {
+                walk(&p, depth - 1, name, out);
             }
         }
     }
-    let p = Path::new("/sys/fs/cgroup").join(name);
-    if p.join("cgroup.procs").exists() {
-        out.push(p);
-    }
+    let mut out = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), 4, name, &mut out);
     out
 }
 
@@ -710,9 +686,4 @@ fn remove_cgroup(dir: &Path) {
         let _ = fs::write(dir.join("freezer.state"), "THAWED");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Open a file for appending (created if missing).
-pub fn append(p: &Path) -> std::io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(p)
 }

@@ -46,10 +46,6 @@ impl Output {
             _ => Err(format!("expected an error exit: {self}")),
         }
     }
-
-    pub fn all(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
 }
 
 fn clip(s: &str) -> String {

@@ -123,20 +123,16 @@ fn run_one(t: &Test, env: &Env) -> Outcome {
         }
     }
     let known = t.known_for(env.rt.kind).cloned();
-    if let Some(Known::Skip(why)) = &known {
-        return Outcome::Skip(why.clone());
-    }
     let left = Leftovers::default();
-    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.run(env, &left)))
-        .unwrap_or_else(|p| {
-            Err(format!(
-                "panicked: {}",
-                p.downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default()
-            ))
-        });
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.run(env, &left))).unwrap_or_else(|p| {
+        Err(format!(
+            "panicked: {}",
+            p.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        ))
+    });
     let left = left.0.into_inner();
     if !left.is_empty() {
         let mut why = left.join("; ");
@@ -154,11 +150,7 @@ fn run_one(t: &Test, env: &Env) -> Outcome {
 }
 
 fn tap_line(n: usize, name: &str, o: &Outcome) -> String {
-    let diag = |s: &str| {
-        s.lines()
-            .map(|l| format!("\n#   {l}"))
-            .collect::<String>()
-    };
+    let diag = |s: &str| s.lines().map(|l| format!("\n#   {l}")).collect::<String>();
     match o {
         Outcome::Pass => format!("ok {n} - {name}"),
         Outcome::Fail(e) => format!("not ok {n} - {name}{}", diag(e)),
@@ -202,13 +194,7 @@ impl Counts {
 }
 
 /// Run every test against one runtime, printing TAP lines in order as results come in.
-fn run_runtime(
-    tests: &[Test],
-    env: &Env,
-    jobs: usize,
-    first_number: usize,
-    prefix: &str,
-) -> Vec<Outcome> {
+fn run_runtime(tests: &[Test], env: &Env, jobs: usize, first_number: usize, prefix: &str) -> Vec<Outcome> {
     let next = AtomicUsize::new(0);
     let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
     let mut results: Vec<Option<Outcome>> = vec![None; tests.len()];
@@ -238,11 +224,7 @@ fn run_runtime(
                 let _ = writeln!(
                     lock,
                     "{}",
-                    tap_line(
-                        first_number + printed,
-                        &format!("{prefix}{}", tests[printed].name),
-                        o
-                    )
+                    tap_line(first_number + printed, &format!("{prefix}{}", tests[printed].name), o)
                 );
                 let _ = lock.flush();
                 printed += 1;

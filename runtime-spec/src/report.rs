@@ -108,11 +108,7 @@ impl Report {
     pub fn strings(&self, pointer: &str) -> Vec<String> {
         self.get(pointer)
             .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
             .unwrap_or_default()
     }
 
@@ -157,10 +153,7 @@ impl Report {
 
     /// `--path P` result.
     pub fn path(&self, p: &str) -> &Value {
-        self.0
-            .get("paths")
-            .and_then(|v| v.get(p))
-            .unwrap_or(&Value::Null)
+        self.0.get("paths").and_then(|v| v.get(p)).unwrap_or(&Value::Null)
     }
 
     /// `--read P` result: contents, or the errno.
@@ -179,11 +172,7 @@ impl Report {
         match v {
             Some(v) if v["errno"] == 0 => Ok(v["entries"]
                 .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|e| e.as_str().map(str::to_string))
-                        .collect()
-                })
+                .map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_string)).collect())
                 .unwrap_or_default()),
             Some(v) => Err(v["errno"].as_i64().unwrap_or(-1)),
             None => Err(-1),
@@ -212,10 +201,7 @@ impl Report {
     pub fn syscall(&self, spec: &str) -> (i64, i64) {
         let v = self.0.get("syscalls").and_then(|v| v.get(spec));
         match v {
-            Some(v) => (
-                v["ret"].as_i64().unwrap_or(-1),
-                v["errno"].as_i64().unwrap_or(-1),
-            ),
+            Some(v) => (v["ret"].as_i64().unwrap_or(-1), v["errno"].as_i64().unwrap_or(-1)),
             None => (-1, -1),
         }
     }

@@ -136,6 +136,7 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
         set_tid,
         cgroup_fd: cgroup_fd.as_ref().map(|f| f.as_raw_fd()),
         joins: ns.joins,
+        time_offsets,
     };
     let (parent_ch, child_ch) = channel::pair()?;
     let hook_state = HookState {
@@ -163,7 +164,6 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
         hook_state: hook_state.clone(),
         cgroup_mounts,
         unshare_cgroup,
-        time_offsets,
         seccomp: seccomp.as_ref(),
     };
     let spawned = spawn::spawn(&plan, move || init::container_init(ctx))?;

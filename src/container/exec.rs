@@ -98,6 +98,7 @@ pub fn exec(g: &Global, opts: &ExecOpts) -> Result<i32, Error> {
         set_tid: Vec::new(),
         cgroup_fd: cgroup_fd.as_ref().map(|f| f.as_raw_fd()),
         joins,
+        time_offsets: None,
     };
     let (parent_ch, child_ch) = channel::pair()?;
     let ctx = ExecContext {

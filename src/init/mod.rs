@@ -91,9 +91,6 @@ pub struct InitContext<'a> {
     /// Unshare the cgroup namespace after the parent put us in our cgroup (v1: we are cloned
     /// outside it, and the namespace root is the cgroup at creation time).
     pub unshare_cgroup: bool,
-    /// A new time namespace with these offsets: they can only be written before any process
-    /// enters it, so the init unshares it for its children and execve moves the init in.
-    pub time_offsets: Option<Vec<(String, i64, u32)>>,
     pub seccomp: Option<&'a SeccompPlan>,
 }
 
@@ -123,9 +120,6 @@ fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
     let spec = ctx.spec;
     if ctx.unshare_cgroup {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(at("unsharing the cgroup namespace"))?;
-    }
-    if let Some(offsets) = &ctx.time_offsets {
-        setup_time_namespace(offsets)?;
     }
     let user_ns = ctx.new_namespaces & crate::sys::CLONE_NEWUSER != 0;
     if user_ns {
@@ -216,19 +210,6 @@ fn load_seccomp(plan: &SeccompPlan, state: &hooks::HookState) -> Result<(), Init
         agent
             .send(std::os::fd::AsFd::as_fd(&fd))
             .map_err(at("sending the seccomp fd to the agent"))?;
-    }
-    Ok(())
-}
-
-fn setup_time_namespace(offsets: &[(String, i64, u32)]) -> Result<(), InitError> {
-    let flag = nix::sched::CloneFlags::from_bits_retain(crate::sys::CLONE_NEWTIME as i32);
-    nix::sched::unshare(flag).map_err(at("unsharing the time namespace"))?;
-    let text: String = offsets
-        .iter()
-        .map(|(clock, s, ns)| format!("{clock} {s} {ns}\n"))
-        .collect();
-    if !text.is_empty() {
-        std::fs::write("/proc/self/timens_offsets", text).map_err(at("writing /proc/self/timens_offsets"))?;
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ use nix::sched::CloneFlags;
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
 use crate::sys;
-pub use tid::{check_set_tid, PidLevel, SetTidError};
+pub use tid::{check_set_tid, PidLevel, SetTidError, Taken};
 
 /// A namespace to join, opened by the parent before cloning (so a bad path fails early, with the
 /// path in the message, and the fd cannot be swapped underneath us).
@@ -39,6 +39,10 @@ pub struct SpawnPlan {
     pub cgroup_fd: Option<RawFd>,
     /// Namespaces to join before the clone (user first, as the kernel requires).
     pub joins: Vec<JoinNs>,
+    /// A new time namespace with these (clock, seconds, nanoseconds) offsets. Offsets can only
+    /// be written before any process enters the namespace, so the intermediate process
+    /// unshares it (for its children only), writes them, and clones the child into it.
+    pub time_offsets: Option<Vec<(String, i64, u32)>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +96,7 @@ impl SpawnPlan {
 /// Clone the child described by `plan`; the child runs `child` and exits with its return value.
 /// Must be called while the process is single-threaded.
 pub fn spawn(plan: &SpawnPlan, child: impl FnOnce() -> i32) -> Result<Spawned, SpawnError> {
-    if plan.joins.is_empty() {
+    if plan.joins.is_empty() && plan.time_offsets.is_none() {
         return match sys::clone3(plan.new_namespaces, &plan.set_tid, plan.cgroup_fd) {
             Ok(sys::Forked::Child) => sys::exit_now(child()),
             Ok(sys::Forked::Parent { pid, pidfd }) => Ok(Spawned { pid, pidfd }),
@@ -141,6 +145,9 @@ fn joiner(plan: &SpawnPlan, sock: &std::os::unix::net::UnixDatagram) -> Result<b
             source,
         })?;
     }
+    if let Some(offsets) = &plan.time_offsets {
+        enter_new_time_namespace(offsets)?;
+    }
     match sys::clone3(plan.new_namespaces | sys::CLONE_PARENT, &plan.set_tid, plan.cgroup_fd) {
         Err(e) => Err(SpawnError::Clone(e, plan.describe())),
         Ok(sys::Forked::Child) => Ok(true),
@@ -154,6 +161,22 @@ fn joiner(plan: &SpawnPlan, sock: &std::os::unix::net::UnixDatagram) -> Result<b
             Ok(false)
         }
     }
+}
+
+/// unshare(CLONE_NEWTIME) affects only our future children; write the offsets while nothing
+/// lives in the namespace yet.
+fn enter_new_time_namespace(offsets: &[(String, i64, u32)]) -> Result<(), SpawnError> {
+    let flag = CloneFlags::from_bits_retain(sys::CLONE_NEWTIME as i32);
+    nix::sched::unshare(flag).map_err(|e| SpawnError::Helper(format!("unsharing the time namespace: {e}")))?;
+    let text: String = offsets
+        .iter()
+        .map(|(clock, s, ns)| format!("{clock} {s} {ns}\n"))
+        .collect();
+    if !text.is_empty() {
+        std::fs::write("/proc/self/timens_offsets", text)
+            .map_err(|e| SpawnError::Helper(format!("writing /proc/self/timens_offsets: {e}")))?;
+    }
+    Ok(())
 }
 
 fn recv_pidfd(sock: &std::os::unix::net::UnixDatagram) -> Result<Spawned, SpawnError> {

@@ -4,6 +4,28 @@
 
 use std::collections::BTreeSet;
 
+/// Whether a pid is in use at one level.
+#[derive(Debug, Clone)]
+pub enum Taken {
+    /// amber cannot see this level: the kernel decides.
+    Unknown,
+    /// A given set (a namespace about to be created is empty).
+    Set(BTreeSet<i32>),
+    /// amber's own namespace: look at /proc/<pid>, which resolves for threads too (their tids
+    /// share the pid space but are not listed by readdir).
+    Proc,
+}
+
+impl Taken {
+    fn contains(&self, pid: i32) -> bool {
+        match self {
+            Taken::Unknown => false,
+            Taken::Set(s) => s.contains(&pid),
+            Taken::Proc => std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        }
+    }
+}
+
 /// What amber knows about one pid-namespace level of the child, innermost (level 0) first.
 #[derive(Debug, Clone)]
 pub struct PidLevel {
@@ -11,8 +33,8 @@ pub struct PidLevel {
     pub name: String,
     /// Pids must be below this (the kernel's pid_max for that namespace); None when unknown.
     pub pid_max: Option<i32>,
-    /// Pids in use at this level, when amber can see them.
-    pub taken: Option<BTreeSet<i32>>,
+    /// How to tell whether a pid is in use at this level.
+    pub taken: Taken,
     /// Whether amber holds CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE in the user namespace owning
     /// this pid namespace; None when it cannot tell (the kernel decides).
     pub may_set: Option<bool>,
@@ -63,7 +85,7 @@ pub fn check_set_tid(set_tid: &[i32], new_pidns: bool, levels: &[PidLevel]) -> R
                 return Err(SetTidError::AboveMax { level, name, pid, max });
             }
         }
-        if info.taken.as_ref().is_some_and(|t| t.contains(&pid)) {
+        if info.taken.contains(pid) {
             return Err(SetTidError::InUse { level, name, pid });
         }
         if info.may_set == Some(false) {
@@ -91,14 +113,14 @@ pub fn levels_for_child(new_pidns: bool) -> Vec<PidLevel> {
         levels.push(PidLevel {
             name: "the container's new pid namespace".into(),
             pid_max: read_pid_max(),
-            taken: Some(BTreeSet::new()),
+            taken: Taken::Set(BTreeSet::new()),
             may_set: Some(true),
         });
     }
     levels.push(PidLevel {
         name: "amber's pid namespace".into(),
         pid_max: read_pid_max(),
-        taken: Some(visible_pids()),
+        taken: Taken::Proc,
         may_set: Some(may_set),
     });
     // When amber cannot see how deep it is, the levels above the ones it can see are left to
@@ -108,7 +130,7 @@ pub fn levels_for_child(new_pidns: bool) -> Vec<PidLevel> {
         levels.push(PidLevel {
             name: format!("ancestor pid namespace {i} level(s) above amber's"),
             pid_max: None,
-            taken: None,
+            taken: Taken::Unknown,
             may_set: above,
         });
     }
@@ -167,26 +189,6 @@ fn read_pid_max() -> Option<i32> {
         .and_then(|s| s.trim().parse().ok())
 }
 
-/// Every pid in use in our pid namespace: processes and their threads (tids share the space).
-fn visible_pids() -> BTreeSet<i32> {
-    let mut set = BTreeSet::new();
-    if let Ok(rd) = std::fs::read_dir("/proc") {
-        for e in rd.flatten() {
-            if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) {
-                set.insert(pid);
-                if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-                    for t in tasks.flatten() {
-                        if let Some(tid) = t.file_name().to_str().and_then(|n| n.parse().ok()) {
-                            set.insert(tid);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    set
-}
-
 fn has_cr_capability() -> bool {
     use caps::{CapSet, Capability};
     let has = |c| caps::has_cap(None, CapSet::Effective, c).unwrap_or(false);
@@ -212,7 +214,7 @@ mod tests {
         PidLevel {
             name: name.into(),
             pid_max: Some(max),
-            taken: Some(taken.iter().copied().collect()),
+            taken: Taken::Set(taken.iter().copied().collect()),
             may_set: Some(may),
         }
     }
@@ -289,11 +291,20 @@ mod tests {
             PidLevel {
                 name: "above".into(),
                 pid_max: None,
-                taken: None,
+                taken: Taken::Unknown,
                 may_set: None,
             },
         ];
         assert_eq!(check_set_tid(&[5, 99999], false, &l), Ok(()));
+    }
+
+    #[test]
+    fn proc_lookup_sees_our_own_pid_and_threads() {
+        let me = std::process::id() as i32;
+        assert!(Taken::Proc.contains(me));
+        let tid = nix::unistd::gettid().as_raw();
+        assert!(Taken::Proc.contains(tid));
+        assert!(!Taken::Proc.contains(i32::MAX));
     }
 
     #[test]

@@ -25,11 +25,7 @@ fn file(r: &Report, p: &str) -> Result<String, String> {
         .map_err(|e| format!("cannot read {p}: errno {e}"))
 }
 
-fn resource_test(
-    name: &str,
-    resources: Value,
-    files: &'static [(&'static str, &'static str)],
-) -> Test {
+fn resource_test(name: &str, resources: Value, files: &'static [(&'static str, &'static str)]) -> Test {
     let mut args = Vec::new();
     for (f, _) in files {
         args.push("--read");
@@ -80,6 +76,38 @@ pub fn tests() -> Vec<Test> {
         )
         .requires(v1),
         Test::probe(
+            "linux.cgroupsPath: a relative path is honoured (below the runtime's cgroup or the root)",
+            "config-linux.md#cgroups-path",
+            |c| {
+                c.remove_namespace("cgroup");
+                // one component: a runtime leaves intermediate directories it created behind
+                let rel = c.id.clone();
+                c.set("/linux/cgroupsPath", json!(rel));
+                Ok(())
+            },
+            |r, c| {
+                let rel = c.id.clone();
+                let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+                let lines = r.strings("/cgroup");
+                for ctl in ["memory", "pids"] {
+                    let find = |text: &[String]| {
+                        text.iter()
+                            .find(|l| l.split(':').nth(1).is_some_and(|cs| cs.split(',').any(|x| x == ctl)))
+                            .and_then(|l| l.splitn(3, ':').nth(2).map(str::to_string))
+                    };
+                    let got = find(&lines).ok_or(format!("no {ctl} line: {lines:?}"))?;
+                    let mine = find(&own.lines().map(str::to_string).collect::<Vec<_>>()).unwrap_or_default();
+                    let below_own = format!("{}/{rel}", mine.trim_end_matches('/'));
+                    ensure!(
+                        got == format!("/{rel}") || got == below_own,
+                        "{ctl} cgroup {got:?} is neither /{rel} nor {below_own}"
+                    );
+                }
+                Ok(())
+            },
+        )
+        .requires(v1),
+        Test::probe(
             "linux.namespaces cgroup: the process sees its cgroup as /",
             "config-linux.md#namespaces (cgroup)",
             |_| Ok(()),
@@ -112,7 +140,10 @@ pub fn tests() -> Vec<Test> {
             "linux.resources.memory.disableOOMKiller",
             "config-linux.md#memory",
             |c| {
-                c.set("/linux/resources/memory", json!({"limit": 67108864, "disableOOMKiller": true}));
+                c.set(
+                    "/linux/resources/memory",
+                    json!({"limit": 67108864, "disableOOMKiller": true}),
+                );
                 Ok(())
             },
             |r, _| {
@@ -187,7 +218,13 @@ pub fn tests() -> Vec<Test> {
                 c.set("/linux/resources/blockIO", json!({"weight": 300}));
                 Ok(())
             },
-            |r, _| eq("blkio.weight", file(r, "/sys/fs/cgroup/blkio/blkio.weight")?, "300".into()),
+            |r, _| {
+                eq(
+                    "blkio.weight",
+                    file(r, "/sys/fs/cgroup/blkio/blkio.weight")?,
+                    "300".into(),
+                )
+            },
         )
         .args(&["--read", "/sys/fs/cgroup/blkio/blkio.weight"])
         .requires(|_| {
@@ -224,12 +261,17 @@ pub fn tests() -> Vec<Test> {
                 c.set("/linux/resources/network", json!({"classID": 1048577}));
                 Ok(())
             },
-            |r, _| eq("net_cls.classid", file(r, "/sys/fs/cgroup/net_cls/net_cls.classid")?, "1048577".into()),
+            |r, _| {
+                eq(
+                    "net_cls.classid",
+                    file(r, "/sys/fs/cgroup/net_cls/net_cls.classid")?,
+                    "1048577".into(),
+                )
+            },
         )
         .args(&["--read", "/sys/fs/cgroup/net_cls/net_cls.classid"])
         .requires(|_| {
-            (!Path::new("/sys/fs/cgroup/net_cls").exists())
-                .then(|| "no net_cls controller mounted on this host".into())
+            (!Path::new("/sys/fs/cgroup/net_cls").exists()).then(|| "no net_cls controller mounted on this host".into())
         }),
         Test::probe(
             "linux.resources.unified: written to the v2 cgroup",

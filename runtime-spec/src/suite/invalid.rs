@@ -41,10 +41,8 @@ pub fn tests() -> Vec<Test> {
                 &format!("invalid config: {name}"),
                 "config.md (fixtures/invalid)",
                 move |env, left| {
-                    let text = fs::read_to_string(&json)
-                        .map_err(|e| format!("{}: {e}", json.display()))?;
-                    let want = fs::read_to_string(&err)
-                        .map_err(|e| format!("{}: {e}", err.display()))?;
+                    let text = fs::read_to_string(&json).map_err(|e| format!("{}: {e}", json.display()))?;
+                    let want = fs::read_to_string(&err).map_err(|e| format!("{}: {e}", err.display()))?;
                     let want = want.lines().next().unwrap_or("").trim().to_string();
                     let mut c = Case::new(env, left)?;
                     c.raw_config = Some(text.replace("@ROOTFS@", &env.rootfs.to_string_lossy()));

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::{eq, Test, ISSUE6_SECCOMP};
+use super::{eq, Test};
 use crate::ensure;
 use crate::report::{errno_name, Report};
 
@@ -42,8 +42,11 @@ pub fn tests() -> Vec<Test> {
                     ("/dev/tty", [5, 0]),
                 ] {
                     dev(r, p, "chr", Some(rd))?;
-                    ensure!(r.open_errno(&format!("{p}:r")) == 0 || p == "/dev/tty",
-                        "{p} cannot be opened: {}", errno_name(r.open_errno(&format!("{p}:r"))));
+                    ensure!(
+                        r.open_errno(&format!("{p}:r")) == 0 || p == "/dev/tty",
+                        "{p} cannot be opened: {}",
+                        errno_name(r.open_errno(&format!("{p}:r")))
+                    );
                 }
                 let ptmx = r.path("/dev/ptmx");
                 ensure!(
@@ -51,14 +54,40 @@ pub fn tests() -> Vec<Test> {
                         || ptmx["type"] == "chr" && ptmx["rdev"] == json!([5, 2]),
                     "/dev/ptmx is neither a pts/ptmx link nor the ptmx device: {ptmx}"
                 );
-                eq("/dev/null writable", errno_name(r.open_errno("/dev/null:rw")), errno_name(0))
+                eq(
+                    "/dev/null writable",
+                    errno_name(r.open_errno("/dev/null:rw")),
+                    errno_name(0),
+                )
             },
         )
         .args(&[
-            "--path", "/dev/null", "--path", "/dev/zero", "--path", "/dev/full", "--path",
-            "/dev/random", "--path", "/dev/urandom", "--path", "/dev/tty", "--path", "/dev/ptmx",
-            "--open", "/dev/null:r", "--open", "/dev/zero:r", "--open", "/dev/full:r", "--open",
-            "/dev/random:r", "--open", "/dev/urandom:r", "--open", "/dev/null:rw",
+            "--path",
+            "/dev/null",
+            "--path",
+            "/dev/zero",
+            "--path",
+            "/dev/full",
+            "--path",
+            "/dev/random",
+            "--path",
+            "/dev/urandom",
+            "--path",
+            "/dev/tty",
+            "--path",
+            "/dev/ptmx",
+            "--open",
+            "/dev/null:r",
+            "--open",
+            "/dev/zero:r",
+            "--open",
+            "/dev/full:r",
+            "--open",
+            "/dev/random:r",
+            "--open",
+            "/dev/urandom:r",
+            "--open",
+            "/dev/null:rw",
         ]),
         Test::probe(
             "linux.devices: /dev/fd, stdin, stdout, stderr links",
@@ -76,7 +105,16 @@ pub fn tests() -> Vec<Test> {
                 Ok(())
             },
         )
-        .args(&["--path", "/dev/fd", "--path", "/dev/stdin", "--path", "/dev/stdout", "--path", "/dev/stderr"]),
+        .args(&[
+            "--path",
+            "/dev/fd",
+            "--path",
+            "/dev/stdin",
+            "--path",
+            "/dev/stdout",
+            "--path",
+            "/dev/stderr",
+        ]),
         Test::probe(
             "linux.devices: character device with fileMode, uid and gid",
             "config-linux.md#devices",
@@ -99,12 +137,27 @@ pub fn tests() -> Vec<Test> {
                 eq("uid", v["uid"].as_i64(), Some(1000))?;
                 eq("gid", v["gid"].as_i64(), Some(1001))?;
                 dev(r, "/dev/rs-null", "chr", Some([1, 3]))?;
-                eq("/dev/rs-null mode", r.path("/dev/rs-null")["mode"].as_i64(), Some(0o666))?;
+                eq(
+                    "/dev/rs-null mode",
+                    r.path("/dev/rs-null")["mode"].as_i64(),
+                    Some(0o666),
+                )?;
                 // a device listed in linux.devices is usable under the deny-all cgroup rule
-                eq("open /dev/rs-null rw", errno_name(r.open_errno("/dev/rs-null:rw")), errno_name(0))
+                eq(
+                    "open /dev/rs-null rw",
+                    errno_name(r.open_errno("/dev/rs-null:rw")),
+                    errno_name(0),
+                )
             },
         )
-        .args(&["--path", "/dev/rs-owned", "--path", "/dev/rs-null", "--open", "/dev/rs-null:rw"]),
+        .args(&[
+            "--path",
+            "/dev/rs-owned",
+            "--path",
+            "/dev/rs-null",
+            "--open",
+            "/dev/rs-null:rw",
+        ]),
         Test::probe(
             "linux.devices: block device and fifo",
             "config-linux.md#devices",
@@ -113,7 +166,10 @@ pub fn tests() -> Vec<Test> {
                     "/linux/devices",
                     json!({"path": "/dev/rs-loop", "type": "b", "major": 7, "minor": 200, "fileMode": 0o600}),
                 );
-                c.push("/linux/devices", json!({"path": "/dev/rs-fifo", "type": "p", "fileMode": 0o644}));
+                c.push(
+                    "/linux/devices",
+                    json!({"path": "/dev/rs-fifo", "type": "p", "fileMode": 0o644}),
+                );
                 c.push(
                     "/linux/devices",
                     json!({"path": "/dev/rs/sub/zero", "type": "u", "major": 1, "minor": 5}),
@@ -126,7 +182,14 @@ pub fn tests() -> Vec<Test> {
                 dev(r, "/dev/rs/sub/zero", "chr", Some([1, 5]))
             },
         )
-        .args(&["--path", "/dev/rs-loop", "--path", "/dev/rs-fifo", "--path", "/dev/rs/sub/zero"]),
+        .args(&[
+            "--path",
+            "/dev/rs-loop",
+            "--path",
+            "/dev/rs-fifo",
+            "--path",
+            "/dev/rs/sub/zero",
+        ]),
         Test::probe(
             "linux.resources.devices: an allow rule grants exactly its access",
             "config-linux.md#allowed-device-list",
@@ -177,15 +240,33 @@ pub fn tests() -> Vec<Test> {
             },
             |r, _| {
                 let rd = |p: &str| r.read(p).map(|s| s.trim().to_string());
-                eq("net.ipv4.ip_forward", rd("/proc/sys/net/ipv4/ip_forward"), Ok("1".into()))?;
-                eq("net.ipv4.tcp_syncookies", rd("/proc/sys/net/ipv4/tcp_syncookies"), Ok("0".into()))?;
+                eq(
+                    "net.ipv4.ip_forward",
+                    rd("/proc/sys/net/ipv4/ip_forward"),
+                    Ok("1".into()),
+                )?;
+                eq(
+                    "net.ipv4.tcp_syncookies",
+                    rd("/proc/sys/net/ipv4/tcp_syncookies"),
+                    Ok("0".into()),
+                )?;
                 eq("kernel.msgmax", rd("/proc/sys/kernel/msgmax"), Ok("4096".into()))?;
-                eq("kernel.shm_rmid_forced", rd("/proc/sys/kernel/shm_rmid_forced"), Ok("1".into()))
+                eq(
+                    "kernel.shm_rmid_forced",
+                    rd("/proc/sys/kernel/shm_rmid_forced"),
+                    Ok("1".into()),
+                )
             },
         )
         .args(&[
-            "--read", "/proc/sys/net/ipv4/ip_forward", "--read", "/proc/sys/net/ipv4/tcp_syncookies",
-            "--read", "/proc/sys/kernel/msgmax", "--read", "/proc/sys/kernel/shm_rmid_forced",
+            "--read",
+            "/proc/sys/net/ipv4/ip_forward",
+            "--read",
+            "/proc/sys/net/ipv4/tcp_syncookies",
+            "--read",
+            "/proc/sys/kernel/msgmax",
+            "--read",
+            "/proc/sys/kernel/shm_rmid_forced",
         ]),
         Test::probe(
             "linux.seccomp: SCMP_ACT_ERRNO returns errnoRet (default EPERM)",
@@ -208,8 +289,7 @@ pub fn tests() -> Vec<Test> {
                 eq("getpid (allowed)", r.syscall("getpid").1, 0)
             },
         )
-        .args(&["--syscall", "getppid", "--syscall", "mknod", "--syscall", "getpid"])
-        .amber_todo(ISSUE6_SECCOMP),
+        .args(&["--syscall", "getppid", "--syscall", "mknod", "--syscall", "getpid"]),
         Test::probe(
             "linux.seccomp: argument conditions select the call",
             "config-linux.md#seccomp",
@@ -228,8 +308,32 @@ pub fn tests() -> Vec<Test> {
                 eq("personality(0xffffffff)", r.syscall("personality:0xffffffff").1, 0)
             },
         )
-        .args(&["--syscall", "personality:8", "--syscall", "personality:0xffffffff"])
-        .amber_todo(ISSUE6_SECCOMP),
+        .args(&["--syscall", "personality:8", "--syscall", "personality:0xffffffff"]),
+        Test::probe(
+            "linux.seccomp: SCMP_CMP_MASKED_EQ compares the masked argument",
+            "config-linux.md#seccomp",
+            |c| {
+                c.set(
+                    "/linux/seccomp",
+                    seccomp(json!([{
+                        "names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+                        "args": [{"index": 0, "value": 255, "valueTwo": 8, "op": "SCMP_CMP_MASKED_EQ"}]
+                    }])),
+                );
+                Ok(())
+            },
+            |r, _| {
+                // 0x40008 & 0xff == 8: refused; 0xffffffff & 0xff == 0xff: allowed
+                eq("personality(0x40008)", r.syscall("personality:0x40008"), (-1, 13))?;
+                eq("personality(0xffffffff)", r.syscall("personality:0xffffffff").1, 0)
+            },
+        )
+        .args(&[
+            "--syscall",
+            "personality:0x40008",
+            "--syscall",
+            "personality:0xffffffff",
+        ]),
         Test::custom(
             "linux.seccomp: SCMP_ACT_KILL kills the process with SIGSYS",
             "config-linux.md#seccomp",
@@ -248,8 +352,7 @@ pub fn tests() -> Vec<Test> {
                 // runc's convention: 128 + signal number (SIGSYS = 31)
                 eq("run exit status", out.code, Some(128 + 31)).map_err(|e| format!("{e}: {out}"))
             },
-        )
-        .amber_todo(ISSUE6_SECCOMP),
+        ),
         Test::probe(
             "linux.seccomp: applied without noNewPrivileges (no_new_privs stays off)",
             "config-linux.md#seccomp",
@@ -258,7 +361,10 @@ pub fn tests() -> Vec<Test> {
                 // CAP_SYS_ADMIN, so the runtime's own remaining steps run filtered: block a call
                 // no runtime makes after that point (runc checks getppid() there).
                 c.set("/process/noNewPrivileges", json!(false));
-                c.set("/linux/seccomp", seccomp(json!([{"names": ["mknod", "mknodat"], "action": "SCMP_ACT_ERRNO"}])));
+                c.set(
+                    "/linux/seccomp",
+                    seccomp(json!([{"names": ["mknod", "mknodat"], "action": "SCMP_ACT_ERRNO"}])),
+                );
                 Ok(())
             },
             |r, _| {
@@ -267,8 +373,7 @@ pub fn tests() -> Vec<Test> {
                 eq("mknodat", r.syscall("mknod"), (-1, 1))
             },
         )
-        .args(&["--syscall", "mknod"])
-        .amber_todo(ISSUE6_SECCOMP),
+        .args(&["--syscall", "mknod"]),
         Test::probe(
             "linux.personality: LINUX32 domain",
             "config-linux.md#personality",
@@ -277,7 +382,11 @@ pub fn tests() -> Vec<Test> {
                 Ok(())
             },
             |r, _| {
-                eq("personality & 0xff (PER_LINUX32=8)", r.i64("/personality").map(|p| p & 0xff), Some(8))?;
+                eq(
+                    "personality & 0xff (PER_LINUX32=8)",
+                    r.i64("/personality").map(|p| p & 0xff),
+                    Some(8),
+                )?;
                 eq("uname machine", r.str("/uname/machine"), Some("i686"))
             },
         )

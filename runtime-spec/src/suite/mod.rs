@@ -50,11 +50,10 @@ pub enum Body {
     Custom(Custom),
 }
 
-/// What a runtime is known to do with a test.
+/// What a runtime is known to do with a test. (A feature a runtime lacks altogether is a Todo
+/// too: the test runs, fails fast, and says so the day the feature lands.)
 #[derive(Clone, Debug)]
 pub enum Known {
-    /// Not run: the feature is absent (an open issue), or the test cannot apply.
-    Skip(String),
     /// Run, and a failure is expected (an open issue, or a documented runtime difference);
     /// a pass is reported so the marker can be removed.
     Todo(String),
@@ -115,28 +114,13 @@ impl Test {
 
     /// amber fails this until the named issue lands: run it, tolerate a failure.
     pub fn amber_todo(mut self, why: &str) -> Test {
-        self.known
-            .push((Kind::Amber, Known::Todo(format!("amber: {why}"))));
-        self
-    }
-
-    /// amber lacks the command or feature entirely (named issue): do not run it.
-    pub fn amber_skip(mut self, why: &str) -> Test {
-        self.known
-            .push((Kind::Amber, Known::Skip(format!("amber: {why}"))));
+        self.known.push((Kind::Amber, Known::Todo(format!("amber: {why}"))));
         self
     }
 
     /// A documented runc 1.1.5 difference: run it, tolerate a failure.
     pub fn runc_todo(mut self, why: &str) -> Test {
-        self.known
-            .push((Kind::Runc, Known::Todo(format!("runc: {why}"))));
-        self
-    }
-
-    pub fn runc_skip(mut self, why: &str) -> Test {
-        self.known
-            .push((Kind::Runc, Known::Skip(format!("runc: {why}"))));
+        self.known.push((Kind::Runc, Known::Todo(format!("runc: {why}"))));
         self
     }
 
@@ -146,10 +130,7 @@ impl Test {
     }
 
     pub fn known_for(&self, kind: Kind) -> Option<&Known> {
-        self.known
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .map(|(_, known)| known)
+        self.known.iter().find(|(k, _)| *k == kind).map(|(_, known)| known)
     }
 
     /// Run the body once against `env`'s runtime.
@@ -183,8 +164,4 @@ pub fn all() -> Vec<Test> {
 }
 
 // Marker texts shared by the sections (one wording per open issue).
-pub const ISSUE4: &str = "issue 4 (cgroup resources/update/events)";
-pub const ISSUE5_EXEC: &str = "issue 5 (exec)";
 pub const ISSUE5_TTY: &str = "issue 5 (terminals)";
-pub const ISSUE5_FEATURES: &str = "issue 5 (features)";
-pub const ISSUE6_SECCOMP: &str = "issue 6 (seccomp)";

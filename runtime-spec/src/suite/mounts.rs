@@ -154,6 +154,22 @@ pub fn tests() -> Vec<Test> {
                 )
             },
         ),
+        Test::custom(
+            "mounts: bind copies one mount, rbind its submounts too",
+            "config.md#mounts (bind, rbind)",
+            bind_vs_rbind,
+        ),
+        Test::custom(
+            "mounts: an unknown filesystem type fails the create, nothing is left",
+            "runtime.md#create (MUST generate an error)",
+            |env, left| {
+                let mut c = crate::case::Case::new(env, left)?;
+                c.mount("/tmp", "rs-no-such-fs", "none", &[]);
+                c.create().check_fails()?;
+                ensure!(c.state().is_err(), "the container exists after a failed create");
+                Ok(())
+            },
+        ),
         Test::probe(
             "mounts: flags on a bind mount (ro, nosuid, nodev, noexec)",
             "config.md#mounts",
@@ -219,6 +235,21 @@ pub fn tests() -> Vec<Test> {
                     "mount reached through /rs-link-tmp",
                     r.mount("/tmp").and_then(|m| m["source"].as_str()),
                     Some("via-link"),
+                )
+            },
+        ),
+        Test::probe(
+            "mounts: a destination with .. components stays inside the rootfs",
+            "config.md#mounts (destination is relative to the container's root)",
+            |c| {
+                c.mount("/tmp/../../../../tmp", "tmpfs", "dotdot", &["size=1m"]);
+                Ok(())
+            },
+            |r, _| {
+                eq(
+                    "mount reached through ..",
+                    r.mount("/tmp").and_then(|m| m["source"].as_str()),
+                    Some("dotdot"),
                 )
             },
         ),
@@ -407,7 +438,42 @@ fn host_root_shared(_: &crate::case::Env) -> Option<String> {
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let shared = mi.lines().any(|l| {
         let f: Vec<&str> = l.split(' ').collect();
-        f.len() > 6 && f[4] == "/" && f[6..].iter().take_while(|x| **x != "-").any(|x| x.starts_with("shared:"))
+        f.len() > 6
+            && f[4] == "/"
+            && f[6..]
+                .iter()
+                .take_while(|x| **x != "-")
+                .any(|x| x.starts_with("shared:"))
     });
     (!shared).then(|| "the host's / is not a shared mount".to_string())
+}
+
+/// A host directory with a tmpfs mounted inside it, bound with bind and with rbind.
+fn bind_vs_rbind(env: &crate::case::Env, left: &crate::case::Leftovers) -> Result<(), String> {
+    use std::process::Command;
+    let mut c = crate::case::Case::new(env, left)?;
+    let src = c.dir().join("tree");
+    let sub = src.join("sub");
+    std::fs::create_dir_all(&sub).map_err(|e| e.to_string())?;
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "rs-sub"])
+        .arg(&sub)
+        .status()
+        .map_err(|e| format!("mount: {e}"))?;
+    ensure!(st.success(), "cannot mount a tmpfs on the host");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(sub.clone());
+    std::fs::write(sub.join("inner"), "x").map_err(|e| e.to_string())?;
+    let s = src.to_string_lossy().into_owned();
+    c.mount("/mnt", "bind", &s, &["bind"]);
+    c.mount("/tmp", "bind", &s, &["rbind"]);
+    c.helper_args(&["--ls", "/mnt/sub", "--ls", "/tmp/sub"]);
+    let r = c.probe()?;
+    eq("ls /mnt/sub (bind)", r.ls("/mnt/sub"), Ok(vec![]))?;
+    eq("ls /tmp/sub (rbind)", r.ls("/tmp/sub"), Ok(vec!["inner".to_string()]))
 }

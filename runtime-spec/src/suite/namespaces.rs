@@ -2,7 +2,6 @@
 //! "Offset for Time Namespace".
 
 use serde_json::json;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -82,10 +81,7 @@ impl Drop for Holder {
 }
 
 fn monotonic(clock: libc::clockid_t) -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: ts is a valid, writable timespec.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
@@ -100,7 +96,12 @@ fn userns_friendly(c: &mut Case) {
 fn root_only_userns(c: &mut Case) {
     userns_friendly(c);
     c.remove_mount("/dev/pts");
-    c.mount("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]);
+    c.mount(
+        "/dev/pts",
+        "devpts",
+        "devpts",
+        &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
+    );
 }
 
 fn join_test(
@@ -119,11 +120,7 @@ fn join_test(
     extra(&mut c);
     let r = c.probe()?;
     for (typ, short) in join {
-        eq(
-            &format!("{typ} namespace joined"),
-            r.ns(short),
-            h.ns(short),
-        )?;
+        eq(&format!("{typ} namespace joined"), r.ns(short), h.ns(short))?;
     }
     Ok(r)
 }
@@ -270,6 +267,30 @@ pub fn tests() -> Vec<Test> {
         )
         .requires(needs_unshare),
         Test::custom(
+            "linux.namespaces[].path: a namespace of another type is refused, nothing is left",
+            "config-linux.md#namespaces (path: MUST generate an error if not of the type)",
+            |env, left| {
+                let mut c = Case::new(env, left)?;
+                // the harness's own ipc namespace, offered as a network namespace
+                let path = format!("/proc/{}/ns/ipc", std::process::id());
+                c.namespace("network", Some(&path));
+                c.create().check_fails()?;
+                ensure!(c.state().is_err(), "the container exists after a failed create");
+                Ok(())
+            },
+        ),
+        Test::custom(
+            "linux.namespaces[].path: a missing path is refused, nothing is left",
+            "config-linux.md#namespaces (path)",
+            |env, left| {
+                let mut c = Case::new(env, left)?;
+                c.namespace("network", Some("/proc/self/ns/rs-no-such-ns"));
+                c.create().check_fails()?;
+                ensure!(c.state().is_err(), "the container exists after a failed create");
+                Ok(())
+            },
+        ),
+        Test::custom(
             "linux.namespaces[].path: join a pid namespace (the process is not pid 1)",
             "config-linux.md#namespaces (path)",
             |env, left| {
@@ -311,7 +332,7 @@ pub fn tests() -> Vec<Test> {
 
 fn needs_unshare(_: &Env) -> Option<String> {
     let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| PathBuf::from(d).join("unshare").is_file()))
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("unshare").is_file()))
         .unwrap_or(false);
     (!found).then(|| "util-linux unshare is not installed".to_string())
 }

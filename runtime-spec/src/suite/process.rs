@@ -10,17 +10,13 @@ use crate::report::{cap_mask, cap_names, errno_name, Report};
 
 fn caps_eq(r: &Report, set: &str, want: u64) -> Result<(), String> {
     let got = r.caps(set);
-    ensure!(
-        got == want,
-        "Cap{set}: got {} want {}",
-        cap_names(got),
-        cap_names(want)
-    );
+    ensure!(got == want, "Cap{set}: got {} want {}", cap_names(got), cap_names(want));
     Ok(())
 }
 
 pub fn tests() -> Vec<Test> {
-    let mut v = vec![
+    let mut v =
+        vec![
         Test::probe(
             "process.args: passed verbatim (spaces, empty, non-ASCII)",
             "config.md#process",
@@ -92,6 +88,18 @@ pub fn tests() -> Vec<Test> {
             |r, _| {
                 eq("uids", r.ints("/uid"), vec![1000; 4])?;
                 eq("gids", r.ints("/gid"), vec![1000; 4])
+            },
+        ),
+        Test::probe(
+            "process.user: a uid and gid with no passwd/group entry",
+            "config.md#posix-platform-user",
+            |c| {
+                c.set("/process/user", json!({"uid": 4242, "gid": 4343}));
+                Ok(())
+            },
+            |r, _| {
+                eq("uids", r.ints("/uid"), vec![4242; 4])?;
+                eq("gids", r.ints("/gid"), vec![4343; 4])
             },
         ),
         Test::probe(
@@ -325,8 +333,13 @@ pub fn tests() -> Vec<Test> {
                 c.set("/process/apparmorProfile", json!("unconfined"));
                 Ok(())
             },
-            |_, _| Ok(()),
+            |r, _| {
+                let cur = r.read("/proc/self/attr/current").unwrap_or_default();
+                ensure!(cur.trim() == "unconfined", "AppArmor label {cur:?}");
+                Ok(())
+            },
         )
+        .args(&["--read", "/proc/self/attr/current"])
         .requires(|_| {
             (!std::path::Path::new("/sys/kernel/security/apparmor").exists())
                 .then(|| "AppArmor is not enabled on this host".to_string())
@@ -334,9 +347,17 @@ pub fn tests() -> Vec<Test> {
         Test::probe(
             "process.selinuxLabel: applied",
             "config.md#linux-process",
-            |_| Ok(()),
-            |_, _| Ok(()),
+            |c| {
+                c.set("/process/selinuxLabel", json!("system_u:system_r:container_t:s0:c1,c2"));
+                Ok(())
+            },
+            |r, _| {
+                let cur = r.read("/proc/self/attr/current").unwrap_or_default();
+                let cur = cur.trim_end_matches(['\0', '\n']);
+                eq("SELinux label", cur, "system_u:system_r:container_t:s0:c1,c2")
+            },
         )
+        .args(&["--read", "/proc/self/attr/current"])
         .requires(|_| {
             (!std::path::Path::new("/sys/fs/selinux/enforce").exists())
                 .then(|| "SELinux is not enabled on this host".to_string())
@@ -508,13 +529,7 @@ fn terminal_test(env: &crate::case::Env, left: &crate::case::Leftovers) -> Resul
         if n > 0 {
             let mut chunk = [0u8; 4096];
             // SAFETY: chunk is a writable buffer of the given length.
-            let r = unsafe {
-                libc::read(
-                    master.as_raw_fd(),
-                    chunk.as_mut_ptr() as *mut libc::c_void,
-                    chunk.len(),
-                )
-            };
+            let r = unsafe { libc::read(master.as_raw_fd(), chunk.as_mut_ptr() as *mut libc::c_void, chunk.len()) };
             if r <= 0 {
                 break;
             }
@@ -532,11 +547,7 @@ fn terminal_test(env: &crate::case::Env, left: &crate::case::Leftovers) -> Resul
     let r = Report::parse(line)?;
     eq("isatty(0,1,2)", r.ints("/tty"), vec![1, 1, 1])?;
     let console = r.path("/dev/console");
-    eq(
-        "/dev/console",
-        console["errno"].as_i64(),
-        Some(0),
-    )?;
+    eq("/dev/console", console["errno"].as_i64(), Some(0))?;
     Ok(())
 }
 
