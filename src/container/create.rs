@@ -122,6 +122,7 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     let (console, console_ours) = console_endpoints(opts.console_socket.as_deref(), terminal, opts.foreground)?;
     let cgroup_fd = cgroups.open_v2_dir()?;
+    let joins_user_ns = ns.joins.iter().any(|j| j.kind == CloneFlags::CLONE_NEWUSER);
     let mut clone_flags = ns.new_flags;
     // Without CLONE_INTO_CGROUP the child is moved into its cgroup after the clone, so its
     // cgroup namespace must be made afterwards, by the init itself.
@@ -165,6 +166,7 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
         cgroup_mounts,
         unshare_cgroup,
         seccomp: seccomp.as_ref(),
+        in_user_ns: ns.new_flags & sys::CLONE_NEWUSER != 0 || joins_user_ns,
     };
     let spawned = spawn::spawn(&plan, move || init::container_init(ctx))?;
     let pid = spawned.pid;

@@ -44,6 +44,8 @@ pub enum Error {
     Channel(#[from] ChannelError),
     #[error(transparent)]
     Hook(#[from] hooks::HookError),
+    #[error("unable to start container process: {0}")]
+    StartFailed(String),
     #[error("container does not exist: {0}")]
     NotExist(String),
     #[error("container with id exists: {0}")]

@@ -79,24 +79,32 @@ fn release_init(dir: &Path, st: &State) -> Result<(), Error> {
         }
     }
     std::fs::remove_file(&path).map_err(|e| Error::io("removing exec fifo", &path, e))?;
-    wait_for_exec(&mut fifo, &pidfd);
-    Ok(())
+    match wait_for_exec(&mut fifo, &pidfd) {
+        Some(why) => Err(Error::StartFailed(why)),
+        None => Ok(()),
+    }
 }
 
 /// The init keeps its (close-on-exec) end of the fifo open until execve: end of file means the
-/// user process is running (or the init died), so poststart hooks run after it started.
-fn wait_for_exec(fifo: &mut std::fs::File, pidfd: &OwnedFd) {
+/// user process is running, so poststart hooks run after it started. Anything the init writes
+/// after its first byte is why it failed (a startContainer hook, seccomp, execve).
+fn wait_for_exec(fifo: &mut std::fs::File, pidfd: &OwnedFd) -> Option<String> {
     let deadline = Instant::now() + KILL_WAIT;
+    let mut why = Vec::new();
+    let done = |why: Vec<u8>| (!why.is_empty()).then(|| String::from_utf8_lossy(&why).into_owned());
     loop {
-        let mut buf = [0u8; 16];
+        let mut buf = [0u8; 4096];
         match fifo.read(&mut buf) {
-            Ok(0) => return,
-            Ok(_) => continue,
+            Ok(0) => return done(why),
+            Ok(n) => {
+                why.extend_from_slice(&buf[..n]);
+                continue;
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => return,
+            Err(_) => return done(why),
         }
         if Instant::now() > deadline {
-            return;
+            return done(why);
         }
         let mut fds = [
             PollFd::new(fifo.as_fd(), PollFlags::POLLIN),
@@ -104,7 +112,15 @@ fn wait_for_exec(fifo: &mut std::fs::File, pidfd: &OwnedFd) {
         ];
         let _ = poll(&mut fds, PollTimeout::from(100u16));
         if fds[1].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
-            return;
+            // The init died: collect whatever it wrote before it went.
+            while let Ok(n) = fifo.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                why.extend_from_slice(&buf[..n]);
+            }
+            // Nothing written: it exec'd (and the program already ended), which is a success.
+            return done(why);
         }
     }
 }

@@ -92,6 +92,8 @@ pub struct InitContext<'a> {
     /// outside it, and the namespace root is the cgroup at creation time).
     pub unshare_cgroup: bool,
     pub seccomp: Option<&'a SeccompPlan>,
+    /// The container has a user namespace (new or joined): mknod is not allowed there.
+    pub in_user_ns: bool,
 }
 
 /// Entry point in the child; returns the exit code only on failure (success ends in execve).
@@ -121,7 +123,7 @@ fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
     if ctx.unshare_cgroup {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(at("unsharing the cgroup namespace"))?;
     }
-    let user_ns = ctx.new_namespaces & crate::sys::CLONE_NEWUSER != 0;
+    let user_ns = ctx.in_user_ns;
     if user_ns {
         // Become root of the new user namespace before anything that needs privilege there.
         process::become_root().map_err(at("switching to uid 0 in the new user namespace"))?;
@@ -139,7 +141,8 @@ fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
     }
 
     let mut pid_state = ctx.hook_state.clone();
-    pid_state.pid = Some(std::process::id() as i32);
+    // Hooks get the pid as the runtime sees it, even those that run in the container.
+    pid_state.pid = Some(host_pid);
     let plan = rootfs::RootfsPlan::from_spec(spec, &ctx.rootfs, ctx.no_pivot, user_ns, &ctx.cgroup_mounts)?;
     rootfs::prepare(&plan)?;
     if hooks::has_pre_create_hooks(spec) {
@@ -163,10 +166,11 @@ fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
         .as_ref()
         .ok_or_else(|| InitError::step("process", "config has no process to run"))?;
     let console = match (&ctx.console, process::wants_terminal(process)) {
-        (Some(sock), true) => Some(process::setup_console(sock)?),
+        (Some(sock), true) => Some(process::setup_console(sock, true)?),
         _ => None,
     };
     let mut proc_ = process::Prepared::new(process, ctx.preserve_fds, console)?;
+    process::apply_personality(spec)?;
     proc_.apply_before_user()?;
     let nnp = process.no_new_privileges().unwrap_or(false);
     let mut agent_state = ctx.hook_state.clone();
@@ -183,18 +187,26 @@ fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
 
     // Held open (close-on-exec) until execve: `start` reads our byte, then waits for the end
     // of file that our exec causes before it runs poststart hooks.
-    let _started = match &ctx.fifo {
+    let mut started = match &ctx.fifo {
         Some(fifo) => Some(wait_for_start(fifo)?),
         None => None,
     };
-    if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().clone()) {
-        pid_state.status = "created".into();
-        hooks::run_all("startContainer", &h, &pid_state).map_err(at("running startContainer hook"))?;
+    let result = (|| {
+        if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().clone()) {
+            pid_state.status = "created".into();
+            hooks::run_all("startContainer", &h, &pid_state).map_err(at("running startContainer hook"))?;
+        }
+        if let (Some(plan), true) = (ctx.seccomp, nnp) {
+            load_seccomp(plan, &agent_state)?;
+        }
+        proc_.exec()
+    })();
+    // `create` is gone by now: `start` is the one waiting, on the fifo. Tell it why.
+    if let (Err(e), Some(f)) = (&result, started.as_mut()) {
+        use std::io::Write;
+        let _ = f.write_all(e.to_string().as_bytes());
     }
-    if let (Some(plan), true) = (ctx.seccomp, nnp) {
-        load_seccomp(plan, &agent_state)?;
-    }
-    proc_.exec()
+    result
 }
 
 /// Load the filter; with SCMP_ACT_NOTIFY, connect to the agent first (the filter may block
@@ -264,7 +276,7 @@ fn run_exec(ctx: &ExecContext<'_>) -> Result<Never, InitError> {
     };
     let _ = nix::unistd::setsid();
     let console = match (&ctx.console, process::wants_terminal(ctx.process)) {
-        (Some(sock), true) => Some(process::setup_console(sock)?),
+        (Some(sock), true) => Some(process::setup_console(sock, false)?),
         _ => None,
     };
     let mut proc_ = process::Prepared::new(ctx.process, ctx.preserve_fds, console)?;

@@ -94,6 +94,7 @@ impl<'a> Prepared<'a> {
             let home = passwd_home(self.process.user().uid()).unwrap_or_else(|| "/".into());
             self.envp.push(cstring(&format!("HOME={home}"), "HOME")?);
         }
+        apply_scheduling(self.process)?;
         let cwd = self.process.cwd();
         nix::unistd::chdir(cwd).map_err(|e| {
             InitError::step(
@@ -189,6 +190,67 @@ pub fn errno_text(e: &std::io::Error) -> String {
     }
 }
 
+/// process.scheduler and process.ioPriority.
+fn apply_scheduling(p: &Process) -> Result<(), InitError> {
+    use oci_spec::runtime::{IOPriorityClass, LinuxSchedulerFlag as F, LinuxSchedulerPolicy as P};
+    if let Some(s) = p.scheduler() {
+        let policy = match s.policy() {
+            P::SchedOther => 0,
+            P::SchedFifo => 1,
+            P::SchedRr => 2,
+            P::SchedBatch => 3,
+            P::SchedIso => 4,
+            P::SchedIdle => 5,
+            P::SchedDeadline => 6,
+        };
+        let flags = s.flags().iter().flatten().fold(0u64, |acc, f| {
+            acc | match f {
+                F::SchedResetOnFork => 0x01,
+                F::SchedFlagReclaim => 0x02,
+                F::SchedFlagDLOverrun => 0x04,
+                F::SchedFlagKeepPolicy => 0x08,
+                F::SchedFlagKeepParams => 0x10,
+                F::SchedFlagUtilClampMin => 0x20,
+                F::SchedFlagUtilClampMax => 0x40,
+            }
+        });
+        let attr = sys::SchedAttr {
+            sched_policy: policy,
+            sched_flags: flags,
+            sched_nice: s.nice().unwrap_or(0),
+            sched_priority: s.priority().unwrap_or(0).max(0) as u32,
+            sched_runtime: s.runtime().unwrap_or(0),
+            sched_deadline: s.deadline().unwrap_or(0),
+            sched_period: s.period().unwrap_or(0),
+            ..Default::default()
+        };
+        sys::sched_setattr(&attr).map_err(|e| InitError::step("setting process.scheduler", errno_text(&e)))?;
+    }
+    if let Some(io) = p.io_priority() {
+        let class = match io.class() {
+            IOPriorityClass::IoprioClassRt => 1,
+            IOPriorityClass::IoprioClassBe => 2,
+            IOPriorityClass::IoprioClassIdle => 3,
+        };
+        sys::ioprio_set(class, io.priority().clamp(0, 7) as u32)
+            .map_err(|e| InitError::step("setting process.ioPriority", errno_text(&e)))?;
+    }
+    Ok(())
+}
+
+/// linux.personality: the execution domain (LINUX or LINUX32), kept across execve.
+pub fn apply_personality(spec: &Spec) -> Result<(), InitError> {
+    use oci_spec::runtime::LinuxPersonalityDomain as D;
+    let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().clone()) else {
+        return Ok(());
+    };
+    let persona = match p.domain() {
+        D::PerLinux => 0x0000,
+        D::PerLinux32 => 0x0008,
+    };
+    sys::personality(persona).map_err(|e| InitError::step("setting linux.personality", errno_text(&e)))
+}
+
 /// The home directory of `uid` in the container's /etc/passwd.
 fn passwd_home(uid: u32) -> Option<String> {
     let text = std::fs::read_to_string("/etc/passwd").ok()?;
@@ -280,7 +342,7 @@ pub fn lookup_executable(exe: &Path, envp: &[CString]) -> Result<PathBuf, InitEr
 
 /// Open a pty in the container's devpts, send the master to the console socket in one sendmsg
 /// with exactly one fd, and make the slave our controlling terminal and stdio.
-pub fn setup_console(sock: &UnixStream) -> Result<OwnedFd, InitError> {
+pub fn setup_console(sock: &UnixStream, bind_console: bool) -> Result<OwnedFd, InitError> {
     use nix::fcntl::OFlag;
     use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
@@ -300,6 +362,22 @@ pub fn setup_console(sock: &UnixStream) -> Result<OwnedFd, InitError> {
     let iov = [std::io::IoSlice::new(name.as_bytes())];
     sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
         .map_err(at("sending the pty master to the console socket"))?;
+    // /dev/console is the container's terminal, as runc and crun provide it.
+    // (Only for the init: an exec'd process must not take over the container's console.)
+    if bind_console {
+        let console = Path::new("/dev/console");
+        if !console.exists() {
+            let _ = std::fs::File::create(console);
+        }
+        nix::mount::mount(
+            Some(name.as_str()),
+            console,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(at("bind-mounting the pty on /dev/console"))?;
+    }
     sys::set_controlling_tty(slave.as_fd()).map_err(at("making the pty the controlling terminal"))?;
     for target in 0..=2 {
         nix::unistd::dup2(slave.as_raw_fd(), target).map_err(at("dup2 of the pty onto stdio"))?;

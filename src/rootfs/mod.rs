@@ -349,9 +349,13 @@ pub fn finish(plan: &RootfsPlan) -> Result<(), InitError> {
             .map_err(at("moving rootfs to /"))?;
         nix::unistd::chroot(".").map_err(at("chroot"))?;
     } else {
-        // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves
-        // only the container's root. Make it a slave first so the unmount never reaches the host.
+        // pivot_root(".", ".") stacks the old root on top of the new one. An fd of the old
+        // root taken before lets us step into exactly that mount to make it a slave (so the
+        // unmount never reaches the host) and detach it; "." would be the new root, whose
+        // mounts' own propagation settings must survive.
+        let old_root = std::fs::File::open("/").map_err(at("opening the old root"))?;
         nix::unistd::pivot_root(".", ".").map_err(at("pivot_root"))?;
+        nix::unistd::fchdir(std::os::fd::AsRawFd::as_raw_fd(&old_root)).map_err(at("entering the old root"))?;
         mount(
             None::<&str>,
             ".",

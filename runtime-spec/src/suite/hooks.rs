@@ -182,8 +182,7 @@ pub fn tests() -> Vec<Test> {
                 Ok(())
             },
         )
-        .runc_todo("runc 1.1.5 fills the pid in the container init, which sees itself as pid 1")
-        .amber_todo("no issue yet: the init fills in its own getpid() (1 in a new pid namespace); the parent knows the host pid"),
+        .runc_todo("runc 1.1.5 fills the pid in the container init, which sees itself as pid 1"),
         Test::custom(
             "hooks: path, args and env are used as given",
             "config.md#posix-platform-hooks",
@@ -250,8 +249,7 @@ pub fn tests() -> Vec<Test> {
                 out.check_fails().map(|_| ())
             },
         )
-        .runc_todo("runc 1.1.5 runs startContainer hooks in the init after `start` has returned, so start exits 0")
-        .amber_todo("no issue yet: like runc, the init runs startContainer hooks after `start` returned, so start exits 0"),
+        .runc_todo("runc 1.1.5 runs startContainer hooks in the init after `start` has returned, so start exits 0"),
         Test::custom(
             "hooks: timeout stops a hook that runs too long and fails create",
             "config.md#posix-platform-hooks (timeout)",

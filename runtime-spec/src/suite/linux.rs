@@ -390,7 +390,6 @@ pub fn tests() -> Vec<Test> {
                 eq("uname machine", r.str("/uname/machine"), Some("i686"))
             },
         )
-        .amber_todo("no issue yet: linux.personality is parsed but never applied (sys::personality is unused)")
         .runc_todo("linux.personality is runtime-spec 1.1, first implemented in runc 1.2"),
     ]
 }

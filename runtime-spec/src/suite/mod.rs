@@ -164,4 +164,3 @@ pub fn all() -> Vec<Test> {
 }
 
 // Marker texts shared by the sections (one wording per open issue).
-pub const ISSUE5_TTY: &str = "issue 5 (terminals)";

@@ -138,10 +138,7 @@ pub fn tests() -> Vec<Test> {
                     if listed.contains(&short) {
                         ensure!(r.ns(short) != host, "{short} namespace is the host's");
                     } else {
-                        ensure!(
-                            r.ns(short) == host,
-                            "{short} namespace was not asked for but is new"
-                        );
+                        ensure!(r.ns(short) == host, "{short} namespace was not asked for but is new");
                     }
                 }
                 Ok(())
@@ -169,10 +166,20 @@ pub fn tests() -> Vec<Test> {
             |_| Ok(()),
             |r, _| {
                 eq("pid", r.i64("/pid"), Some(1))?;
-                eq("NSpid (the container's /proc shows its own level)", r.ints("/nspid"), vec![1])?;
-                eq("/proc shows only the container", r.ls("/proc").map(|v| {
-                    v.into_iter().filter(|e| e.bytes().all(|b| b.is_ascii_digit())).collect::<Vec<_>>()
-                }), Ok(vec!["1".to_string()]))
+                eq(
+                    "NSpid (the container's /proc shows its own level)",
+                    r.ints("/nspid"),
+                    vec![1],
+                )?;
+                eq(
+                    "/proc shows only the container",
+                    r.ls("/proc").map(|v| {
+                        v.into_iter()
+                            .filter(|e| e.bytes().all(|b| b.is_ascii_digit()))
+                            .collect::<Vec<_>>()
+                    }),
+                    Ok(vec!["1".to_string()]),
+                )
             },
         )
         .args(&["--ls", "/proc"]),
@@ -182,8 +189,14 @@ pub fn tests() -> Vec<Test> {
             |c| {
                 userns_friendly(c);
                 c.namespace("user", None);
-                c.set("/linux/uidMappings", json!([{"containerID": 0, "hostID": 200000, "size": 65536}]));
-                c.set("/linux/gidMappings", json!([{"containerID": 0, "hostID": 300000, "size": 65536}]));
+                c.set(
+                    "/linux/uidMappings",
+                    json!([{"containerID": 0, "hostID": 200000, "size": 65536}]),
+                );
+                c.set(
+                    "/linux/gidMappings",
+                    json!([{"containerID": 0, "hostID": 300000, "size": 65536}]),
+                );
                 Ok(())
             },
             |r, c| {
@@ -193,7 +206,11 @@ pub fn tests() -> Vec<Test> {
                 eq("gid_map", norm(r.str("/gid_map")), "0 300000 65536".to_string())?;
                 eq("uids", r.ints("/uid"), vec![0; 4])?;
                 // the host's root is unmapped: files it owns show as the overflow uid
-                eq("owner of /bin/busybox", r.path("/bin/busybox")["uid"].as_i64(), Some(65534))
+                eq(
+                    "owner of /bin/busybox",
+                    r.path("/bin/busybox")["uid"].as_i64(),
+                    Some(65534),
+                )
             },
         )
         .args(&["--path", "/bin/busybox"]),
@@ -203,8 +220,14 @@ pub fn tests() -> Vec<Test> {
             |c| {
                 userns_friendly(c);
                 c.namespace("user", None);
-                c.set("/linux/uidMappings", json!([{"containerID": 0, "hostID": 200000, "size": 65536}]));
-                c.set("/linux/gidMappings", json!([{"containerID": 0, "hostID": 200000, "size": 65536}]));
+                c.set(
+                    "/linux/uidMappings",
+                    json!([{"containerID": 0, "hostID": 200000, "size": 65536}]),
+                );
+                c.set(
+                    "/linux/gidMappings",
+                    json!([{"containerID": 0, "hostID": 200000, "size": 65536}]),
+                );
                 c.set("/process/user", json!({"uid": 1000, "gid": 1000}));
                 Ok(())
             },
@@ -295,7 +318,10 @@ pub fn tests() -> Vec<Test> {
             "config-linux.md#namespaces (path)",
             |env, left| {
                 let r = join_test(env, left, &["--pid"], true, &[("pid", "pid")], |_| {})?;
-                ensure!(r.i64("/pid") != Some(1), "the process is pid 1 in a joined pid namespace");
+                ensure!(
+                    r.i64("/pid") != Some(1),
+                    "the process is pid 1 in a joined pid namespace"
+                );
                 Ok(())
             },
         )
@@ -303,9 +329,7 @@ pub fn tests() -> Vec<Test> {
         Test::custom(
             "linux.namespaces[].path: join a time namespace",
             "config-linux.md#namespaces (path)",
-            |env, left| {
-                join_test(env, left, &["--time"], true, &[("time", "time")], |_| {}).map(|_| ())
-            },
+            |env, left| join_test(env, left, &["--time"], true, &[("time", "time")], |_| {}).map(|_| ()),
         )
         .requires(needs_unshare)
         .runc_todo("time namespaces are runtime-spec 1.1, first implemented in runc 1.2"),
@@ -325,8 +349,7 @@ pub fn tests() -> Vec<Test> {
             },
         )
         .requires(needs_unshare)
-        .runc_todo("runc 1.1.5 insists on uidMappings even when the user namespace is joined by path")
-        .amber_todo("bug, no issue yet: in a user namespace joined by path amber mknod()s the devices (EPERM) instead of bind-mounting them"),
+        .runc_todo("runc 1.1.5 insists on uidMappings even when the user namespace is joined by path"),
     ]
 }
 

@@ -297,7 +297,6 @@ pub fn tests() -> Vec<Test> {
                 eq("nice", r.i64("/sched/nice"), Some(7))
             },
         )
-        .amber_todo("no issue yet: process.scheduler is validated but never applied")
         .runc_todo("process.scheduler is runtime-spec 1.2, first implemented in runc 1.2 (ignored by 1.1.5)"),
         Test::probe(
             "process.ioPriority: class and priority applied",
@@ -309,7 +308,6 @@ pub fn tests() -> Vec<Test> {
             // ioprio = class << 13 | data; IOPRIO_CLASS_BE = 2
             |r, _| eq("ioprio", r.i64("/sched/ioprio"), Some((2 << 13) | 3)),
         )
-        .amber_todo("no issue yet: process.ioPriority is validated but never applied")
         .runc_todo("process.ioPriority is runtime-spec 1.2, first implemented in runc 1.2 (ignored by 1.1.5)"),
         Test::probe(
             "process: only stdio is open in the container process",
@@ -435,8 +433,7 @@ pub fn tests() -> Vec<Test> {
             "process.terminal: the process gets a pty, sent to --console-socket",
             "config.md#process",
             terminal_test,
-        )
-        .amber_todo(super::ISSUE5_TTY),
+        ),
         Test::custom(
             "process: the container's exit status is run's exit status",
             "runtime.md#lifecycle (runc CLI)",
