@@ -1736,3 +1736,248 @@ pub mod engines {
         assert!(st.success(), "tar of the OCI layout failed");
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Background commands and process helpers
+
+/// A command running in the background (its own process group, stdin = /dev/null,
+/// stdout/stderr captured in anonymous files), for runtime invocations a test has to
+/// act on while they run (`exec --ignore-paused` into a frozen cgroup, an outer
+/// `unshare` shell). Dropping it unfinished SIGKILLs its process group.
+pub struct Background {
+    child: std::process::Child,
+    what: String,
+    out: File,
+    err: File,
+    done: Option<Output>,
+}
+
+impl Background {
+    /// Spawn `cmd` (stdin /dev/null; stdout/stderr captured).
+    pub fn spawn(cmd: Command) -> Self {
+        Self::spawn_with_fds(cmd, &[])
+    }
+
+    /// Like [`Background::spawn`], passing `fds[i]` as the child's fd `3 + i`.
+    pub fn spawn_with_fds(mut cmd: Command, fds: &[RawFd]) -> Self {
+        let out = tempfile::tempfile().expect("capture file");
+        let err = tempfile::tempfile().expect("capture file");
+        cmd.stdin(Stdio::null())
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(err.try_clone().expect("dup"));
+        let dups = pass_fds(&mut cmd, fds);
+        let (child, what) = spawn(cmd);
+        drop(dups);
+        Background {
+            child,
+            what,
+            out,
+            err,
+            done: None,
+        }
+    }
+
+    /// The pid of the spawned command (also its process group id).
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// What it wrote to stdout so far.
+    pub fn stdout(&mut self) -> String {
+        read_all(&mut self.out)
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn stderr(&mut self) -> String {
+        read_all(&mut self.err)
+    }
+
+    fn output(&mut self, st: ExitStatus) -> Output {
+        Output {
+            cmd: self.what.clone(),
+            code: st.code(),
+            signal: st.signal(),
+            stdout: read_all(&mut self.out),
+            stderr: read_all(&mut self.err),
+        }
+    }
+
+    /// The result if it has finished (without waiting).
+    pub fn try_finish(&mut self) -> Option<Output> {
+        if self.done.is_none() {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                let out = self.output(st);
+                self.done = Some(out);
+            }
+        }
+        self.done.clone()
+    }
+
+    /// Wait (bounded by [`cmd_timeout`]; on timeout its process group is killed and
+    /// the test fails).
+    #[track_caller]
+    pub fn wait(&mut self) -> Output {
+        self.wait_timeout(cmd_timeout())
+    }
+
+    #[track_caller]
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Output {
+        if let Some(o) = &self.done {
+            return o.clone();
+        }
+        let what = self.what.clone();
+        let st = wait_bounded(&mut self.child, &what, timeout);
+        let out = self.output(st);
+        self.done = Some(out.clone());
+        out
+    }
+
+    /// SIGKILL the process group and reap the leader (no-op when finished).
+    pub fn kill(&mut self) {
+        if self.done.is_some() {
+            return;
+        }
+        // SAFETY: kill(2) of the process group this child leads (it is unreaped, so
+        // the group id cannot have been reused).
+        unsafe {
+            libc::kill(-self.pid(), libc::SIGKILL);
+        }
+        let _ = self.child.kill();
+        if let Ok(st) = self.child.wait() {
+            let out = self.output(st);
+            self.done = Some(out);
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Is `pid` alive (exists and is not a zombie)?
+pub fn pid_alive(pid: i32) -> bool {
+    pid > 0 && Path::new(&format!("/proc/{pid}")).exists() && !proc_is_zombie(pid)
+}
+
+/// The namespace links of `pid` ("self" allowed) by type, e.g. `"net" -> "net:[4026531840]"`.
+pub fn ns_links(pid: &str) -> std::collections::BTreeMap<String, String> {
+    let dir = format!("/proc/{pid}/ns");
+    let mut out = std::collections::BTreeMap::new();
+    for e in fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {dir}: {e}"))
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Ok(target) = fs::read_link(e.path()) {
+            out.insert(name, target.to_string_lossy().into_owned());
+        }
+    }
+    out
+}
+
+/// The pids listed in `/proc/<pid>/task/*/children`, i.e. `pid`'s direct children.
+pub fn child_pids(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in rd.flatten() {
+            if let Ok(s) = fs::read_to_string(t.path().join("children")) {
+                out.extend(s.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+            }
+        }
+    }
+    out
+}
+
+/// The `comm` of a process (empty if it is gone).
+pub fn proc_comm(pid: i32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Compile a small C program with `gcc -static -O1` into `dir/name` (once per call);
+/// returns the binary's path. Panics with gcc's output when compilation fails.
+pub fn compile_static_c(dir: &Path, name: &str, source: &str) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    let bin = dir.join(name);
+    fs::write(&src, source).expect("write C source");
+    let mut cmd = Command::new("gcc");
+    cmd.args(["-static", "-O1", "-o"]).arg(&bin).arg(&src);
+    let out = run_captured(cmd, &[]);
+    assert!(out.ok(), "compiling {name}: {out}");
+    bin
+}
+
+/// The process environment a container sees, in a form that two runtimes can be compared on
+/// (see `tests/podman.rs` and `tests/containerd.rs`, which run it under runc and under the
+/// runtime under test through the same engine and compare).
+pub mod facts {
+    /// A busybox `sh -c` script printing the container's credentials, capabilities, seccomp
+    /// and no_new_privs state, env, rlimits, mounts (mount point, per-mount and fs options),
+    /// devices, masked paths, cgroup membership and open fds.
+    pub const SCRIPT: &str = r###"exec 2>&1
+echo "## status"; grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp|Seccomp_filters|Uid|Gid|Groups):' /proc/self/status
+echo "## id"; id; echo "umask $(umask)"; echo "cwd $(pwd)"
+echo "## env"; env | grep -vE '^(HOSTNAME|PWD|SHLVL|_)=' | sort
+echo "## limits"; cat /proc/self/limits
+echo "## oom_score_adj $(cat /proc/self/oom_score_adj)"
+echo "## mounts"; awk '{ s = 0; for (i = 7; i <= NF; i++) if ($i == "-") { s = i; break }; o = $(s+3); if ($5 == "/") o = "-"; print $5, $6, $(s+1), o }' /proc/self/mountinfo | sort
+echo "## devices"; for f in /dev/* /dev/pts/ptmx; do [ -c "$f" ] || [ -b "$f" ] && stat -c '%n %A %U %G %t:%T' "$f"; [ -L "$f" ] && echo "$f -> $(readlink "$f")"; done
+echo "## masked"; for p in /proc/acpi /proc/asound /proc/kcore /proc/keys /proc/latency_stats /proc/timer_list /proc/timer_stats /proc/sched_debug /proc/scsi /sys/firmware /sys/dev/block; do [ -e "$p" ] && stat -c '%n %F' "$p"; done
+echo "## cgroup"; cat /proc/self/cgroup
+echo "## fds"; ls /proc/self/fd | wc -l
+echo "## sysctl"; cat /proc/sys/net/ipv4/ping_group_range
+echo "## hostname $(hostname | wc -c)"
+"###;
+
+    /// `text` with each of `names` (container ids, names, cgroup parents) replaced by `<N>`,
+    /// and 64-hex ids by `<ID>`, so two runs can be compared.
+    pub fn normalize(text: &str, names: &[&str]) -> String {
+        let mut t = text.replace("\r\n", "\n");
+        let mut names: Vec<&str> = names.iter().copied().filter(|n| !n.is_empty()).collect();
+        names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        for n in names {
+            t = t.replace(n, "<N>");
+        }
+        // 64-hex container ids
+        let b = t.as_bytes();
+        let mut out = String::with_capacity(t.len());
+        let mut i = 0;
+        while i < b.len() {
+            if i + 64 <= b.len() && b[i..i + 64].iter().all(|c| c.is_ascii_hexdigit()) {
+                out.push_str("<ID>");
+                i += 64;
+                while i < b.len() && b[i].is_ascii_hexdigit() {
+                    i += 1;
+                }
+            } else {
+                let ch = t[i..].chars().next().expect("char");
+                out.push(ch);
+                i += ch.len_utf8();
+            }
+        }
+        out
+    }
+
+    /// Lines only in `reference` and only in `tested` (as sets), or `None` when equal.
+    pub fn diff(reference: &str, tested: &str) -> Option<String> {
+        let a: Vec<&str> = reference.lines().collect();
+        let b: Vec<&str> = tested.lines().collect();
+        let only_a: Vec<&str> = a.iter().filter(|l| !b.contains(l)).copied().collect();
+        let only_b: Vec<&str> = b.iter().filter(|l| !a.contains(l)).copied().collect();
+        if only_a.is_empty() && only_b.is_empty() {
+            return None;
+        }
+        let mut s = String::new();
+        for l in only_a {
+            s.push_str(&format!("- {l}\n"));
+        }
+        for l in only_b {
+            s.push_str(&format!("+ {l}\n"));
+        }
+        Some(s)
+    }
+}

@@ -308,12 +308,15 @@ fn rule_block(rule: &DeviceRule) -> Vec<Insn> {
     let mut block = Vec::new();
     let mut jumps = Vec::new();
     let kind = match rule.kind {
-        DeviceKind::Block => DEV_BLOCK,
-        DeviceKind::Char => DEV_CHAR,
-        DeviceKind::All => unreachable!("`a` rules are resets and never get a block"),
+        DeviceKind::Block => Some(DEV_BLOCK),
+        DeviceKind::Char => Some(DEV_CHAR),
+        // Not reached: `a` rules are resets, handled by build_program.
+        DeviceKind::All => None,
     };
-    jumps.push(block.len());
-    block.push(insn(JNE_K, R_TYPE, 0, 0, kind as i32));
+    if let Some(kind) = kind {
+        jumps.push(block.len());
+        block.push(insn(JNE_K, R_TYPE, 0, 0, kind as i32));
+    }
     for (reg, value) in [(R_MAJOR, rule.major), (R_MINOR, rule.minor)] {
         let Some(value) = value else {
             continue;
@@ -343,7 +346,7 @@ fn rule_block(rule: &DeviceRule) -> Vec<Insn> {
     block.push(insn(EXIT, 0, 0, 0, 0));
     let len = block.len();
     for at in jumps {
-        // A block is at most 11 instructions long.
+        // A block is at most 10 instructions long.
         block[at].off = (len - at - 1) as i16;
     }
     block

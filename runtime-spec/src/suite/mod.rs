@@ -162,5 +162,3 @@ pub fn all() -> Vec<Test> {
     v.extend(invalid::tests());
     v
 }
-
-// Marker texts shared by the sections (one wording per open issue).
