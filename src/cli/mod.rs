@@ -389,6 +389,7 @@ fn create_opts(a: &CreateArgs, foreground: bool) -> Result<CreateOpts, Error> {
         preserve_fds: a.preserve_fds,
         init_pid,
         foreground,
+        no_new_keyring: a.no_new_keyring,
     })
 }
 

@@ -32,6 +32,8 @@ pub struct CreateOpts {
     pub init_pid: Vec<i32>,
     /// `run` in the foreground: amber itself holds the terminal when there is no console socket.
     pub foreground: bool,
+    /// Keep the caller's session keyring instead of joining a new one.
+    pub no_new_keyring: bool,
 }
 
 /// A created container, as `run` needs it to go on.
@@ -150,6 +152,7 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
     };
     let cgroup_mounts = CgroupMounts {
         v2: cgroups.is_v2(),
+        v2_dir: cgroups.v2_dir().map(Path::to_path_buf),
         v1: cgroups.v1_container_mounts(),
         symlinks: cgroups.v1_symlinks(),
     };
@@ -167,6 +170,7 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
         unshare_cgroup,
         seccomp: seccomp.as_ref(),
         in_user_ns: ns.new_flags & sys::CLONE_NEWUSER != 0 || joins_user_ns,
+        new_keyring: !opts.no_new_keyring,
     };
     let spawned = spawn::spawn(&plan, move || init::container_init(ctx))?;
     let pid = spawned.pid;

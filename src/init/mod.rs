@@ -94,6 +94,8 @@ pub struct InitContext<'a> {
     pub seccomp: Option<&'a SeccompPlan>,
     /// The container has a user namespace (new or joined): mknod is not allowed there.
     pub in_user_ns: bool,
+    /// Join a new session keyring named after the container (unless --no-new-keyring).
+    pub new_keyring: bool,
 }
 
 /// Entry point in the child; returns the exit code only on failure (success ends in execve).
@@ -129,6 +131,19 @@ fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
         process::become_root().map_err(at("switching to uid 0 in the new user namespace"))?;
     }
     let _ = nix::unistd::setsid();
+    if ctx.new_keyring {
+        // As runc: keys of the caller's session must not be visible in the container. Kernels
+        // without keyrings (ENOSYS) and user namespaces that forbid it (EACCES/EPERM) go on.
+        let name = format!("_ses.{}", ctx.hook_state.id);
+        if let Err(e) = crate::sys::join_session_keyring(&name) {
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::ENOSYS | libc::EACCES | libc::EPERM | libc::EDQUOT)
+            ) {
+                return Err(InitError::step("joining a new session keyring", e));
+            }
+        }
+    }
     if let Some(h) = spec.hostname() {
         if !h.is_empty() {
             nix::unistd::sethostname(h).map_err(at(format!("sethostname {h:?}")))?;

@@ -20,6 +20,8 @@ use path::Kind;
 pub struct CgroupMounts {
     /// Pure v2 host: mount cgroup2 itself.
     pub v2: bool,
+    /// The container's cgroup2 directory (bound when cgroup2 cannot be mounted).
+    pub v2_dir: Option<PathBuf>,
     /// v1: (directory name under /sys/fs/cgroup, host directory of the container's cgroup).
     pub v1: Vec<(String, PathBuf)>,
     /// v1 co-mount aliases, e.g. ("cpu", "cpu,cpuacct").
@@ -262,7 +264,32 @@ fn mount_cgroup(plan: &RootfsPlan, root: &std::os::fd::OwnedFd, m: &MountOp) -> 
     let target = path::fd_path(&target_fd);
     let flags = m.options.flags;
     if plan.cgroups.v2 {
-        return mount(Some("cgroup"), &target, Some("cgroup2"), flags, None::<&str>).map_err(at(step));
+        return match mount(Some("cgroup"), &target, Some("cgroup2"), flags, None::<&str>) {
+            Ok(()) => Ok(()),
+            // Without a cgroup namespace of its own the container may not mount cgroup2 (EBUSY
+            // or EPERM): bind its own cgroup directory instead, as runc does.
+            Err(nix::errno::Errno::EBUSY | nix::errno::Errno::EPERM) if plan.cgroups.v2_dir.is_some() => {
+                let dir = plan.cgroups.v2_dir.as_deref().expect("checked above");
+                mount(
+                    Some(dir),
+                    &target,
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .map_err(at(&step))?;
+                let fd = path::open_or_create(root, &m.destination, Kind::Dir).map_err(at(&step))?;
+                mount(
+                    None::<&str>,
+                    &path::fd_path(&fd),
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
+                    None::<&str>,
+                )
+                .map_err(at(step))
+            }
+            Err(e) => Err(InitError::step(step, e)),
+        };
     }
     // v1: a tmpfs holding a bind of the container's own directory in each hierarchy.
     let rw = flags & !MsFlags::MS_RDONLY;
