@@ -16,3 +16,5 @@ if [ -n "$need" ]; then
     apt-get install -y -qq $need >&2
 fi
 "$repo/scripts/mkrootfs.sh"
+# podman, conmon and containerd for the engine suites (idempotent).
+"$repo/scripts/engines-setup.sh" >/dev/null

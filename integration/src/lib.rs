@@ -264,10 +264,23 @@ fn read_all(f: &mut File) -> String {
 /// Run `cmd` with stdin = /dev/null and stdout/stderr captured in anonymous files
 /// (never pipes: a runtime that leaves a process behind holding a pipe would block
 /// the reader forever). `fds` are passed to the child as fds 3, 4, ...
-pub fn run_captured(mut cmd: Command, fds: &[RawFd]) -> Output {
+pub fn run_captured(cmd: Command, fds: &[RawFd]) -> Output {
+    run_captured_stdin(cmd, fds, Stdio::null())
+}
+
+/// [`run_captured`] with `input` as the command's stdin (from a file, not a pipe).
+pub fn run_captured_input(cmd: Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut f = tempfile::tempfile().expect("stdin file");
+    f.write_all(input).expect("write stdin file");
+    f.seek(SeekFrom::Start(0)).expect("seek stdin file");
+    run_captured_stdin(cmd, &[], Stdio::from(f))
+}
+
+fn run_captured_stdin(mut cmd: Command, fds: &[RawFd], stdin: Stdio) -> Output {
     let mut out = tempfile::tempfile().expect("capture file");
     let mut err = tempfile::tempfile().expect("capture file");
-    cmd.stdin(Stdio::null())
+    cmd.stdin(stdin)
         .stdout(out.try_clone().expect("dup"))
         .stderr(err.try_clone().expect("dup"));
     let dups = pass_fds(&mut cmd, fds);
@@ -1921,6 +1934,7 @@ pub mod facts {
     pub const SCRIPT: &str = r###"exec 2>&1
 echo "## status"; grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp|Seccomp_filters|Uid|Gid|Groups):' /proc/self/status
 echo "## id"; id; echo "umask $(umask)"; echo "cwd $(pwd)"
+echo "## uid_map"; cat /proc/self/uid_map /proc/self/gid_map
 echo "## env"; env | grep -vE '^(HOSTNAME|PWD|SHLVL|_)=' | sort
 echo "## limits"; cat /proc/self/limits
 echo "## oom_score_adj $(cat /proc/self/oom_score_adj)"
@@ -1980,4 +1994,68 @@ echo "## hostname $(hostname | wc -c)"
         }
         Some(s)
     }
+}
+
+// ---------------------------------------------------------------------------------
+// Security tests (tests/security.rs): private rootfs copies, hashes, leftover probes
+
+impl Bundle {
+    /// Give this bundle a private copy of the shared rootfs (`cp -a` into `<bundle>/rootfs`)
+    /// and point `root.path` at it; returns the copy. For tests that plant symlinks or files
+    /// in the rootfs (the shared one must never change). The copy is removed with the bundle.
+    pub fn private_rootfs(&mut self) -> PathBuf {
+        let dest = self.path().join("rootfs");
+        let src = rootfs();
+        let mut cmd = Command::new("cp");
+        cmd.arg("-a").arg(&src).arg(&dest);
+        let out = run_captured(cmd, &[]);
+        assert!(out.ok(), "copying the rootfs: {out}");
+        self.config["root"]["path"] = json!(dest.to_string_lossy());
+        dest
+    }
+}
+
+/// `sha256sum` of a file, as lowercase hex.
+pub fn sha256_file(path: &Path) -> String {
+    let mut cmd = Command::new("sha256sum");
+    cmd.arg(path);
+    let out = run_captured(cmd, &[]);
+    assert!(out.ok(), "sha256sum {}: {out}", path.display());
+    out.stdout.split_whitespace().next().unwrap_or_default().to_string()
+}
+
+/// Live (non-zombie) processes whose initial environment (`/proc/PID/environ`) holds
+/// `var=value` exactly. A runtime's helper processes inherit the runtime's environment until
+/// they exec the container process, so marking a runtime invocation with a unique variable
+/// finds every process it left behind (e.g. after a failed create).
+pub fn procs_with_env(var: &str, value: &str) -> Vec<i32> {
+    let needle = format!("{var}={value}");
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir("/proc") else { return out };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me || proc_is_zombie(pid) {
+            continue;
+        }
+        let Ok(raw) = fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if raw.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Lines of the test process's (the host's) /proc/self/mountinfo that contain `needle`.
+pub fn host_mounts_mentioning(needle: &str) -> Vec<String> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_string)
+        .collect()
 }

@@ -39,6 +39,7 @@ const MOUNT_OPTIONS: &[&str] = &[
     "strictatime",
     "suid",
     "sync",
+    "tmpcopyup",
     "unbindable",
 ];
 

@@ -147,7 +147,15 @@ pub fn kill(g: &Global, id: &str, sig: i32, all: bool) -> Result<(), Error> {
         id: id.into(),
         sig,
         source,
-    })
+    })?;
+    // A frozen v1 task only dies once thawed (v2 delivers SIGKILL to frozen tasks itself).
+    if sig == libc::SIGKILL && status == Status::Paused {
+        let cg = Manager::from_state(&st.cgroup);
+        if !cg.is_v2() {
+            cg.thaw()?;
+        }
+    }
+    Ok(())
 }
 
 /// Signal every process in the container's cgroup; on v1 a frozen task only dies once thawed.

@@ -198,15 +198,15 @@ impl StateDir {
         parse_state(std::io::BufReader::new(f)).map_err(|reason| Error::CorruptState { path: file, reason })
     }
 
-    /// Write state.json atomically: a temp file in the same directory, fsync, rename.
+    /// Write state.json atomically: a temp file in the same directory, then rename. No fsync:
+    /// the state root is a tmpfs (/run) in practice, and after a crash the container processes
+    /// are gone anyway; an fsync here cost up to a second on a busy disk.
     pub fn save(&self, state: &State) -> Result<(), Error> {
         let file = self.path.join(STATE_FILE);
         let tmp = self.path.join(".state.json.tmp");
         let bytes = serde_json::to_vec(state).map_err(|e| Error::io("encoding state", &file, e.into()))?;
         let mut f = File::create(&tmp).map_err(|e| Error::io("writing state", &tmp, e))?;
-        f.write_all(&bytes)
-            .and_then(|_| f.sync_all())
-            .map_err(|e| Error::io("writing state", &tmp, e))?;
+        f.write_all(&bytes).map_err(|e| Error::io("writing state", &tmp, e))?;
         std::fs::rename(&tmp, &file).map_err(|e| Error::io("renaming state", &file, e))
     }
 

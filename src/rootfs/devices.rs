@@ -59,6 +59,11 @@ pub fn plan(dev_is_tmpfs: bool, config: &[LinuxDevice]) -> Vec<DeviceNode> {
         }
     }
     for d in config {
+        // /dev/ptmx is always the symlink to the container's devpts (runtime-spec, runc):
+        // engines list the host's node for privileged containers, which must not replace it.
+        if d.path() == Path::new("/dev/ptmx") {
+            continue;
+        }
         let kind = match d.typ() {
             LinuxDeviceType::B => SFlag::S_IFBLK,
             LinuxDeviceType::P => SFlag::S_IFIFO,
@@ -161,6 +166,13 @@ mod tests {
         assert!(p
             .iter()
             .any(|n| n.path == Path::new("/dev/null") && n.major == 1 && n.minor == 3));
+    }
+
+    #[test]
+    fn ptmx_stays_a_symlink() {
+        let d: LinuxDevice =
+            serde_json::from_str(r#"{"path":"/dev/ptmx","type":"c","major":5,"minor":2,"fileMode":438}"#).unwrap();
+        assert!(plan(true, &[d]).iter().all(|n| n.path != Path::new("/dev/ptmx")));
     }
 
     #[test]

@@ -244,6 +244,11 @@ fn mount_one(plan: &RootfsPlan, root: &std::os::fd::OwnedFd, m: &MountOp) -> Res
                 }
                 Err(e) => return Err(InitError::step(step(), e.desc().to_lowercase())),
             }
+            if m.options.tmpcopyup && fstype == "tmpfs" {
+                // `target_fd` still names the directory under the new tmpfs: copy what it held up.
+                let fd = path::open_or_create(root, &m.destination, Kind::Dir).map_err(at(step()))?;
+                copy_tree(&target, &path::fd_path(&fd)).map_err(at(format!("{} (tmpcopyup)", step())))?;
+            }
             if let Some(mode) = prior_mode {
                 let fd = path::open_or_create(root, &m.destination, Kind::Dir).map_err(at(step()))?;
                 std::fs::set_permissions(path::fd_path(&fd), std::os::unix::fs::PermissionsExt::from_mode(mode))
@@ -333,6 +338,34 @@ fn mount_cgroup(plan: &RootfsPlan, root: &std::os::fd::OwnedFd, m: &MountOp) -> 
             Some("mode=755"),
         )
         .map_err(at(format!("{step} (read-only remount)")))?;
+    }
+    Ok(())
+}
+
+/// Copy a directory tree (files, directories, symlinks) keeping modes and owners; used for
+/// `tmpcopyup`. Device nodes, fifos and sockets are skipped, as runc's copy does.
+fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let from = entry.path();
+        let to = dst.join(entry.file_name());
+        let md = std::fs::symlink_metadata(&from)?;
+        let ft = md.file_type();
+        if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
+        } else if ft.is_dir() {
+            std::fs::create_dir(&to)?;
+            copy_tree(&from, &to)?;
+        } else if ft.is_file() {
+            std::fs::copy(&from, &to)?;
+        } else {
+            continue;
+        }
+        let _ = std::os::unix::fs::lchown(&to, Some(md.uid()), Some(md.gid()));
+        if !ft.is_symlink() {
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+        }
     }
     Ok(())
 }

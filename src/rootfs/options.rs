@@ -11,6 +11,8 @@ pub struct MountOptions {
     pub data: Vec<String>,
     pub bind: bool,
     pub recursive_bind: bool,
+    /// `tmpcopyup` (runc, podman): fill a new tmpfs with what the directory held before.
+    pub tmpcopyup: bool,
 }
 
 impl Default for MountOptions {
@@ -22,6 +24,7 @@ impl Default for MountOptions {
             data: Vec::new(),
             bind: false,
             recursive_bind: false,
+            tmpcopyup: false,
         }
     }
 }
@@ -84,6 +87,8 @@ pub fn parse(options: &[String]) -> MountOptions {
             out.propagation.push(p);
         } else if o == "bind" {
             out.bind = true;
+        } else if o == "tmpcopyup" {
+            out.tmpcopyup = true;
         } else if o == "rbind" {
             out.bind = true;
             out.recursive_bind = true;
@@ -109,6 +114,13 @@ mod tests {
         assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
         assert_eq!(o.data, s(&["mode=755", "size=65536k"]));
         assert!(!o.bind);
+    }
+
+    #[test]
+    fn tmpcopyup_is_ours_not_the_kernels() {
+        let o = parse(&s(&["size=1m", "rw", "rprivate", "nosuid", "nodev", "tmpcopyup"]));
+        assert!(o.tmpcopyup);
+        assert_eq!(o.data, s(&["size=1m"]));
     }
 
     #[test]
