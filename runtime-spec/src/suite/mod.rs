@@ -112,7 +112,9 @@ impl Test {
         self
     }
 
-    /// amber fails this until the named issue lands: run it, tolerate a failure.
+    /// amber fails this until the named issue lands: run it, tolerate a failure. (No test needs
+    /// it right now; kept so that new tests for open issues can say so.)
+    #[allow(dead_code)]
     pub fn amber_todo(mut self, why: &str) -> Test {
         self.known.push((Kind::Amber, Known::Todo(format!("amber: {why}"))));
         self
