@@ -29,6 +29,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use nix::sys::statfs::{fstatfs, CGROUP2_SUPER_MAGIC};
 use oci_spec::runtime::LinuxDeviceCgroup;
 
 use super::plan::{default_device_rules, device_rule};
@@ -48,7 +49,7 @@ pub enum DeviceFilterError {
         path: PathBuf,
         insns: usize,
         source: io::Error,
-        /// What the verifier said, when it said anything.
+        /// The end of what the verifier said, when it said anything.
         log: String,
     },
     #[error("attach the device filter to {path} (BPF_PROG_ATTACH, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI): {source}")]
@@ -83,18 +84,6 @@ pub struct DeviceRule {
     pub minor: Option<u32>,
     /// BPF_DEVCG_ACC_* bits.
     pub access: u32,
-}
-
-impl DeviceRule {
-    /// Whether the rule names this device (`kind` is BPF_DEVCG_DEV_*).
-    pub fn names(&self, kind: u32, major: u32, minor: u32) -> bool {
-        let kind_ok = match self.kind {
-            DeviceKind::All => true,
-            DeviceKind::Block => kind == DEV_BLOCK,
-            DeviceKind::Char => kind == DEV_CHAR,
-        };
-        kind_ok && self.major.is_none_or(|m| m == major) && self.minor.is_none_or(|m| m == minor)
-    }
 }
 
 // struct bpf_cgroup_dev_ctx { u32 access_type; u32 major; u32 minor; }, where access_type is
@@ -132,34 +121,18 @@ impl Insn {
         b[4..8].copy_from_slice(&self.imm.to_ne_bytes());
         u64::from_ne_bytes(b)
     }
-
-    pub fn decode(raw: u64) -> Insn {
-        let b = raw.to_ne_bytes();
-        let (dst, src) = if cfg!(target_endian = "little") {
-            (b[1] & 0xf, b[1] >> 4)
-        } else {
-            (b[1] >> 4, b[1] & 0xf)
-        };
-        Insn {
-            code: b[0],
-            dst,
-            src,
-            off: i16::from_ne_bytes([b[2], b[3]]),
-            imm: i32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
-        }
-    }
 }
 
 // The opcodes the filter uses: class | operation | source (K: imm, X: register).
-pub(crate) const LDX_MEM_W: u8 = 0x61; // BPF_LDX | BPF_MEM | BPF_W
-pub(crate) const ALU32_AND_K: u8 = 0x54; // BPF_ALU | BPF_AND | BPF_K
-pub(crate) const ALU32_RSH_K: u8 = 0x74; // BPF_ALU | BPF_RSH | BPF_K
-pub(crate) const ALU32_MOV_K: u8 = 0xb4; // BPF_ALU | BPF_MOV | BPF_K
-pub(crate) const ALU32_MOV_X: u8 = 0xbc; // BPF_ALU | BPF_MOV | BPF_X
-pub(crate) const JEQ_K: u8 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-pub(crate) const JNE_K: u8 = 0x55; // BPF_JMP | BPF_JNE | BPF_K
-pub(crate) const JNE_X: u8 = 0x5d; // BPF_JMP | BPF_JNE | BPF_X
-pub(crate) const EXIT: u8 = 0x95; // BPF_JMP | BPF_EXIT
+const LDX_MEM_W: u8 = 0x61; // BPF_LDX | BPF_MEM | BPF_W
+const ALU32_AND_K: u8 = 0x54; // BPF_ALU | BPF_AND | BPF_K
+const ALU32_RSH_K: u8 = 0x74; // BPF_ALU | BPF_RSH | BPF_K
+const ALU32_MOV_K: u8 = 0xb4; // BPF_ALU | BPF_MOV | BPF_K
+const ALU32_MOV_X: u8 = 0xbc; // BPF_ALU | BPF_MOV | BPF_X
+const JEQ_K: u8 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+const JNE_K: u8 = 0x55; // BPF_JMP | BPF_JNE | BPF_K
+const JNE_X: u8 = 0x5d; // BPF_JMP | BPF_JNE | BPF_X
+const EXIT: u8 = 0x95; // BPF_JMP | BPF_EXIT
 
 // Registers: r1 holds the context on entry and is scratch after the prologue.
 const R0: u8 = 0;
@@ -184,6 +157,7 @@ pub const PROG_NAME: &str = "amber_devices";
 /// Device programs use no GPL-only helpers.
 const LICENSE: &CStr = c"Apache";
 const VERIFIER_LOG_BYTES: usize = 1 << 16;
+const VERIFIER_LOG_LINES: usize = 20;
 
 /// The whole rule list for `devices` (linux.resources.devices): deny-all, the config's rules,
 /// amber's defaults, exactly what v1 writes.
@@ -282,10 +256,7 @@ pub fn build_program(rules: &[DeviceRule]) -> Vec<Insn> {
     let default_allow = reset.is_some_and(|i| rules[i].allow);
     let live = &rules[reset.map_or(0, |i| i + 1)..];
     // Rules agreeing with the default before any rule that disagrees decide nothing.
-    let first = live
-        .iter()
-        .position(|r| r.allow != default_allow)
-        .unwrap_or(live.len());
+    let first = live.iter().position(|r| r.allow != default_allow).unwrap_or(live.len());
     let mut prog = vec![
         insn(LDX_MEM_W, R_TYPE, R1, 0, 0),
         insn(ALU32_AND_K, R_TYPE, 0, 0, 0xffff),
@@ -356,24 +327,37 @@ fn rule_block(rule: &DeviceRule) -> Vec<Insn> {
 /// earlier apply attached there. The new filter is attached first, as runc does: in between both
 /// run and the stricter one wins, but there is never a moment without a filter. The program's
 /// descriptor is closed on return; the attachment keeps the program alive.
+///
+/// A directory that is not on a cgroup2 filesystem gets nothing: that is the manager's tempdir
+/// seam in unit tests. A real container's directory always is one, since its path comes from a
+/// cgroup2 mount in mountinfo.
 pub fn apply_device_filter(dir: &Path, program: &[Insn]) -> Result<(), DeviceFilterError> {
+    let open_err = |source| DeviceFilterError::Open {
+        path: dir.to_path_buf(),
+        source,
+    };
     let cgroup = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY)
         .open(dir)
         .map(OwnedFd::from)
-        .map_err(|source| DeviceFilterError::Open {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        .map_err(open_err)?;
+    let fs = fstatfs(&cgroup).map_err(|e| open_err(e.into()))?;
+    if fs.filesystem_type() != CGROUP2_SUPER_MAGIC {
+        return Ok(());
+    }
     let old = attached_filters(cgroup.as_fd(), dir)?;
     let prog = load(program, dir)?;
-    bpf::prog_attach(cgroup.as_fd(), prog.as_fd(), bpf::BPF_CGROUP_DEVICE, bpf::BPF_F_ALLOW_MULTI).map_err(
-        |source| DeviceFilterError::Attach {
-            path: dir.to_path_buf(),
-            source,
-        },
-    )?;
+    bpf::prog_attach(
+        cgroup.as_fd(),
+        prog.as_fd(),
+        bpf::BPF_CGROUP_DEVICE,
+        bpf::BPF_F_ALLOW_MULTI,
+    )
+    .map_err(|source| DeviceFilterError::Attach {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     for (id, old) in old {
         match bpf::prog_detach(cgroup.as_fd(), old.as_fd(), bpf::BPF_CGROUP_DEVICE) {
             // ENOENT: detached meanwhile by a concurrent apply.
@@ -392,7 +376,7 @@ pub fn apply_device_filter(dir: &Path, program: &[Insn]) -> Result<(), DeviceFil
 
 /// The device programs attached to the cgroup itself (not inherited) that amber attached,
 /// recognised by [`PROG_NAME`], each with a descriptor to detach it by.
-pub(crate) fn attached_filters(cgroup: BorrowedFd<'_>, dir: &Path) -> Result<Vec<(u32, OwnedFd)>, DeviceFilterError> {
+fn attached_filters(cgroup: BorrowedFd<'_>, dir: &Path) -> Result<Vec<(u32, OwnedFd)>, DeviceFilterError> {
     let ids = bpf::prog_query(cgroup, bpf::BPF_CGROUP_DEVICE).map_err(|source| DeviceFilterError::Query {
         path: dir.to_path_buf(),
         source,
@@ -435,11 +419,15 @@ fn load(program: &[Insn], dir: &Path) -> Result<OwnedFd, DeviceFilterError> {
     let mut log = vec![0u8; VERIFIER_LOG_BYTES];
     let _ = load(&mut log);
     let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+    let log = String::from_utf8_lossy(&log[..end]);
+    // The verifier replays the whole program; the reason for a refusal is at the end.
+    let mut tail: Vec<&str> = log.lines().rev().take(VERIFIER_LOG_LINES).collect();
+    tail.reverse();
     Err(DeviceFilterError::Load {
         path: dir.to_path_buf(),
         insns: program.len(),
         source,
-        log: String::from_utf8_lossy(&log[..end]).into_owned(),
+        log: tail.join("\n"),
     })
 }
 

@@ -8,6 +8,7 @@
 //! Plan, then apply: resource writes are built by pure functions (plan_v1.rs, plan_v2.rs) from
 //! linux.resources and a few probed facts, then written by a small loop here.
 
+mod devices_v2;
 mod freezer;
 mod fs;
 mod mountinfo;
@@ -17,6 +18,7 @@ mod plan;
 mod plan_v1;
 mod plan_v2;
 mod stats;
+mod sub;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -32,6 +34,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use devices_v2::DeviceFilterError;
 pub use mountinfo::CgroupMode;
 pub use oom::OomWatcher;
 pub use path::{expand_slice, systemd_to_cgroupfs};
@@ -115,6 +118,8 @@ pub enum CgroupError {
     RealtimeOnV2 { period: u64, runtime: i64 },
     #[error("linux.resources.devices rule {rule}: {reason}")]
     DeviceRule { rule: String, reason: &'static str },
+    #[error(transparent)]
+    DeviceFilter(#[from] DeviceFilterError),
     #[error("refusing to touch cgroup state whose path {path:?} is not the container's own directory")]
     UnsafeState { path: String },
 }
@@ -368,8 +373,8 @@ impl Manager {
         links
     }
 
-    /// Apply linux.resources: probe, plan, write. On v1 `unified` is refused; on v2 devices are
-    /// not enforced yet (see plan_v2.rs).
+    /// Apply linux.resources: probe, plan, write. On v1 `unified` is refused; on v2 the device
+    /// rules become an eBPF filter attached to the cgroup (devices_v2.rs).
     pub fn apply_resources(&self, res: &oci_spec::runtime::LinuxResources) -> Result<(), CgroupError> {
         self.write_resources(res, true)
     }
@@ -387,8 +392,15 @@ impl Manager {
             let probe = V2Probe {
                 io_bfq: dir.join("io.bfq.weight").exists(),
             };
+            // Built before any write so that a bad rule fails with nothing changed, as on v1.
+            let filter = devices
+                .then(|| devices_v2::build_device_filter(res.devices().as_deref().unwrap_or_default()))
+                .transpose()?;
             for w in build_v2_plan(res, &probe)? {
                 self.write_v2(dir, &w)?;
+            }
+            if let Some(filter) = filter {
+                devices_v2::apply_device_filter(dir, &filter)?;
             }
         } else {
             let memory = self.v1_dir("memory");

@@ -34,10 +34,8 @@ pub fn build_v2_plan(res: &LinuxResources, probe: &V2Probe) -> Result<Vec<Cgroup
     if let Some(blkio) = res.block_io() {
         plan_io(blkio, probe, &mut plan);
     }
-    // TODO(devices on v2): cgroup v2 has no devices files; access control needs an eBPF program
-    // of type BPF_PROG_TYPE_CGROUP_DEVICE attached to the container's cgroup with
-    // BPF_CGROUP_DEVICE (what runc's devicefilter and crun's ebpf.c generate). Until then device
-    // rules are not enforced on v2.
+    // Devices: v2 has no devices files; Manager::apply_resources attaches an eBPF filter built by
+    // devices_v2.rs instead.
     // hugepageLimits, network and rdma are not applied yet.
     plan_unified(res, &mut plan)?;
     Ok(plan)

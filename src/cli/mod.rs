@@ -71,8 +71,8 @@ struct CreateArgs {
     /// Pass N additional fds (3..3+N-1) through to the container
     #[arg(long = "preserve-fds", default_value_t = 0)]
     preserve_fds: u32,
-    /// Accepted for runc compatibility (pidfd socket, runc >= 1.2); not used yet
-    #[arg(long = "pidfd-socket", hide = true)]
+    /// Unix socket path to which the init's pidfd is sent (as runc >= 1.2)
+    #[arg(long = "pidfd-socket")]
     pidfd_socket: Option<PathBuf>,
     /// Start the container init at exact pids: its pid in amber's pid namespace, then in each
     /// ancestor namespace outward; 0 leaves a level to the kernel. Also settable with the
@@ -251,8 +251,8 @@ enum Command {
         /// Sub-cgroup of the container to run in
         #[arg(long)]
         cgroup: Option<String>,
-        /// Accepted for runc compatibility (pidfd socket, runc >= 1.2); not used yet
-        #[arg(long = "pidfd-socket", hide = true)]
+        /// Unix socket path to which the process's pidfd is sent (as runc >= 1.2)
+        #[arg(long = "pidfd-socket")]
         pidfd_socket: Option<PathBuf>,
         /// Container id
         id: String,
@@ -385,6 +385,7 @@ fn create_opts(a: &CreateArgs, foreground: bool) -> Result<CreateOpts, Error> {
         bundle: a.bundle.clone(),
         pid_file,
         console_socket: a.console_socket.clone(),
+        pidfd_socket: a.pidfd_socket.clone(),
         no_pivot: a.no_pivot,
         preserve_fds: a.preserve_fds,
         init_pid,
@@ -442,6 +443,7 @@ fn dispatch(g: &Global, command: Command) -> Result<i32, Error> {
             preserve_fds,
             ignore_paused,
             cgroup,
+            pidfd_socket,
             id,
             command,
             ..
@@ -458,6 +460,7 @@ fn dispatch(g: &Global, command: Command) -> Result<i32, Error> {
                 no_new_privs,
                 tty,
                 console_socket,
+                pidfd_socket,
                 pid_file: pid_file.map(|p| std::path::absolute(&p).unwrap_or(p)),
                 detach,
                 preserve_fds,

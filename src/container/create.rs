@@ -26,6 +26,8 @@ pub struct CreateOpts {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// Where to send the init's pidfd once created (runc 1.2's --pidfd-socket).
+    pub pidfd_socket: Option<PathBuf>,
     pub no_pivot: bool,
     pub preserve_fds: u32,
     /// Exact pids for the init: amber's pid namespace first, then each ancestor outward.
@@ -117,9 +119,9 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
 
     cgroups.create()?;
     undo.cgroup = Some(&cgroups);
-    if let Some(res) = linux.resources() {
-        cgroups.apply_resources(res)?;
-    }
+    // Always: without linux.resources the container still gets the default device rules
+    // (deny all, then the standard nodes), as runc applies them.
+    cgroups.apply_resources(&linux.resources().clone().unwrap_or_default())?;
     let fifo = make_exec_fifo(&dir_path)?;
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     let (console, console_ours) = console_endpoints(opts.console_socket.as_deref(), terminal, opts.foreground)?;
@@ -229,6 +231,9 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
     dir.save(&st)?;
     if let Some(p) = &opts.pid_file {
         state::write_pid_file(p, pid)?;
+    }
+    if let (Some(sock), Some(fd)) = (&opts.pidfd_socket, &undo.pidfd) {
+        super::send_pidfd(sock, std::os::fd::AsFd::as_fd(fd))?;
     }
     let pidfd = undo.pidfd.take().expect("pidfd is set after spawn");
     let dir = undo.dir.take().expect("state dir is set until create succeeds");

@@ -31,6 +31,7 @@ pub struct ExecOpts {
     pub no_new_privs: bool,
     pub tty: bool,
     pub console_socket: Option<PathBuf>,
+    pub pidfd_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub detach: bool,
     pub preserve_fds: u32,
@@ -75,7 +76,10 @@ pub fn exec(g: &Global, opts: &ExecOpts) -> Result<i32, Error> {
         return Err(Error::Status(StatusError::ExecStopped));
     }
     let flags = namespaces_to_join(st.init_pid)?;
-    let cgroups = Manager::from_state(&st.cgroup);
+    let cgroups = match &opts.cgroup {
+        Some(sub) => Manager::from_state(&st.cgroup).sub_cgroup(sub)?,
+        None => Manager::from_state(&st.cgroup),
+    };
     let cgroup_fd = cgroups.open_v2_dir()?;
     let terminal = process.terminal().unwrap_or(false);
     let (console, console_ours) =
@@ -155,6 +159,9 @@ pub fn exec(g: &Global, opts: &ExecOpts) -> Result<i32, Error> {
     };
     if let Some(p) = &opts.pid_file {
         state::write_pid_file(p, spawned.pid)?;
+    }
+    if let Some(sock) = &opts.pidfd_socket {
+        super::send_pidfd(sock, spawned.pidfd.as_fd())?;
     }
     if opts.detach {
         return Ok(0);

@@ -145,6 +145,21 @@ fn init_text(e: &InitError) -> String {
     }
 }
 
+/// `--pidfd-socket` (runc 1.2+): hand the new process's pidfd to the caller's socket, in one
+/// sendmsg with exactly one SCM_RIGHTS fd, like the console socket.
+pub fn send_pidfd(socket: &Path, pidfd: std::os::fd::BorrowedFd<'_>) -> Result<(), Error> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let sock = std::os::unix::net::UnixStream::connect(socket)
+        .map_err(|e| Error::io("connecting to pidfd socket", socket, e))?;
+    let fds = [pidfd.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let iov = [std::io::IoSlice::new(b"pidfd")];
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+        .map_err(|e| Error::io("sending the pidfd", socket, e.into()))?;
+    Ok(())
+}
+
 impl Error {
     pub fn io(op: &'static str, path: &Path, source: std::io::Error) -> Self {
         Error::Io {

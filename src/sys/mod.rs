@@ -8,6 +8,8 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
+pub mod bpf;
+
 pub const CLONE_PIDFD: u64 = 0x0000_1000;
 pub const CLONE_PARENT: u64 = 0x0000_8000;
 pub const CLONE_NEWTIME: u64 = 0x0000_0080;

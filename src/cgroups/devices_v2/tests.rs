@@ -13,6 +13,33 @@ use super::*;
 
 // ---- helpers: disassembler, structure check, interpreter, reference -----------------------------
 
+/// The inverse of Insn::encode.
+fn decode(raw: u64) -> Insn {
+    let b = raw.to_ne_bytes();
+    let (dst, src) = if cfg!(target_endian = "little") {
+        (b[1] & 0xf, b[1] >> 4)
+    } else {
+        (b[1] >> 4, b[1] & 0xf)
+    };
+    Insn {
+        code: b[0],
+        dst,
+        src,
+        off: i16::from_ne_bytes([b[2], b[3]]),
+        imm: i32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+    }
+}
+
+/// Whether `rule` names this device (`kind` is BPF_DEVCG_DEV_*).
+fn names(rule: &DeviceRule, kind: u32, major: u32, minor: u32) -> bool {
+    let kind_ok = match rule.kind {
+        DeviceKind::All => true,
+        DeviceKind::Block => kind == DEV_BLOCK,
+        DeviceKind::Char => kind == DEV_CHAR,
+    };
+    kind_ok && rule.major.is_none_or(|m| m == major) && rule.minor.is_none_or(|m| m == minor)
+}
+
 fn dis(i: &Insn) -> String {
     match i.code {
         LDX_MEM_W => format!("r{} = *(u32 *)(r{} + {})", i.dst, i.src, i.off),
@@ -82,7 +109,7 @@ fn run(prog: &[u64], access_type: u32, major: u32, minor: u32) -> Result<u64, St
     let mut pc = 0usize;
     for _ in 0..10_000 {
         let raw = *prog.get(pc).ok_or(format!("pc {pc} out of the program"))?;
-        let i = Insn::decode(raw);
+        let i = decode(raw);
         let (d, s) = (i.dst as usize, i.src as usize);
         let read = |reg: &[Option<u64>; 11], r: usize| {
             reg.get(r)
@@ -134,7 +161,7 @@ fn reference(rules: &[DeviceRule], kind: u32, major: u32, minor: u32, access: u3
     let start = rules.iter().rposition(|r| r.kind == DeviceKind::All);
     let default = start.is_some_and(|i| rules[i].allow);
     let live = &rules[start.map_or(0, |i| i + 1)..];
-    let names = |r: &&DeviceRule| r.names(kind, major, minor);
+    let names = |r: &&DeviceRule| names(r, kind, major, minor);
     if access == 0 {
         return default || live.iter().filter(names).any(|r| r.allow);
     }
@@ -251,12 +278,15 @@ fn encoding_is_the_kernels() {
     assert_eq!(ld.encode(), 0x0000_0000_0000_1261);
     // if r4 != 1 goto +5
     let jne = insn(JNE_K, 4, 0, 5, 1);
-    assert_eq!(jne.encode().to_le_bytes(), [0x55, 0x04, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00]);
+    assert_eq!(
+        jne.encode().to_le_bytes(),
+        [0x55, 0x04, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00]
+    );
     // w3 &= ~4
     let and = insn(ALU32_AND_K, 3, 0, 0, !4);
     assert_eq!(and.encode().to_le_bytes(), [0x54, 0x03, 0, 0, 0xfb, 0xff, 0xff, 0xff]);
     for i in [ld, jne, and, insn(JNE_X, 5, 1, -3, 0)] {
-        assert_eq!(Insn::decode(i.encode()), i);
+        assert_eq!(decode(i.encode()), i);
     }
 }
 
@@ -286,7 +316,16 @@ fn parse_rules() {
             access: ACC_ALL,
         }
     );
-    for bad in ["", "x 1:3 r", "c 1:3", "c 1-3 r", "c 1:3 rx", "c 4294967296:0 r", "c -1:0 r", "c 1:3 r w"] {
+    for bad in [
+        "",
+        "x 1:3 r",
+        "c 1:3",
+        "c 1-3 r",
+        "c 1:3 rx",
+        "c 4294967296:0 r",
+        "c -1:0 r",
+        "c 1:3 r w",
+    ] {
         let err = parse_rule(bad, true).unwrap_err();
         assert!(matches!(err, CgroupError::DeviceRule { .. }), "{bad:?}: {err}");
     }
@@ -311,7 +350,7 @@ fn rule_list_is_v1s() {
     let bad = LinuxDeviceCgroupBuilder::default()
         .allow(true)
         .typ(LinuxDeviceType::C)
-        .major(1 << 32)
+        .major(1i64 << 32)
         .build()
         .unwrap();
     assert!(matches!(device_rules(&[bad]), Err(CgroupError::DeviceRule { .. })));
@@ -344,7 +383,10 @@ fn golden_empty_config() {
     // deny-all, then the eleven defaults, last first: the deny-all is the final "w0 = 0".
     let allow_rwm = |kind: u32, major: u32, minor: Option<u32>| {
         let mut block = vec![format!("if r2 != {kind} goto +{}", if minor.is_some() { 6 } else { 5 })];
-        block.push(format!("if r4 != {major} goto +{}", if minor.is_some() { 5 } else { 4 }));
+        block.push(format!(
+            "if r4 != {major} goto +{}",
+            if minor.is_some() { 5 } else { 4 }
+        ));
         if let Some(m) = minor {
             block.push(format!("if r5 != {m} goto +4"));
         }
@@ -368,16 +410,13 @@ fn golden_empty_config() {
     }
     // "b *:* m", then "c *:* m": only the type is tested, and only mknod is cleared.
     for kind in [1, 2] {
-        body.extend(
-            [
-                format!("if r2 != {kind} goto +4"),
-                "w3 &= 0xfffffffe".into(),
-                "if r3 != 0 goto +2".into(),
-                "w0 = 1".into(),
-                "exit".into(),
-            ]
-            .into_iter(),
-        );
+        body.extend([
+            format!("if r2 != {kind} goto +4"),
+            "w3 &= 0xfffffffe".into(),
+            "if r3 != 0 goto +2".into(),
+            "w0 = 1".into(),
+            "exit".into(),
+        ]);
     }
     body.extend(["w0 = 0".to_string(), "exit".to_string()]);
     let prog = build_device_filter(&[]).unwrap();
@@ -408,12 +447,7 @@ fn golden_allow_all_but_null_writes() {
 #[test]
 fn golden_big_major_and_dead_rules() {
     // Everything before the last `a` is dead, and so is the deny right after a deny-all.
-    let prog = build_program(&[
-        allow("c 1:1 r"),
-        deny("a"),
-        deny("b 8:0 w"),
-        allow("b 2147483648:* rw"),
-    ]);
+    let prog = build_program(&[allow("c 1:1 r"), deny("a"), deny("b 8:0 w"), allow("b 2147483648:* rw")]);
     golden(
         &prog,
         &[
@@ -481,7 +515,13 @@ fn decisions_match_the_reference() {
         vec![deny("a"), allow("c 1:3 r"), allow("c 1:3 w"), deny("c *:3 r")],
         vec![allow("a"), deny("b *:* rwm"), allow("b 8:0 r")],
         vec![allow("c 4294967295:2147483648 rw"), deny("c 2147483647:* w")],
-        vec![deny("c 1:3 w"), allow("c 1:3 rw"), deny("a"), allow("c 5:* m"), deny("c 5:1 m")],
+        vec![
+            deny("c 1:3 w"),
+            allow("c 1:3 rw"),
+            deny("a"),
+            allow("c 5:* m"),
+            deny("c 5:1 m"),
+        ],
     ];
     for rules in &fixed {
         check_against_reference(rules);
@@ -508,6 +548,19 @@ fn structure_of_large_programs() {
     }
 }
 
+#[test]
+fn only_cgroup2_directories_get_a_filter() {
+    // The manager's unit tests run on tempdir trees: nothing to attach to, and no error.
+    let tmp = tempfile::tempdir().unwrap();
+    apply_device_filter(tmp.path(), &build_device_filter(&[]).unwrap()).unwrap();
+    let missing = tmp.path().join("gone");
+    let err = apply_device_filter(&missing, &[]).unwrap_err();
+    assert!(
+        matches!(&err, DeviceFilterError::Open { path, .. } if *path == missing),
+        "{err}"
+    );
+}
+
 // ---- the real kernel (root) ----------------------------------------------------------------------
 
 fn skip_reason() -> Option<&'static str> {
@@ -528,7 +581,11 @@ fn load_or_log(prog: &[Insn]) -> Result<OwnedFd, String> {
     let mut log = vec![0u8; VERIFIER_LOG_BYTES];
     bpf::prog_load(bpf::BPF_PROG_TYPE_CGROUP_DEVICE, &raw, LICENSE, PROG_NAME, &mut log).map_err(|e| {
         let end = log.iter().position(|b| *b == 0).unwrap_or(0);
-        format!("{e}: {}\n{}", String::from_utf8_lossy(&log[..end]), listing(prog).join("\n"))
+        format!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&log[..end]),
+            listing(prog).join("\n")
+        )
     })
 }
 
@@ -554,6 +611,21 @@ fn kernel_verifier_accepts_the_programs() {
         assert_eq!(info.prog_type, bpf::BPF_PROG_TYPE_CGROUP_DEVICE);
         assert_eq!(info.name, PROG_NAME);
     }
+}
+
+#[test]
+fn kernel_verifier_refusal_is_reported() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping kernel_verifier_refusal_is_reported: {why}");
+        return;
+    }
+    // exit without setting r0.
+    let err = load(&[insn(EXIT, 0, 0, 0, 0)], Path::new("/sys/fs/cgroup/x")).unwrap_err();
+    let DeviceFilterError::Load { log, insns: 1, .. } = &err else {
+        panic!("{err}");
+    };
+    assert!(log.contains("R0"), "{log}");
+    assert!(err.to_string().contains("verifier: "), "{err}");
 }
 
 /// Removes the test cgroups, killing whatever is left in them, even after a failed assertion.
@@ -584,7 +656,8 @@ impl Drop for Cleanup {
 fn opens_in(dir: &Path, opens: &[(&str, &str)]) -> (BTreeSet<String>, String) {
     let mut script = "read go".to_string();
     for (name, redirect) in opens {
-        script.push_str(&format!("; if : {redirect}; then echo {name}; fi"));
+        // `true`, not `:`: a failed redirection on a special builtin makes sh exit.
+        script.push_str(&format!("; if true {redirect}; then echo {name}; fi"));
     }
     let mut child = Command::new("sh")
         .args(["-c", &script])
@@ -606,7 +679,7 @@ fn opens_in(dir: &Path, opens: &[(&str, &str)]) -> (BTreeSet<String>, String) {
     (ok, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-fn names(list: &[&str]) -> BTreeSet<String> {
+fn set(list: &[&str]) -> BTreeSet<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
@@ -639,14 +712,14 @@ fn filter_denies_in_a_real_cgroup_and_is_replaced() {
 
     apply_device_filter(&dir, &build_program(&[allow("a"), deny("c 1:3 w")])).unwrap();
     let (ok, stderr) = opens_in(&dir, &OPENS);
-    assert_eq!(ok, names(&["null-r", "zero-r", "zero-w"]), "stderr: {stderr}");
+    assert_eq!(ok, set(&["null-r", "zero-r", "zero-w"]), "stderr: {stderr}");
     assert!(stderr.contains("Operation not permitted"), "EPERM expected: {stderr}");
     assert_eq!(our_filters(&dir), (1, 1));
 
     // Re-apply: the new filter replaces the old one instead of adding to it.
     apply_device_filter(&dir, &build_program(&[allow("a"), deny("c 1:5 r")])).unwrap();
     let (ok, stderr) = opens_in(&dir, &OPENS);
-    assert_eq!(ok, names(&["null-r", "null-w", "zero-w"]), "stderr: {stderr}");
+    assert_eq!(ok, set(&["null-r", "null-w", "zero-w"]), "stderr: {stderr}");
     assert_eq!(our_filters(&dir), (1, 1), "the old filter is detached");
 }
 
@@ -679,7 +752,7 @@ fn manager_applies_the_filter_on_v2() {
     let empty = LinuxResourcesBuilder::default().build().unwrap();
     mgr.apply_resources(&empty).unwrap();
     let (ok, stderr) = opens_in(&dir, &opens);
-    assert_eq!(ok, names(&["null-r", "null-w"]), "defaults only; stderr: {stderr}");
+    assert_eq!(ok, set(&["null-r", "null-w"]), "defaults only; stderr: {stderr}");
 
     let kmsg_read = LinuxDeviceCgroupBuilder::default()
         .allow(true)
@@ -689,10 +762,13 @@ fn manager_applies_the_filter_on_v2() {
         .access("r")
         .build()
         .unwrap();
-    let res = LinuxResourcesBuilder::default().devices(vec![kmsg_read]).build().unwrap();
+    let res = LinuxResourcesBuilder::default()
+        .devices(vec![kmsg_read])
+        .build()
+        .unwrap();
     mgr.apply_resources(&res).unwrap();
     let (ok, stderr) = opens_in(&dir, &opens);
-    assert_eq!(ok, names(&["null-r", "null-w", "kmsg-r"]), "stderr: {stderr}");
+    assert_eq!(ok, set(&["null-r", "null-w", "kmsg-r"]), "stderr: {stderr}");
     assert_eq!(our_filters(&dir), (1, 1));
 
     // update leaves the devices alone.
