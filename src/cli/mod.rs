@@ -401,14 +401,19 @@ fn dispatch(g: &Global, command: Command) -> Result<i32, Error> {
             Ok(0)
         }
         Command::Run { create, detach, .. } => {
-            let created = container::create::create(g, &create_opts(&create, !detach)?)?;
             if detach {
+                let created = container::create::create(g, &create_opts(&create, false)?)?;
                 let id = created.state.id.clone();
                 drop(created);
                 ops::start(g, &id)?;
                 return Ok(0);
             }
-            ops::run_foreground(g, created)
+            // Foreground: signals we forward are blocked before the container exists, so a
+            // SIGTERM between create and start cannot kill amber and strand the container.
+            let sfd = ops::forwarding_signalfd()
+                .map_err(|e| Error::io("creating signalfd", std::path::Path::new("signalfd"), e.into()))?;
+            let created = container::create::create(g, &create_opts(&create, true)?)?;
+            ops::run_foreground(g, created, &sfd)
         }
         Command::Start { id } => ops::start(g, &id).map(|_| 0),
         Command::State { id } => {

@@ -102,7 +102,7 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
     let ns = namespaces(&spec)?;
     let new_pid_ns = ns.new_flags & sys::CLONE_NEWPID != 0;
     // Refuse pids the kernel would refuse before anything is made (naming level and pid).
-    let set_tid = full_set_tid(&set_tid, new_pid_ns);
+    let set_tid = full_set_tid(&set_tid, new_pid_ns)?;
     if !set_tid.is_empty() {
         let levels = spawn::tid::levels_for_child(new_pid_ns);
         spawn::check_set_tid(&set_tid, new_pid_ns, &levels).map_err(spawn::SpawnError::from)?;
@@ -254,6 +254,8 @@ pub fn console_endpoints(
     foreground: bool,
 ) -> Result<(Option<UnixStream>, Option<UnixStream>), Error> {
     match (socket, terminal) {
+        // runc's rule: a console socket only makes sense for a detached process with a tty.
+        (Some(_), _) if !terminal || foreground => Err(Error::ConsoleSocketUnused),
         (Some(p), _) => {
             let s = UnixStream::connect(p).map_err(|e| Error::io("connecting to console socket", p, e))?;
             Ok((Some(s), None))
@@ -317,16 +319,31 @@ fn init_pids(opts: &CreateOpts, spec: &Spec) -> Result<Vec<i32>, Error> {
 
 /// `--init-pid` names amber's level outward; with a new pid namespace the innermost level
 /// (the container's own) is pid 1.
-fn full_set_tid(init_pid: &[i32], new_pid_ns: bool) -> Vec<i32> {
-    if init_pid.is_empty() {
-        return Vec::new();
+///
+/// The kernel takes no "any pid" entry inside the array: trailing 0s (outer levels left to the
+/// kernel) are dropped, and a 0 below a given pid cannot be expressed, so it is refused.
+fn full_set_tid(init_pid: &[i32], new_pid_ns: bool) -> Result<Vec<i32>, Error> {
+    let given = match init_pid.iter().rposition(|&p| p != 0) {
+        Some(last) => &init_pid[..=last],
+        None => {
+            return Ok(if new_pid_ns && !init_pid.is_empty() {
+                vec![1]
+            } else {
+                Vec::new()
+            })
+        }
+    };
+    if let Some(level) = given.iter().position(|&p| p == 0) {
+        return Err(Error::InitPid(format!(
+            "level {level} is 0 (kernel's choice) but an outer level is given: clone3 can only leave the outermost levels to the kernel"
+        )));
     }
-    let mut v = Vec::with_capacity(init_pid.len() + 1);
+    let mut v = Vec::with_capacity(given.len() + 1);
     if new_pid_ns {
         v.push(1);
     }
-    v.extend_from_slice(init_pid);
-    v
+    v.extend_from_slice(given);
+    Ok(v)
 }
 
 fn make_exec_fifo(dir: &Path) -> Result<OwnedFd, Error> {
@@ -433,9 +450,15 @@ mod tests {
 
     #[test]
     fn set_tid_gets_pid_one_for_a_new_namespace() {
-        assert_eq!(full_set_tid(&[], true), Vec::<i32>::new());
-        assert_eq!(full_set_tid(&[4242], true), vec![1, 4242]);
-        assert_eq!(full_set_tid(&[4242, 0], false), vec![4242, 0]);
+        assert_eq!(full_set_tid(&[], true).unwrap(), Vec::<i32>::new());
+        assert_eq!(full_set_tid(&[4242], true).unwrap(), vec![1, 4242]);
+        // trailing 0s leave the outer levels to the kernel
+        assert_eq!(full_set_tid(&[4242, 0], false).unwrap(), vec![4242]);
+        assert_eq!(full_set_tid(&[0], true).unwrap(), vec![1]);
+        assert_eq!(full_set_tid(&[0], false).unwrap(), Vec::<i32>::new());
+        // a 0 below a given level cannot be expressed
+        let e = full_set_tid(&[0, 4242], true).unwrap_err();
+        assert!(e.to_string().contains("level 0"), "{e}");
     }
 
     #[test]

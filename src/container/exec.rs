@@ -104,6 +104,15 @@ pub fn exec(g: &Global, opts: &ExecOpts) -> Result<i32, Error> {
         joins,
         time_offsets: None,
     };
+    // Foreground: block the signals we forward before the process exists (none may be lost or
+    // kill amber in between).
+    let sfd = match opts.detach {
+        true => None,
+        false => Some(
+            super::ops::forwarding_signalfd()
+                .map_err(|e| Error::io("creating signalfd", Path::new("signalfd"), e.into()))?,
+        ),
+    };
     let (parent_ch, child_ch) = channel::pair()?;
     let ctx = ExecContext {
         process: &process,
@@ -163,10 +172,10 @@ pub fn exec(g: &Global, opts: &ExecOpts) -> Result<i32, Error> {
     if let Some(sock) = &opts.pidfd_socket {
         super::send_pidfd(sock, spawned.pidfd.as_fd())?;
     }
-    if opts.detach {
-        return Ok(0);
+    match sfd {
+        None => Ok(0),
+        Some(sfd) => Ok(super::ops::wait_forwarding(&spawned.pidfd, spawned.pid, master, &sfd)),
     }
-    Ok(super::ops::wait_forwarding(&spawned.pidfd, spawned.pid, master))
 }
 
 fn exec_failed(e: Error) -> Error {

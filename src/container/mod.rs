@@ -93,6 +93,8 @@ pub enum Error {
     BadUpdate(String),
     #[error("cannot allocate tty if amber will detach without setting console socket")]
     TtyDetached,
+    #[error("cannot use console socket if amber will not detach or allocate tty")]
+    ConsoleSocketUnused,
     #[error("receiving the pty master from the container: {0}")]
     TtyMaster(#[source] std::io::Error),
     #[error("exec args cannot be empty")]

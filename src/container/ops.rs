@@ -284,24 +284,19 @@ pub fn list(g: &Global) -> Vec<(State, Status)> {
     out
 }
 
-/// Wait for our child `pid`, forwarding the signals we receive to it; returns the exit code
-/// the shell would show (128+N for a signal).
-pub fn wait_forwarding(pidfd: &OwnedFd, pid: i32, master: Option<OwnedFd>) -> i32 {
-    match forwarding_signalfd() {
-        Ok(sfd) => match master {
-            Some(m) => super::tty::proxy(m, pidfd, pid, &sfd),
-            None => wait_signals(pidfd, pid, &sfd),
-        },
-        Err(_) => match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
-            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => c,
-            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => 128 + s as i32,
-            _ => 255,
-        },
+/// Wait for our child `pid`, forwarding the signals `sfd` receives to it (or proxying the
+/// terminal through `master`); returns the exit code the shell would show (128+N for a signal).
+pub fn wait_forwarding(pidfd: &OwnedFd, pid: i32, master: Option<OwnedFd>, sfd: &nix::sys::signalfd::SignalFd) -> i32 {
+    match master {
+        Some(m) => super::tty::proxy(m, pidfd, pid, sfd),
+        None => wait_signals(pidfd, pid, sfd),
     }
 }
 
 /// Block the signals we forward and read them from a signalfd instead (no handler races).
-fn forwarding_signalfd() -> nix::Result<nix::sys::signalfd::SignalFd> {
+/// Called before the child is cloned, so a signal that arrives meanwhile waits to be forwarded
+/// instead of killing amber (the child resets its mask).
+pub fn forwarding_signalfd() -> nix::Result<nix::sys::signalfd::SignalFd> {
     use nix::sys::signal::{SigSet, Signal};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     let mut mask = SigSet::empty();
@@ -347,16 +342,18 @@ fn wait_signals(pidfd: &OwnedFd, pid: i32, sfd: &nix::sys::signalfd::SignalFd) -
 
 /// The foreground half of `run`: start, forward signals to the init, wait for it (it is our
 /// child), delete, and return the exit code the shell would show.
-pub fn run_foreground(g: &Global, created: super::create::Created) -> Result<i32, Error> {
+pub fn run_foreground(
+    g: &Global,
+    created: super::create::Created,
+    sfd: &nix::sys::signalfd::SignalFd,
+) -> Result<i32, Error> {
     let id = created.state.id.clone();
-    // Block forwarded signals before the user process runs, so none is lost in between.
-    let sfd = forwarding_signalfd().map_err(|e| Error::io("creating signalfd", Path::new("signalfd"), e.into()))?;
     let st = created.state.clone();
     drop(created.dir);
     start(g, &id)?;
     let code = match created.console_master {
-        Some(master) => super::tty::proxy(master, &created.pidfd, st.init_pid, &sfd),
-        None => wait_signals(&created.pidfd, st.init_pid, &sfd),
+        Some(master) => super::tty::proxy(master, &created.pidfd, st.init_pid, sfd),
+        None => wait_signals(&created.pidfd, st.init_pid, sfd),
     };
     delete(g, &id, true)?;
     Ok(code)

@@ -83,11 +83,13 @@ impl State {
         if !process_alive(self.init_pid, self.init_start_time) {
             return Status::Stopped;
         }
-        if dir.join(FIFO).exists() {
-            return Status::Created;
-        }
+        // Frozen wins over created, as in runc: a created container can be paused, and is
+        // created again once resumed.
         if Manager::from_state(&self.cgroup).is_frozen().unwrap_or(false) {
             return Status::Paused;
+        }
+        if dir.join(FIFO).exists() {
+            return Status::Created;
         }
         Status::Running
     }

@@ -181,7 +181,7 @@ fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
         .as_ref()
         .ok_or_else(|| InitError::step("process", "config has no process to run"))?;
     let console = match (&ctx.console, process::wants_terminal(process)) {
-        (Some(sock), true) => Some(process::setup_console(sock, true)?),
+        (Some(sock), true) => Some(process::setup_console(sock, true, process)?),
         _ => None,
     };
     let mut proc_ = process::Prepared::new(process, ctx.preserve_fds, console)?;
@@ -291,7 +291,7 @@ fn run_exec(ctx: &ExecContext<'_>) -> Result<Never, InitError> {
     };
     let _ = nix::unistd::setsid();
     let console = match (&ctx.console, process::wants_terminal(ctx.process)) {
-        (Some(sock), true) => Some(process::setup_console(sock, false)?),
+        (Some(sock), true) => Some(process::setup_console(sock, false, ctx.process)?),
         _ => None,
     };
     let mut proc_ = process::Prepared::new(ctx.process, ctx.preserve_fds, console)?;

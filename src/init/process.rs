@@ -342,7 +342,7 @@ pub fn lookup_executable(exe: &Path, envp: &[CString]) -> Result<PathBuf, InitEr
 
 /// Open a pty in the container's devpts, send the master to the console socket in one sendmsg
 /// with exactly one fd, and make the slave our controlling terminal and stdio.
-pub fn setup_console(sock: &UnixStream, bind_console: bool) -> Result<OwnedFd, InitError> {
+pub fn setup_console(sock: &UnixStream, bind_console: bool, process: &Process) -> Result<OwnedFd, InitError> {
     use nix::fcntl::OFlag;
     use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
@@ -357,6 +357,17 @@ pub fn setup_console(sock: &UnixStream, bind_console: bool) -> Result<OwnedFd, I
         .open(&name)
         .map_err(at(format!("opening pty slave {name}")))?
         .into();
+    // process.consoleSize is the terminal's initial size (a foreground proxy later copies the
+    // caller's own size over it).
+    if let Some(size) = process.console_size() {
+        let ws = libc::winsize {
+            ws_row: size.height() as u16,
+            ws_col: size.width() as u16,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        sys::set_winsize(slave.as_fd(), &ws).map_err(at("setting process.consoleSize"))?;
+    }
     let fds = [master.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let iov = [std::io::IoSlice::new(name.as_bytes())];

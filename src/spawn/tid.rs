@@ -48,7 +48,7 @@ pub enum SetTidError {
     NewNsNotOne { name: String, pid: i32 },
     #[error("level {level} ({name}): pid {pid} is not a valid pid")]
     Negative { level: usize, name: String, pid: i32 },
-    #[error("level {level} ({name}): pid {pid} is above that namespace's pid_max ({max})")]
+    #[error("level {level} ({name}): pid {pid} is not below that namespace's pid_max ({max})")]
     AboveMax {
         level: usize,
         name: String,
