@@ -83,6 +83,112 @@ struct CreateArgs {
     id: String,
 }
 
+#[derive(clap::Args, Debug, Clone)]
+struct UpdateArgs {
+    /// A linux.resources JSON file, or - for stdin
+    #[arg(short = 'r', long)]
+    resources: Option<PathBuf>,
+    #[arg(long = "blkio-weight")]
+    blkio_weight: Option<u16>,
+    #[arg(long = "cpu-period")]
+    cpu_period: Option<u64>,
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    cpu_quota: Option<i64>,
+    #[arg(long = "cpu-share")]
+    cpu_share: Option<u64>,
+    #[arg(long = "cpu-rt-period")]
+    cpu_rt_period: Option<u64>,
+    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
+    cpu_rt_runtime: Option<i64>,
+    #[arg(long = "cpuset-cpus")]
+    cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    cpuset_mems: Option<String>,
+    #[arg(long = "cpu-idle", allow_hyphen_values = true)]
+    cpu_idle: Option<i64>,
+    /// Memory limit, e.g. 512m (-1: unlimited)
+    #[arg(long, allow_hyphen_values = true)]
+    memory: Option<String>,
+    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
+    memory_reservation: Option<String>,
+    /// Memory plus swap limit
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    #[arg(long = "kernel-memory", allow_hyphen_values = true)]
+    kernel_memory: Option<String>,
+    #[arg(long = "kernel-memory-tcp", allow_hyphen_values = true)]
+    kernel_memory_tcp: Option<String>,
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// Accepted for runc compatibility (Intel RDT is not supported)
+    #[arg(long = "l3-cache-schema", hide = true)]
+    l3_cache_schema: Option<String>,
+    /// Accepted for runc compatibility (Intel RDT is not supported)
+    #[arg(long = "mem-bw-schema", hide = true)]
+    mem_bw_schema: Option<String>,
+    id: String,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct ExecArgs {
+    /// Unix socket path to which the pty master is sent when a terminal is used
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// Working directory inside the container
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// Set an environment variable (KEY=VALUE), repeatable
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Allocate a pseudo-TTY (ignored with --process, whose terminal field decides)
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// UID[:GID] to run as
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Additional group id, repeatable
+    #[arg(short = 'g', long = "additional-gids")]
+    additional_gids: Vec<u32>,
+    /// A full OCI process JSON file
+    #[arg(short = 'p', long)]
+    process: Option<PathBuf>,
+    /// Detach from the process
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// File to write the process's pid to
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Accepted for runc compatibility (SELinux label; no LSM is active here)
+    #[arg(long = "process-label")]
+    process_label: Option<String>,
+    /// Accepted for runc compatibility (AppArmor profile; no LSM is active here)
+    #[arg(long)]
+    apparmor: Option<String>,
+    /// Set no_new_privs for the process
+    #[arg(long = "no-new-privs")]
+    no_new_privs: bool,
+    /// Add a capability, repeatable
+    #[arg(short = 'c', long = "cap")]
+    cap: Vec<String>,
+    /// Pass N additional fds (3..3+N-1) through to the process
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    /// Run even if the container is paused
+    #[arg(long = "ignore-paused")]
+    ignore_paused: bool,
+    /// Sub-cgroup of the container to run in
+    #[arg(long)]
+    cgroup: Option<String>,
+    /// Unix socket path to which the process's pidfd is sent (as runc >= 1.2)
+    #[arg(long = "pidfd-socket")]
+    pidfd_socket: Option<PathBuf>,
+    /// Container id
+    id: String,
+    /// Command and arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Create a container (its process waits until `start`)
@@ -157,109 +263,9 @@ enum Command {
         id: String,
     },
     /// Update a container's resource limits
-    Update {
-        /// A linux.resources JSON file, or - for stdin
-        #[arg(short = 'r', long)]
-        resources: Option<PathBuf>,
-        #[arg(long = "blkio-weight")]
-        blkio_weight: Option<u16>,
-        #[arg(long = "cpu-period")]
-        cpu_period: Option<u64>,
-        #[arg(long = "cpu-quota", allow_hyphen_values = true)]
-        cpu_quota: Option<i64>,
-        #[arg(long = "cpu-share")]
-        cpu_share: Option<u64>,
-        #[arg(long = "cpu-rt-period")]
-        cpu_rt_period: Option<u64>,
-        #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
-        cpu_rt_runtime: Option<i64>,
-        #[arg(long = "cpuset-cpus")]
-        cpuset_cpus: Option<String>,
-        #[arg(long = "cpuset-mems")]
-        cpuset_mems: Option<String>,
-        #[arg(long = "cpu-idle", allow_hyphen_values = true)]
-        cpu_idle: Option<i64>,
-        /// Memory limit, e.g. 512m (-1: unlimited)
-        #[arg(long, allow_hyphen_values = true)]
-        memory: Option<String>,
-        #[arg(long = "memory-reservation", allow_hyphen_values = true)]
-        memory_reservation: Option<String>,
-        /// Memory plus swap limit
-        #[arg(long = "memory-swap", allow_hyphen_values = true)]
-        memory_swap: Option<String>,
-        #[arg(long = "kernel-memory", allow_hyphen_values = true)]
-        kernel_memory: Option<String>,
-        #[arg(long = "kernel-memory-tcp", allow_hyphen_values = true)]
-        kernel_memory_tcp: Option<String>,
-        #[arg(long = "pids-limit", allow_hyphen_values = true)]
-        pids_limit: Option<i64>,
-        /// Accepted for runc compatibility (Intel RDT is not supported)
-        #[arg(long = "l3-cache-schema", hide = true)]
-        l3_cache_schema: Option<String>,
-        /// Accepted for runc compatibility (Intel RDT is not supported)
-        #[arg(long = "mem-bw-schema", hide = true)]
-        mem_bw_schema: Option<String>,
-        id: String,
-    },
+    Update(UpdateArgs),
     /// Run a new process inside a running container
-    Exec {
-        /// Unix socket path to which the pty master is sent when a terminal is used
-        #[arg(long = "console-socket")]
-        console_socket: Option<PathBuf>,
-        /// Working directory inside the container
-        #[arg(long)]
-        cwd: Option<PathBuf>,
-        /// Set an environment variable (KEY=VALUE), repeatable
-        #[arg(short = 'e', long = "env")]
-        env: Vec<String>,
-        /// Allocate a pseudo-TTY (ignored with --process, whose terminal field decides)
-        #[arg(short = 't', long)]
-        tty: bool,
-        /// UID[:GID] to run as
-        #[arg(short = 'u', long)]
-        user: Option<String>,
-        /// Additional group id, repeatable
-        #[arg(short = 'g', long = "additional-gids")]
-        additional_gids: Vec<u32>,
-        /// A full OCI process JSON file
-        #[arg(short = 'p', long)]
-        process: Option<PathBuf>,
-        /// Detach from the process
-        #[arg(short = 'd', long)]
-        detach: bool,
-        /// File to write the process's pid to
-        #[arg(long = "pid-file")]
-        pid_file: Option<PathBuf>,
-        /// Accepted for runc compatibility (SELinux label; no LSM is active here)
-        #[arg(long = "process-label")]
-        process_label: Option<String>,
-        /// Accepted for runc compatibility (AppArmor profile; no LSM is active here)
-        #[arg(long)]
-        apparmor: Option<String>,
-        /// Set no_new_privs for the process
-        #[arg(long = "no-new-privs")]
-        no_new_privs: bool,
-        /// Add a capability, repeatable
-        #[arg(short = 'c', long = "cap")]
-        cap: Vec<String>,
-        /// Pass N additional fds (3..3+N-1) through to the process
-        #[arg(long = "preserve-fds", default_value_t = 0)]
-        preserve_fds: u32,
-        /// Run even if the container is paused
-        #[arg(long = "ignore-paused")]
-        ignore_paused: bool,
-        /// Sub-cgroup of the container to run in
-        #[arg(long)]
-        cgroup: Option<String>,
-        /// Unix socket path to which the process's pidfd is sent (as runc >= 1.2)
-        #[arg(long = "pidfd-socket")]
-        pidfd_socket: Option<PathBuf>,
-        /// Container id
-        id: String,
-        /// Command and arguments
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        command: Vec<String>,
-    },
+    Exec(ExecArgs),
     /// Write a new config.json template
     Spec {
         /// Directory to write config.json to
@@ -355,7 +361,7 @@ pub fn main(args: Vec<String>) -> i32 {
         systemd_cgroup: cli.systemd_cgroup,
     };
     // CVE-2019-5736: commands that put amber code inside a container run from a sealed copy.
-    if matches!(command, Command::Create(_) | Command::Run { .. } | Command::Exec { .. }) {
+    if matches!(command, Command::Create(_) | Command::Run { .. } | Command::Exec(_)) {
         if let Err(e) = crate::security::exe::ensure_sealed(&args) {
             logging::error(&e.to_string());
             return 1;
@@ -433,85 +439,47 @@ fn dispatch(g: &Global, command: Command) -> Result<i32, Error> {
         Command::Pause { id } => ops::pause(g, &id).map(|_| 0),
         Command::Resume { id } => ops::resume(g, &id).map(|_| 0),
         Command::Ps { format, id, ps_args } => ops::ps(g, &id, &format, &ps_args),
-        Command::Exec {
-            console_socket,
-            cwd,
-            env,
-            tty,
-            user,
-            additional_gids,
-            process,
-            detach,
-            pid_file,
-            no_new_privs,
-            cap,
-            preserve_fds,
-            ignore_paused,
-            cgroup,
-            pidfd_socket,
-            id,
-            command,
-            ..
-        } => {
+        Command::Exec(a) => {
             let opts = container::exec::ExecOpts {
-                id,
-                process_file: process,
-                args: command,
-                cwd,
-                env,
-                user,
-                additional_gids,
-                caps: cap,
-                no_new_privs,
-                tty,
-                console_socket,
-                pidfd_socket,
-                pid_file: pid_file.map(|p| std::path::absolute(&p).unwrap_or(p)),
-                detach,
-                preserve_fds,
-                ignore_paused,
-                cgroup,
+                id: a.id,
+                process_file: a.process,
+                args: a.command,
+                cwd: a.cwd,
+                env: a.env,
+                user: a.user,
+                additional_gids: a.additional_gids,
+                caps: a.cap,
+                no_new_privs: a.no_new_privs,
+                tty: a.tty,
+                console_socket: a.console_socket,
+                pidfd_socket: a.pidfd_socket,
+                pid_file: a.pid_file.map(|p| std::path::absolute(&p).unwrap_or(p)),
+                detach: a.detach,
+                preserve_fds: a.preserve_fds,
+                ignore_paused: a.ignore_paused,
+                cgroup: a.cgroup,
             };
             container::exec::exec(g, &opts)
         }
-        Command::Update {
-            resources,
-            blkio_weight,
-            cpu_period,
-            cpu_quota,
-            cpu_share,
-            cpu_rt_period,
-            cpu_rt_runtime,
-            cpuset_cpus,
-            cpuset_mems,
-            cpu_idle,
-            memory,
-            memory_reservation,
-            memory_swap,
-            kernel_memory,
-            kernel_memory_tcp,
-            pids_limit,
-            id,
-            ..
-        } => {
+        Command::Update(a) => {
             let opts = container::update::UpdateOpts {
-                id,
-                resources,
-                blkio_weight,
-                cpu_period,
-                cpu_quota,
-                cpu_share,
-                cpu_rt_period,
-                cpu_rt_runtime,
-                cpuset_cpus,
-                cpuset_mems,
-                cpu_idle,
-                memory,
-                memory_reservation,
-                memory_swap,
-                kernel_memory,
-                kernel_memory_tcp,
-                pids_limit,
+                id: a.id,
+                resources: a.resources,
+                blkio_weight: a.blkio_weight,
+                cpu_period: a.cpu_period,
+                cpu_quota: a.cpu_quota,
+                cpu_share: a.cpu_share,
+                cpu_rt_period: a.cpu_rt_period,
+                cpu_rt_runtime: a.cpu_rt_runtime,
+                cpuset_cpus: a.cpuset_cpus,
+                cpuset_mems: a.cpuset_mems,
+                cpu_idle: a.cpu_idle,
+                memory: a.memory,
+                memory_reservation: a.memory_reservation,
+                memory_swap: a.memory_swap,
+                kernel_memory: a.kernel_memory,
+                kernel_memory_tcp: a.kernel_memory_tcp,
+                pids_limit: a.pids_limit,
             };
             container::update::update(g, &opts).map(|_| 0)
         }
