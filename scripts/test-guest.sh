@@ -137,7 +137,7 @@ esac
 khz=$(tsc_khz)
 append="console=ttyS0 quiet panic=-1 cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1"
 [ "$khz" -gt 0 ] && append="$append tsc_early_khz=$khz tsc=reliable"
-append="$append mitigations=off"
+append="$append mitigations=off amber.repo=$repo"
 timeout_s=${GUEST_TIMEOUT:-600}
 
 tpid=""
