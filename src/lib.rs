@@ -5,6 +5,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod cgroups;
+pub mod checkpoint;
 pub mod cli;
 pub mod container;
 pub mod init;

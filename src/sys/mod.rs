@@ -9,6 +9,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 pub mod bpf;
+pub mod ptrace;
+pub mod seedmem;
 
 pub const CLONE_PIDFD: u64 = 0x0000_1000;
 pub const CLONE_PARENT: u64 = 0x0000_8000;

@@ -1,0 +1,430 @@
+//! Collect one seized, interrupted, single-threaded task: /proc, ptrace register sets, memory,
+//! fds, and the few values only the task itself can tell (injected read-only syscalls).
+
+use std::os::unix::fs::{FileExt, MetadataExt};
+
+use super::image::{
+    AltStack, Creds, Fd, FdKind, FileIdentity, MmFields, PagemapEntry, Rlimit, Rseq, SigAction, TaskImage, Vma, VmaKind,
+};
+use super::plan::{fixup_restart, PAGE};
+use super::procfs::{self, SmapsVma, Status};
+use super::remote::{self, Remote};
+use super::{proc_err, CheckpointError, Result};
+use crate::sys::ptrace as sp;
+
+/// What one task contributes to the image.
+pub struct Collected {
+    pub task: TaskImage,
+    pub pagemap: Vec<PagemapEntry>,
+    pub pages: Vec<u8>,
+}
+
+fn read(path: String) -> Result<String> {
+    std::fs::read_to_string(&path).map_err(proc_err(&path))
+}
+
+fn link(path: String) -> Result<String> {
+    std::fs::read_link(&path)
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(proc_err(&path))
+}
+
+fn unsupported(pid: i32, what: impl Into<String>) -> CheckpointError {
+    CheckpointError::Unsupported { pid, what: what.into() }
+}
+
+/// Refusals that need only /proc, checked before the task is seized.
+pub fn precheck(pid: i32, s: &Status) -> Result<()> {
+    if s.state == 'Z' || s.state == 'X' {
+        return Err(unsupported(pid, "is a zombie (v1)"));
+    }
+    if s.threads != 1 {
+        return Err(unsupported(
+            pid,
+            format!("has {} threads (v1 dumps single-threaded processes)", s.threads),
+        ));
+    }
+    if s.tracer_pid != 0 {
+        return Err(unsupported(pid, format!("is already traced by pid {}", s.tracer_pid)));
+    }
+    if s.seccomp != 0 {
+        return Err(unsupported(pid, "uses seccomp (v1)"));
+    }
+    if s.x86_thread_features.split_whitespace().any(|f| f == "shstk") {
+        return Err(unsupported(pid, "uses a shadow stack"));
+    }
+    let timers = std::fs::read_to_string(format!("/proc/{pid}/timers")).unwrap_or_default();
+    if !timers.trim().is_empty() {
+        return Err(unsupported(pid, "has POSIX timers (v1)"));
+    }
+    Ok(())
+}
+
+pub fn collect(pid: i32) -> Result<Collected> {
+    let mut status = procfs::parse_status(&read(format!("/proc/{pid}/status"))?);
+    if status.tracer_pid == nix::unistd::gettid().as_raw() {
+        status.tracer_pid = 0; // that's us
+    }
+    precheck(pid, &status)?;
+    let sigmask = sp::get_sigmask(pid).map_err(|source| CheckpointError::Ptrace {
+        pid,
+        op: "GETSIGMASK",
+        source,
+    })?;
+    if (status.sig_pnd | status.shd_pnd) != 0 {
+        return Err(unsupported(
+            pid,
+            format!(
+                "has pending signals (thread {:#x}, process {:#x}, blocked {sigmask:#x}); v1 does not queue them again",
+                status.sig_pnd, status.shd_pnd
+            ),
+        ));
+    }
+    let smaps = procfs::parse_smaps(&read(format!("/proc/{pid}/smaps"))?);
+    let vmas = classify_vmas(pid, &smaps)?;
+    let fds = collect_fds(pid)?;
+    let (pagemap, pages) = collect_pages(pid, &vmas)?;
+    let stat = procfs::parse_stat_mm(&read(format!("/proc/{pid}/stat"))?)
+        .ok_or_else(|| unsupported(pid, "unreadable /proc/<pid>/stat"))?;
+    let auxv_path = format!("/proc/{pid}/auxv");
+    let auxv = procfs::parse_auxv(&std::fs::read(&auxv_path).map_err(proc_err(&auxv_path))?);
+
+    let raw_regs = remote::getregs(pid)?;
+    let xstate = sp::get_xstate(pid).map_err(|source| CheckpointError::Ptrace {
+        pid,
+        op: "GETREGSET NT_X86_XSTATE",
+        source,
+    })?;
+    let rseq = sp::get_rseq_configuration(pid)
+        .ok()
+        .filter(|c| c.rseq_abi_pointer != 0)
+        .map(|c| Rseq {
+            ptr: c.rseq_abi_pointer,
+            len: c.rseq_abi_size,
+            sig: c.signature,
+        });
+    let robust_list = sp::get_robust_list(pid).unwrap_or((0, 0));
+    let inside = query_inside(pid, &vmas, raw_regs, sigmask)?;
+
+    let mut regs = raw_regs.into();
+    fixup_restart(&mut regs);
+    let mut rlimits = Vec::new();
+    for resource in 0..16 {
+        if let Ok((soft, hard)) = sp::get_prlimit(pid, resource) {
+            rlimits.push(Rlimit { resource, soft, hard });
+        }
+    }
+    let personality = u64::from_str_radix(read(format!("/proc/{pid}/personality"))?.trim(), 16).unwrap_or(0);
+    let task = TaskImage {
+        pid: 0, // set by the caller from the tree
+        host_nspid: status.nspid.clone(),
+        comm: read(format!("/proc/{pid}/comm"))?.trim_end_matches('\n').to_string(),
+        exe: link(format!("/proc/{pid}/exe"))?,
+        cwd: link(format!("/proc/{pid}/cwd"))?,
+        root: link(format!("/proc/{pid}/root"))?,
+        umask: status.umask,
+        personality,
+        creds: Creds {
+            uid: status.uid,
+            gid: status.gid,
+            groups: status.groups.clone(),
+            cap_inh: status.cap_inh,
+            cap_prm: status.cap_prm,
+            cap_eff: status.cap_eff,
+            cap_bnd: status.cap_bnd,
+            cap_amb: status.cap_amb,
+            no_new_privs: status.no_new_privs,
+        },
+        rlimits,
+        sigmask,
+        sigactions: inside.sigactions,
+        altstack: inside.altstack,
+        regs,
+        xstate: super::image::to_hex(&xstate),
+        rseq,
+        robust_list,
+        tid_address: inside.tid_address,
+        mm: MmFields {
+            start_code: stat.start_code,
+            end_code: stat.end_code,
+            start_data: stat.start_data,
+            end_data: stat.end_data,
+            start_brk: stat.start_brk,
+            brk: inside.brk,
+            start_stack: stat.start_stack,
+            arg_start: stat.arg_start,
+            arg_end: stat.arg_end,
+            env_start: stat.env_start,
+            env_end: stat.env_end,
+        },
+        auxv,
+        vmas,
+        fds,
+    };
+    Ok(Collected { task, pagemap, pages })
+}
+
+const REFUSED_VMFLAGS: [(&str, &str); 7] = [
+    ("ht", "hugetlb"),
+    ("io", "I/O memory"),
+    ("pf", "PFN mapping"),
+    ("ss", "shadow stack"),
+    ("dp", "droppable memory"),
+    ("um", "userfaultfd"),
+    ("uw", "userfaultfd-wp"),
+];
+
+pub fn classify_vmas(pid: i32, smaps: &[SmapsVma]) -> Result<Vec<Vma>> {
+    let mut out = Vec::new();
+    for v in smaps {
+        let what = |msg: &str| {
+            unsupported(
+                pid,
+                format!("mapping {:x}-{:x} {} {:?}: {msg}", v.start, v.end, v.perms, v.name),
+            )
+        };
+        let kind = match v.name.as_str() {
+            "[vsyscall]" => VmaKind::Vsyscall,
+            "[vvar]" => VmaKind::Vvar,
+            "[vvar_vclock]" => VmaKind::VvarVclock,
+            "[vdso]" => VmaKind::Vdso,
+            _ if v.shared() => return Err(what("shared mappings are not supported in v1")),
+            "" | "[heap]" | "[stack]" => VmaKind::Anon,
+            n if n.starts_with("[anon:") => VmaKind::Anon,
+            n if n.starts_with('/') && !n.ends_with(" (deleted)") => VmaKind::FilePrivate,
+            _ => return Err(what("unsupported kind of mapping")),
+        };
+        let special = matches!(
+            kind,
+            VmaKind::Vsyscall | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vdso
+        );
+        for (flag, name) in REFUSED_VMFLAGS {
+            if !special && v.has_flag(flag) {
+                return Err(what(&format!("{name} is not supported")));
+            }
+        }
+        if v.fields.get("ProtectionKey").is_some_and(|k| k != "0") {
+            return Err(what("memory protection keys are not supported in v1"));
+        }
+        let file = if kind == VmaKind::FilePrivate {
+            let path = format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end);
+            let m = std::fs::metadata(&path).map_err(proc_err(&path))?;
+            Some(FileIdentity {
+                size: m.size(),
+                mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+                ino: m.ino(),
+            })
+        } else {
+            None
+        };
+        out.push(Vma {
+            start: v.start,
+            end: v.end,
+            perms: v.perms.clone(),
+            offset: v.offset,
+            kind,
+            name: v.name.clone(),
+            vmflags: v.vmflags.clone(),
+            file,
+        });
+    }
+    Ok(out)
+}
+
+const PM_PRESENT: u64 = 1 << 63;
+const PM_SWAP: u64 = 1 << 62;
+const PM_FILE: u64 = 1 << 61;
+
+/// Pages to dump (CHECKPOINT.md §5.2): present or swapped; for private file mappings only the
+/// COWed (anonymous) ones; all-zero anonymous pages are left out (they read back as zero).
+fn collect_pages(pid: i32, vmas: &[Vma]) -> Result<(Vec<PagemapEntry>, Vec<u8>)> {
+    let pm_path = format!("/proc/{pid}/pagemap");
+    let pagemap = std::fs::File::open(&pm_path).map_err(proc_err(&pm_path))?;
+    let mem_path = format!("/proc/{pid}/mem");
+    let mem = std::fs::File::open(&mem_path).map_err(proc_err(&mem_path))?;
+    let mut entries: Vec<PagemapEntry> = Vec::new();
+    let mut pages = Vec::new();
+    for v in vmas
+        .iter()
+        .filter(|v| matches!(v.kind, VmaKind::Anon | VmaKind::FilePrivate))
+    {
+        let n = (v.len() / PAGE) as usize;
+        let mut raw = vec![0u8; n * 8];
+        pagemap
+            .read_exact_at(&mut raw, v.start / PAGE * 8)
+            .map_err(proc_err(&pm_path))?;
+        let mut last_end = u64::MAX; // entries never span two VMAs
+        for (i, word) in remote::words(&raw).into_iter().enumerate() {
+            let present = word & (PM_PRESENT | PM_SWAP) != 0;
+            if !present || (v.kind == VmaKind::FilePrivate && word & PM_FILE != 0) {
+                continue;
+            }
+            let addr = v.start + i as u64 * PAGE;
+            let mut page = vec![0u8; PAGE as usize];
+            mem.read_exact_at(&mut page, addr).map_err(|e| CheckpointError::Proc {
+                path: format!("{mem_path} at {addr:#x}"),
+                source: e,
+            })?;
+            if v.kind == VmaKind::Anon && page.iter().all(|&b| b == 0) {
+                continue;
+            }
+            pages.extend_from_slice(&page);
+            match entries.last_mut() {
+                Some(e) if last_end == addr => e.nr_pages += 1,
+                _ => entries.push(PagemapEntry {
+                    vaddr: addr,
+                    nr_pages: 1,
+                }),
+            }
+            last_end = addr + PAGE;
+        }
+    }
+    Ok((entries, pages))
+}
+
+fn collect_fds(pid: i32) -> Result<Vec<Fd>> {
+    let dir = format!("/proc/{pid}/fd");
+    let mut fds = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(proc_err(&dir))? {
+        let entry = entry.map_err(proc_err(&dir))?;
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let target = link(format!("{dir}/{fd}"))?;
+        let (pos, flags) = procfs::parse_fdinfo(&read(format!("/proc/{pid}/fdinfo/{fd}"))?);
+        let is_tty = target.starts_with("/dev/pts/") || target.starts_with("/dev/tty") || target == "/dev/console";
+        let kind = if target == "/dev/null" {
+            FdKind::DevNull
+        } else if target.starts_with("pipe:[") || is_tty {
+            FdKind::External { key: target.clone() }
+        } else if target.starts_with('/')
+            && !target.ends_with(" (deleted)")
+            && std::fs::metadata(format!("{dir}/{fd}")).is_ok_and(|m| m.is_file())
+        {
+            FdKind::Regular {
+                path: target.clone(),
+                pos,
+            }
+        } else {
+            return Err(unsupported(
+                pid,
+                format!("fd {fd} -> {target}: v1 dumps only /dev/null, regular files and external pipes/terminals"),
+            ));
+        };
+        fds.push(Fd { fd, flags, kind });
+    }
+    fds.sort_by_key(|f| f.fd);
+    Ok(fds)
+}
+
+struct Inside {
+    sigactions: Vec<SigAction>,
+    brk: u64,
+    tid_address: u64,
+    altstack: AltStack,
+}
+
+/// Find a `syscall` instruction (0f 05) in the task's vdso, our injection point at dump.
+fn find_syscall_insn(pid: i32, vmas: &[Vma]) -> Result<u64> {
+    let vdso = vmas
+        .iter()
+        .find(|v| v.kind == VmaKind::Vdso)
+        .ok_or_else(|| unsupported(pid, "has no [vdso] to inject through"))?;
+    let mem = Remote::new(pid, 0)?;
+    let text = mem.read(vdso.start, vdso.len() as usize)?;
+    text.windows(2)
+        .position(|w| w == [0x0f, 0x05])
+        .map(|off| vdso.start + off as u64)
+        .ok_or_else(|| unsupported(pid, "no syscall instruction in [vdso]"))
+}
+
+/// Ask the task what only it knows, with every signal blocked, then put it back exactly as it
+/// was: registers restored at a PTRACE_EVENT_STOP (not at a syscall-exit-stop), so that the
+/// kernel's restart of an interrupted system call still happens when the task resumes.
+fn query_inside(pid: i32, vmas: &[Vma], orig: libc::user_regs_struct, mask: u64) -> Result<Inside> {
+    let remote = Remote::new(pid, find_syscall_insn(pid, vmas)?)?;
+    let setmask = |m| {
+        sp::set_sigmask(pid, m).map_err(|source| CheckpointError::Ptrace {
+            pid,
+            op: "SETSIGMASK",
+            source,
+        })
+    };
+    setmask(!0)?;
+    let result = run_queries(&remote, &orig);
+    // Back to an interrupt stop, then the original registers and mask.
+    remote::interrupt(pid)?;
+    nix::sys::ptrace::cont(nix::unistd::Pid::from_raw(pid), None).map_err(super::ptrace_err(pid, "CONT"))?;
+    remote::wait_interrupted(pid)?;
+    remote::setregs(pid, orig)?;
+    setmask(mask)?;
+    result
+}
+
+fn run_queries(r: &Remote, base: &libc::user_regs_struct) -> Result<Inside> {
+    let scratch = r.call(
+        base,
+        "mmap",
+        libc::SYS_mmap,
+        &[
+            0,
+            PAGE,
+            (libc::PROT_READ | libc::PROT_WRITE) as u64,
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+            u64::MAX,
+            0,
+        ],
+    )? as u64;
+    let result = (|| {
+        let mut sigactions = Vec::new();
+        for sig in 1..=64i32 {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            r.call(
+                base,
+                "rt_sigaction",
+                libc::SYS_rt_sigaction,
+                &[sig as u64, 0, scratch, 8],
+            )?;
+            let w = remote::words(&r.read(scratch, 32)?);
+            sigactions.push(SigAction {
+                signo: sig,
+                handler: w[0],
+                flags: w[1],
+                restorer: w[2],
+                mask: w[3],
+            });
+        }
+        let brk = r.call(base, "brk", libc::SYS_brk, &[0])? as u64;
+        const PR_GET_TID_ADDRESS: u64 = 40;
+        r.call(
+            base,
+            "prctl(PR_GET_TID_ADDRESS)",
+            libc::SYS_prctl,
+            &[PR_GET_TID_ADDRESS, scratch],
+        )?;
+        let tid_address = remote::words(&r.read(scratch, 8)?)[0];
+        r.call(base, "sigaltstack", libc::SYS_sigaltstack, &[0, scratch])?;
+        let w = remote::words(&r.read(scratch, 24)?);
+        let altstack = AltStack {
+            sp: w[0],
+            flags: w[1] as i32,
+            size: w[2],
+        };
+        for which in 0..3u64 {
+            r.call(base, "getitimer", libc::SYS_getitimer, &[which, scratch])?;
+            if remote::words(&r.read(scratch, 32)?).iter().any(|&x| x != 0) {
+                return Err(unsupported(r.pid, format!("has interval timer {which} armed (v1)")));
+            }
+        }
+        Ok(Inside {
+            sigactions,
+            brk,
+            tid_address,
+            altstack,
+        })
+    })();
+    r.call(base, "munmap", libc::SYS_munmap, &[scratch, PAGE])?;
+    result
+}

@@ -1,0 +1,724 @@
+//! The image format (CHECKPOINT.md §5), version 1.0:
+//!
+//! ```text
+//! <dir>/manifest.json            format, engine, created, host record, files [{name, size, sha256}]
+//! <dir>/tree.json                root pid, tasks (container-level pid, ppid, pgid, sid)
+//! <dir>/task/<pid>.json          everything about one process but its memory contents
+//! <dir>/task/<pid>.pagemap.json  [{vaddr, nr_pages}] in page-file order
+//! <dir>/task/<pid>.pages         raw 4 KiB pages
+//! ```
+//!
+//! The manifest is written last (by rename), so a directory without one is an unfinished dump.
+//! `verify` reads every file listed and compares size and SHA-256 before a single process is
+//! created; `load` returns the decoded image only after `verify` passed.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::host::HostRecord;
+use super::CheckpointError;
+
+pub const FORMAT_MAJOR: u32 = 1;
+pub const FORMAT_MINOR: u32 = 0;
+pub const MANIFEST: &str = "manifest.json";
+pub const TREE: &str = "tree.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FormatVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileEntry {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: FormatVersion,
+    pub engine: String,
+    pub created: String,
+    pub host: HostRecord,
+    pub files: Vec<FileEntry>,
+}
+
+/// The process tree. Pids are those of the container's pid namespace (the namespace of the
+/// root task); the host pids at dump time are kept for diagnostics only.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Tree {
+    pub root: i32,
+    /// How many pid-namespace levels lay above the container's, as seen by the dumper.
+    pub host_levels: usize,
+    pub tasks: Vec<TreeEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TreeEntry {
+    pub pid: i32,
+    /// 0 for the root (its parent is outside the image).
+    pub ppid: i32,
+    /// 0 when the leader is outside the container's pid namespace.
+    pub pgid: i32,
+    pub sid: i32,
+    pub host_pid: i32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Regs {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub rbp: u64,
+    pub rbx: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rax: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub orig_rax: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub eflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+    pub fs_base: u64,
+    pub gs_base: u64,
+    pub ds: u64,
+    pub es: u64,
+    pub fs: u64,
+    pub gs: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Creds {
+    pub uid: [u32; 4],
+    pub gid: [u32; 4],
+    pub groups: Vec<u32>,
+    pub cap_inh: u64,
+    pub cap_prm: u64,
+    pub cap_eff: u64,
+    pub cap_bnd: u64,
+    pub cap_amb: u64,
+    pub no_new_privs: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SigAction {
+    pub signo: i32,
+    pub handler: u64,
+    pub flags: u64,
+    pub restorer: u64,
+    pub mask: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AltStack {
+    pub sp: u64,
+    pub flags: i32,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Rseq {
+    pub ptr: u64,
+    pub len: u32,
+    pub sig: u32,
+}
+
+/// The mm_struct fields PR_SET_MM_MAP restores.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MmFields {
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+    pub start_stack: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum VmaKind {
+    /// Private anonymous memory (incl. [heap], [stack]); content in the page file.
+    Anon,
+    /// Private file mapping; only pages written since (COWed) are in the page file.
+    FilePrivate,
+    Vvar,
+    VvarVclock,
+    Vdso,
+    /// The fixed legacy page; nothing to restore.
+    Vsyscall,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Vma {
+    pub start: u64,
+    pub end: u64,
+    /// smaps permission string ("r-xp").
+    pub perms: String,
+    pub offset: u64,
+    pub kind: VmaKind,
+    /// File path or pseudo name ("[heap]", "[stack]"), empty for anonymous memory.
+    pub name: String,
+    pub vmflags: Vec<String>,
+    /// For file mappings: size, mtime (ns) and inode of the file at dump time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileIdentity>,
+}
+
+impl Vma {
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+    /// PROT_* bits from the permission string.
+    pub fn prot(&self) -> i32 {
+        let b = self.perms.as_bytes();
+        let mut p = 0;
+        if b.first() == Some(&b'r') {
+            p |= libc::PROT_READ;
+        }
+        if b.get(1) == Some(&b'w') {
+            p |= libc::PROT_WRITE;
+        }
+        if b.get(2) == Some(&b'x') {
+            p |= libc::PROT_EXEC;
+        }
+        p
+    }
+    pub fn growsdown(&self) -> bool {
+        self.vmflags.iter().any(|f| f == "gd")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ino: u64,
+}
+
+/// One open descriptor.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FdKind {
+    /// /dev/null, reopened with the same flags.
+    DevNull,
+    /// A regular file, reopened by path (never truncated) at the same offset.
+    Regular { path: String, pos: u64 },
+    /// A pipe or terminal passed in from outside (stdio): the restorer supplies a descriptor
+    /// for `key` ("pipe:[123]", "/dev/pts/0").
+    External { key: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Fd {
+    pub fd: i32,
+    /// open(2) flags from fdinfo (incl. O_CLOEXEC).
+    pub flags: u32,
+    #[serde(flatten)]
+    pub kind: FdKind,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Rlimit {
+    pub resource: i32,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Everything about one single-threaded process except its page contents.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TaskImage {
+    pub pid: i32,
+    /// NSpid at dump time, host view, outermost first.
+    pub host_nspid: Vec<i32>,
+    pub comm: String,
+    pub exe: String,
+    pub cwd: String,
+    pub root: String,
+    pub umask: u32,
+    pub personality: u64,
+    pub creds: Creds,
+    pub rlimits: Vec<Rlimit>,
+    pub sigmask: u64,
+    pub sigactions: Vec<SigAction>,
+    pub altstack: AltStack,
+    /// Registers with the interrupted-syscall restart already applied (CHECKPOINT.md §1.4).
+    pub regs: Regs,
+    /// The raw NT_X86_XSTATE area, hex.
+    pub xstate: String,
+    pub rseq: Option<Rseq>,
+    pub robust_list: (u64, u64),
+    pub tid_address: u64,
+    pub mm: MmFields,
+    pub auxv: Vec<u64>,
+    pub vmas: Vec<Vma>,
+    pub fds: Vec<Fd>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PagemapEntry {
+    pub vaddr: u64,
+    pub nr_pages: u64,
+}
+
+pub fn task_json(pid: i32) -> String {
+    format!("task/{pid}.json")
+}
+pub fn task_pagemap(pid: i32) -> String {
+    format!("task/{pid}.pagemap.json")
+}
+pub fn task_pages(pid: i32) -> String {
+    format!("task/{pid}.pages")
+}
+
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Writes image files into a directory, remembering size and digest of each for the manifest.
+pub struct ImageWriter {
+    dir: PathBuf,
+    files: Vec<FileEntry>,
+}
+
+impl ImageWriter {
+    pub fn create(dir: &Path) -> Result<ImageWriter, CheckpointError> {
+        let io = |source| CheckpointError::Image {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir.join("task")).map_err(io)?;
+        if dir.join(MANIFEST).exists() {
+            return Err(CheckpointError::ImageExists(dir.to_path_buf()));
+        }
+        Ok(ImageWriter {
+            dir: dir.to_path_buf(),
+            files: Vec::new(),
+        })
+    }
+
+    pub fn write_bytes(&mut self, name: &str, data: &[u8]) -> Result<(), CheckpointError> {
+        let path = self.dir.join(name);
+        std::fs::write(&path, data).map_err(|source| CheckpointError::Image { path, source })?;
+        self.files.push(FileEntry {
+            name: name.to_string(),
+            size: data.len() as u64,
+            sha256: to_hex(&Sha256::digest(data)),
+        });
+        Ok(())
+    }
+
+    pub fn write_json<T: Serialize>(&mut self, name: &str, value: &T) -> Result<(), CheckpointError> {
+        let data = serde_json::to_vec_pretty(value).map_err(|e| CheckpointError::Encode(name.to_string(), e))?;
+        self.write_bytes(name, &data)
+    }
+
+    /// Write the manifest last, atomically.
+    pub fn finish(self, host: HostRecord) -> Result<(), CheckpointError> {
+        let manifest = Manifest {
+            format: FormatVersion {
+                major: FORMAT_MAJOR,
+                minor: FORMAT_MINOR,
+            },
+            engine: format!("amber {}", env!("CARGO_PKG_VERSION")),
+            created: chrono::Utc::now().to_rfc3339(),
+            host,
+            files: self.files,
+        };
+        let data = serde_json::to_vec_pretty(&manifest).map_err(|e| CheckpointError::Encode(MANIFEST.into(), e))?;
+        let tmp = self.dir.join(".manifest.json.tmp");
+        let path = self.dir.join(MANIFEST);
+        std::fs::write(&tmp, data).map_err(|source| CheckpointError::Image {
+            path: tmp.clone(),
+            source,
+        })?;
+        std::fs::rename(&tmp, &path).map_err(|source| CheckpointError::Image { path, source })
+    }
+}
+
+/// A decoded image (after `verify`).
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub tree: Tree,
+    pub tasks: BTreeMap<i32, TaskImage>,
+    pub pagemaps: BTreeMap<i32, Vec<PagemapEntry>>,
+}
+
+impl Image {
+    pub fn pages_path(&self, pid: i32) -> PathBuf {
+        self.dir.join(task_pages(pid))
+    }
+}
+
+fn read_manifest(dir: &Path) -> Result<Manifest, CheckpointError> {
+    let path = dir.join(MANIFEST);
+    let data = std::fs::read(&path).map_err(|source| CheckpointError::Image {
+        path: path.clone(),
+        source,
+    })?;
+    let manifest: Manifest =
+        serde_json::from_slice(&data).map_err(|e| CheckpointError::Corrupt(format!("{}: {e}", path.display())))?;
+    if manifest.format.major != FORMAT_MAJOR {
+        return Err(CheckpointError::Corrupt(format!(
+            "{}: image format {}.{} is not readable by this amber (format {FORMAT_MAJOR}.x)",
+            path.display(),
+            manifest.format.major,
+            manifest.format.minor
+        )));
+    }
+    Ok(manifest)
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((size, to_hex(&h.finalize())))
+}
+
+/// Check every file of the manifest (presence, size, SHA-256) and that the image was made on a
+/// compatible host. Nothing is decoded beyond the manifest.
+pub fn verify(dir: &Path) -> Result<Manifest, CheckpointError> {
+    let manifest = read_manifest(dir)?;
+    verify_files(dir, &manifest)?;
+    super::host::check_compatible(&manifest.host, &HostRecord::current()?)?;
+    Ok(manifest)
+}
+
+/// The checksum half of `verify` (no host check), for `inspect` and tests.
+pub fn verify_files(dir: &Path, manifest: &Manifest) -> Result<(), CheckpointError> {
+    for entry in &manifest.files {
+        if entry.name.contains("..") || entry.name.starts_with('/') {
+            return Err(CheckpointError::Corrupt(format!(
+                "manifest lists a path outside the image: {}",
+                entry.name
+            )));
+        }
+        let path = dir.join(&entry.name);
+        let (size, digest) = sha256_file(&path).map_err(|source| CheckpointError::Image {
+            path: path.clone(),
+            source,
+        })?;
+        if size != entry.size {
+            return Err(CheckpointError::Corrupt(format!(
+                "{}: {size} bytes, the manifest says {} (truncated or extended)",
+                path.display(),
+                entry.size
+            )));
+        }
+        if digest != entry.sha256 {
+            return Err(CheckpointError::Corrupt(format!(
+                "{}: SHA-256 {digest} does not match the manifest's {}",
+                path.display(),
+                entry.sha256
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Result<T, CheckpointError> {
+    let path = dir.join(name);
+    let data = std::fs::read(&path).map_err(|source| CheckpointError::Image {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_slice(&data).map_err(|e| CheckpointError::Corrupt(format!("{}: {e}", path.display())))
+}
+
+/// Decode an image whose files were already checked (by `verify` or `verify_files`).
+fn decode(dir: &Path, manifest: Manifest) -> Result<Image, CheckpointError> {
+    let listed = |name: &str| manifest.files.iter().any(|f| f.name == name);
+    let need = |name: String| -> Result<String, CheckpointError> {
+        if listed(&name) {
+            Ok(name)
+        } else {
+            Err(CheckpointError::Corrupt(format!("the manifest does not list {name}")))
+        }
+    };
+    let tree: Tree = read_json(dir, &need(TREE.into())?)?;
+    let mut tasks = BTreeMap::new();
+    let mut pagemaps = BTreeMap::new();
+    for t in &tree.tasks {
+        let task: TaskImage = read_json(dir, &need(task_json(t.pid))?)?;
+        let pagemap: Vec<PagemapEntry> = read_json(dir, &need(task_pagemap(t.pid))?)?;
+        let pages = need(task_pages(t.pid))?;
+        let size = manifest
+            .files
+            .iter()
+            .find(|f| f.name == pages)
+            .map(|f| f.size)
+            .unwrap_or(0);
+        let want: u64 = pagemap.iter().map(|e| e.nr_pages * 4096).sum();
+        if size != want {
+            return Err(CheckpointError::Corrupt(format!(
+                "{pages}: {size} bytes but its pagemap describes {want}"
+            )));
+        }
+        tasks.insert(t.pid, task);
+        pagemaps.insert(t.pid, pagemap);
+    }
+    Ok(Image {
+        dir: dir.to_path_buf(),
+        manifest,
+        tree,
+        tasks,
+        pagemaps,
+    })
+}
+
+/// `verify` + decode: the only way restore reads an image.
+pub fn load(dir: &Path) -> Result<Image, CheckpointError> {
+    let manifest = verify(dir)?;
+    decode(dir, manifest)
+}
+
+/// Load without the host check (inspection of images from elsewhere).
+pub fn load_for_inspect(dir: &Path) -> Result<Image, CheckpointError> {
+    let manifest = read_manifest(dir)?;
+    verify_files(dir, &manifest)?;
+    decode(dir, manifest)
+}
+
+/// The whole image as one JSON document (for `amber checkpoint-inspect`). Page contents are
+/// summarised, not dumped; the xstate is kept as hex.
+pub fn inspect_json(dir: &Path) -> Result<serde_json::Value, CheckpointError> {
+    let image = load_for_inspect(dir)?;
+    let enc = |e| CheckpointError::Encode("inspect".into(), e);
+    let mut tasks = Vec::new();
+    for (pid, task) in &image.tasks {
+        let mut value = serde_json::to_value(task).map_err(enc)?;
+        let pagemap = &image.pagemaps[pid];
+        value["pagemap"] = serde_json::to_value(pagemap).map_err(enc)?;
+        value["pages_bytes"] = (pagemap.iter().map(|e| e.nr_pages).sum::<u64>() * 4096).into();
+        tasks.push(value);
+    }
+    Ok(serde_json::json!({
+        "manifest": serde_json::to_value(&image.manifest).map_err(enc)?,
+        "tree": serde_json::to_value(&image.tree).map_err(enc)?,
+        "tasks": tasks,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_task(pid: i32) -> TaskImage {
+        TaskImage {
+            pid,
+            host_nspid: vec![4000 + pid, pid],
+            comm: "sh".into(),
+            exe: "/bin/busybox".into(),
+            cwd: "/".into(),
+            root: "/".into(),
+            umask: 0o022,
+            personality: 0,
+            creds: Creds::default(),
+            rlimits: vec![Rlimit {
+                resource: 7,
+                soft: 1024,
+                hard: 4096,
+            }],
+            sigmask: 1 << 16,
+            sigactions: vec![SigAction {
+                signo: 15,
+                handler: 0x401000,
+                flags: 0x0400_0000,
+                restorer: 0x402000,
+                mask: 0,
+            }],
+            altstack: AltStack {
+                sp: 0,
+                flags: 2,
+                size: 0,
+            },
+            regs: Regs {
+                rip: 0x401234,
+                ..Default::default()
+            },
+            xstate: to_hex(&[1, 2, 0xff]),
+            rseq: Some(Rseq {
+                ptr: 0x5000,
+                len: 32,
+                sig: 0x53053053,
+            }),
+            robust_list: (0x6000, 24),
+            tid_address: 0x6010,
+            mm: MmFields::default(),
+            auxv: vec![6, 4096, 0, 0],
+            vmas: vec![],
+            fds: vec![
+                Fd {
+                    fd: 0,
+                    flags: 0o100000,
+                    kind: FdKind::DevNull,
+                },
+                Fd {
+                    fd: 1,
+                    flags: 0o100001,
+                    kind: FdKind::Regular {
+                        path: "/tmp/x".into(),
+                        pos: 12,
+                    },
+                },
+                Fd {
+                    fd: 2,
+                    flags: 0o1,
+                    kind: FdKind::External { key: "pipe:[7]".into() },
+                },
+            ],
+        }
+    }
+
+    fn write_sample(dir: &Path) {
+        let mut w = ImageWriter::create(dir).unwrap();
+        let task = sample_task(1);
+        w.write_json(&task_json(1), &task).unwrap();
+        let pagemap = vec![PagemapEntry {
+            vaddr: 0x400000,
+            nr_pages: 2,
+        }];
+        w.write_json(&task_pagemap(1), &pagemap).unwrap();
+        w.write_bytes(&task_pages(1), &vec![0xab; 8192]).unwrap();
+        let tree = Tree {
+            root: 1,
+            host_levels: 1,
+            tasks: vec![TreeEntry {
+                pid: 1,
+                ppid: 0,
+                pgid: 1,
+                sid: 1,
+                host_pid: 4001,
+            }],
+        };
+        w.write_json(TREE, &tree).unwrap();
+        w.finish(HostRecord::current().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn round_trip_and_inspect() {
+        let t = tempfile::tempdir().unwrap();
+        write_sample(t.path());
+        let image = load(t.path()).unwrap();
+        assert_eq!(image.tasks[&1], sample_task(1));
+        assert_eq!(image.pagemaps[&1][0].nr_pages, 2);
+        assert_eq!(from_hex(&image.tasks[&1].xstate).unwrap(), vec![1, 2, 0xff]);
+        let json = inspect_json(t.path()).unwrap();
+        assert_eq!(json["tasks"][0]["pages_bytes"], 8192);
+        assert_eq!(json["tasks"][0]["fds"][2]["type"], "external");
+        assert_eq!(json["manifest"]["format"]["major"], FORMAT_MAJOR);
+        // A second dump into the same directory is refused.
+        assert!(matches!(
+            ImageWriter::create(t.path()),
+            Err(CheckpointError::ImageExists(_))
+        ));
+    }
+
+    #[test]
+    fn corruption_is_named() {
+        let t = tempfile::tempdir().unwrap();
+        write_sample(t.path());
+        let pages = t.path().join(task_pages(1));
+        let mut data = std::fs::read(&pages).unwrap();
+        data[5] ^= 1;
+        std::fs::write(&pages, &data).unwrap();
+        let e = verify(t.path()).unwrap_err().to_string();
+        assert!(e.contains("SHA-256") && e.contains("1.pages"), "{e}");
+        data.pop();
+        std::fs::write(&pages, &data).unwrap();
+        let e = verify(t.path()).unwrap_err().to_string();
+        assert!(e.contains("8191 bytes") && e.contains("truncated"), "{e}");
+        std::fs::remove_file(&pages).unwrap();
+        let e = verify(t.path()).unwrap_err().to_string();
+        assert!(e.contains("1.pages"), "{e}");
+    }
+
+    #[test]
+    fn format_and_host_are_checked() {
+        let t = tempfile::tempdir().unwrap();
+        write_sample(t.path());
+        let path = t.path().join(MANIFEST);
+        let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        m["host"]["kernel_release"] = "2.6.32".into();
+        std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+        let e = verify(t.path()).unwrap_err();
+        assert!(matches!(e, CheckpointError::Incompatible(_)), "{e}");
+        assert!(load_for_inspect(t.path()).is_ok(), "inspect ignores the host");
+        m["format"]["major"] = 99.into();
+        std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+        assert!(verify(t.path()).unwrap_err().to_string().contains("format 99.0"));
+        std::fs::write(&path, b"{").unwrap();
+        assert!(matches!(verify(t.path()), Err(CheckpointError::Corrupt(_))));
+    }
+
+    #[test]
+    fn pagemap_must_match_the_page_file() {
+        let t = tempfile::tempdir().unwrap();
+        let mut w = ImageWriter::create(t.path()).unwrap();
+        w.write_json(&task_json(1), &sample_task(1)).unwrap();
+        let pagemap = vec![PagemapEntry {
+            vaddr: 0x400000,
+            nr_pages: 3,
+        }];
+        w.write_json(&task_pagemap(1), &pagemap).unwrap();
+        w.write_bytes(&task_pages(1), &[0; 4096]).unwrap();
+        let tree = Tree {
+            root: 1,
+            host_levels: 0,
+            tasks: vec![TreeEntry {
+                pid: 1,
+                ppid: 0,
+                pgid: 1,
+                sid: 1,
+                host_pid: 1,
+            }],
+        };
+        w.write_json(TREE, &tree).unwrap();
+        w.finish(HostRecord::current().unwrap()).unwrap();
+        let e = load(t.path()).unwrap_err().to_string();
+        assert!(e.contains("describes 12288"), "{e}");
+    }
+}

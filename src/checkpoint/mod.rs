@@ -1,0 +1,101 @@
+//! Native checkpoint/restore (CHECKPOINT.md), step 1: trees of single-threaded processes,
+//! restored at their exact pids without CRIU.
+//!
+//! - dump: seize + interrupt every task, read /proc and ptrace register sets, a handful of
+//!   read-only syscalls injected through a `syscall` instruction of the task's own vdso
+//!   (sigactions, brk, tid address, altstack, itimers), memory through pagemap + /proc/pid/mem;
+//!   then write a checksummed image (`image`) and detach (leave running) or kill.
+//! - restore: `image::load` verifies every checksum and the host record; seeds (forks of the
+//!   restorer running ordinary Rust, `seed`) are cloned top-down at exact pids by their real
+//!   parents, set up fds, cwd, rlimits, sigactions and premap + fill their memory; then the
+//!   restorer seizes each seed and transplants the address space through a stub page
+//!   (`transplant`), sets the final registers at the stub's last syscall-exit-stop and
+//!   detaches.
+//!
+//! API for the CLI: [`dump::dump_tree`] / [`dump::dump_cgroup`] (`amber checkpoint`),
+//! [`restore::restore`] (`amber restore`), [`image::inspect_json`] (`checkpoint-inspect`).
+
+pub mod dump;
+mod dump_task;
+pub mod host;
+pub mod image;
+pub mod plan;
+pub mod procfs;
+mod remote;
+pub mod restore;
+mod seed;
+mod transplant;
+
+#[cfg(test)]
+mod tests_root;
+
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("image file {path}: {source}")]
+    Image {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0} already holds a checkpoint image (manifest.json exists)")]
+    ImageExists(PathBuf),
+    #[error("encoding {0}: {1}")]
+    Encode(String, #[source] serde_json::Error),
+    #[error("corrupt image: {0}")]
+    Corrupt(String),
+    #[error("image made on an incompatible host: {0}")]
+    Incompatible(String),
+    #[error("reading {path}: {source}")]
+    Proc {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0}: {1}")]
+    Sys(&'static str, #[source] io::Error),
+    #[error("cannot checkpoint pid {pid}: {what}")]
+    Unsupported { pid: i32, what: String },
+    #[error("ptrace {op} on pid {pid}: {source}")]
+    Ptrace {
+        pid: i32,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("pid {pid}: injected {syscall} failed with errno {errno}")]
+    Injected {
+        pid: i32,
+        syscall: &'static str,
+        errno: i64,
+    },
+    #[error("pid {pid} stopped unexpectedly ({what})")]
+    UnexpectedStop { pid: i32, what: String },
+    #[error("restore seed for pid {pid}: {msg}")]
+    Seed { pid: i32, msg: String },
+    #[error("restore: {0}")]
+    Restore(String),
+    #[error(transparent)]
+    Spawn(#[from] crate::spawn::SpawnError),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+}
+
+pub type Result<T> = std::result::Result<T, CheckpointError>;
+
+pub(crate) fn ptrace_err(pid: i32, op: &'static str) -> impl FnOnce(nix::Error) -> CheckpointError {
+    move |e| CheckpointError::Ptrace {
+        pid,
+        op,
+        source: e.into(),
+    }
+}
+
+pub(crate) fn proc_err(path: &str) -> impl FnOnce(io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Proc {
+        path: path.to_string(),
+        source,
+    }
+}

@@ -1,0 +1,361 @@
+//! Pure planning: syscall-restart fix-up of dumped registers, the tree (pids relative to the
+//! container's pid namespace), and the restore layout of each task (set_tid, sessions, premap
+//! addresses, which seed mappings to unmap). Everything here is data in, data out.
+
+use std::collections::BTreeMap;
+
+use super::image::{Regs, TaskImage, Tree, TreeEntry, Vma, VmaKind};
+use super::procfs::Status;
+use super::CheckpointError;
+
+pub const PAGE: u64 = 4096;
+const ERESTARTSYS: i64 = -512;
+const ERESTARTNOINTR: i64 = -513;
+const ERESTARTNOHAND: i64 = -514;
+const ERESTART_RESTARTBLOCK: i64 = -516;
+const EINTR: i64 = -4;
+
+impl From<libc::user_regs_struct> for Regs {
+    fn from(r: libc::user_regs_struct) -> Regs {
+        Regs {
+            r15: r.r15,
+            r14: r.r14,
+            r13: r.r13,
+            r12: r.r12,
+            rbp: r.rbp,
+            rbx: r.rbx,
+            r11: r.r11,
+            r10: r.r10,
+            r9: r.r9,
+            r8: r.r8,
+            rax: r.rax,
+            rcx: r.rcx,
+            rdx: r.rdx,
+            rsi: r.rsi,
+            rdi: r.rdi,
+            orig_rax: r.orig_rax,
+            rip: r.rip,
+            cs: r.cs,
+            eflags: r.eflags,
+            rsp: r.rsp,
+            ss: r.ss,
+            fs_base: r.fs_base,
+            gs_base: r.gs_base,
+            ds: r.ds,
+            es: r.es,
+            fs: r.fs,
+            gs: r.gs,
+        }
+    }
+}
+
+impl From<&Regs> for libc::user_regs_struct {
+    fn from(r: &Regs) -> libc::user_regs_struct {
+        libc::user_regs_struct {
+            r15: r.r15,
+            r14: r.r14,
+            r13: r.r13,
+            r12: r.r12,
+            rbp: r.rbp,
+            rbx: r.rbx,
+            r11: r.r11,
+            r10: r.r10,
+            r9: r.r9,
+            r8: r.r8,
+            rax: r.rax,
+            rcx: r.rcx,
+            rdx: r.rdx,
+            rsi: r.rsi,
+            rdi: r.rdi,
+            orig_rax: r.orig_rax,
+            rip: r.rip,
+            cs: r.cs,
+            eflags: r.eflags,
+            rsp: r.rsp,
+            ss: r.ss,
+            fs_base: r.fs_base,
+            gs_base: r.gs_base,
+            ds: r.ds,
+            es: r.es,
+            fs: r.fs,
+            gs: r.gs,
+        }
+    }
+}
+
+/// A task stopped inside a system call has the kernel's restart code in rax; the kernel would
+/// act on it when resuming, but a restored task resumes with `orig_rax = -1`. So apply the
+/// restart now, as compel does (`compel/arch/x86/src/lib/infect.c`): re-execute the `syscall`
+/// instruction for the ERESTART{SYS,NOINTR,NOHAND} family; report EINTR for a restart block
+/// (nanosleep & co. have already written the remaining time, so their callers retry).
+pub fn fixup_restart(r: &mut Regs) {
+    if (r.orig_rax as i64) < 0 {
+        return;
+    }
+    match r.rax as i64 {
+        ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND => {
+            r.rax = r.orig_rax;
+            r.rip -= 2;
+        }
+        ERESTART_RESTARTBLOCK => r.rax = EINTR as u64,
+        _ => {}
+    }
+}
+
+/// Build the tree from the host-view status of every task. The root is the one task whose
+/// parent is not dumped; pids are taken at the root's pid-namespace level.
+pub fn build_tree(statuses: &BTreeMap<i32, Status>) -> Result<Tree, CheckpointError> {
+    let roots: Vec<i32> = statuses
+        .iter()
+        .filter(|(_, s)| !statuses.contains_key(&s.ppid))
+        .map(|(p, _)| *p)
+        .collect();
+    let [root_host] = roots[..] else {
+        return Err(CheckpointError::Unsupported {
+            pid: roots.first().copied().unwrap_or(0),
+            what: format!("the dumped processes must form one tree; roots: {roots:?}"),
+        });
+    };
+    let depth = statuses[&root_host].nspid.len();
+    let level = depth.saturating_sub(1);
+    let at_level = |host: i32, v: &[i32]| -> Result<i32, CheckpointError> {
+        if v.len() != depth {
+            return Err(CheckpointError::Unsupported {
+                pid: host,
+                what: format!("lives in a nested pid namespace (NSpid {v:?}); v1 restores one level"),
+            });
+        }
+        Ok(v.get(level).copied().unwrap_or(0))
+    };
+    let mut tasks = Vec::new();
+    let mut by_host = BTreeMap::new();
+    for (host, s) in statuses {
+        by_host.insert(*host, at_level(*host, &s.nspid)?);
+    }
+    for (host, s) in statuses {
+        let pid = by_host[host];
+        let ppid = if *host == root_host { 0 } else { by_host[&s.ppid] };
+        let pgid = s.nspgid.get(level).copied().unwrap_or(0);
+        let sid = s.nssid.get(level).copied().unwrap_or(0);
+        tasks.push(TreeEntry {
+            pid,
+            ppid,
+            pgid,
+            sid,
+            host_pid: *host,
+        });
+    }
+    tasks.sort_by_key(|t| t.pid);
+    let tree = Tree {
+        root: by_host[&root_host],
+        host_levels: level,
+        tasks,
+    };
+    check_sessions(&tree)?;
+    Ok(tree)
+}
+
+/// v1 sessions and groups: each task leads its own or shares its parent's (the root's may be
+/// led from outside, and is then inherited from the restorer).
+pub fn check_sessions(tree: &Tree) -> Result<(), CheckpointError> {
+    let by_pid: BTreeMap<i32, &TreeEntry> = tree.tasks.iter().map(|t| (t.pid, t)).collect();
+    for t in &tree.tasks {
+        let Some(parent) = by_pid.get(&t.ppid) else { continue };
+        if t.sid != t.pid && t.sid != parent.sid {
+            return Err(CheckpointError::Unsupported {
+                pid: t.host_pid,
+                what: format!("session {} is neither its own nor its parent's (v1)", t.sid),
+            });
+        }
+        if t.pgid != t.pid && t.pgid != parent.pgid {
+            return Err(CheckpointError::Unsupported {
+                pid: t.host_pid,
+                what: format!("process group {} is neither its own nor its parent's (v1)", t.pgid),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Where each dumped VMA is premapped in the seed, and the stub; one per task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub stub: u64,
+    /// (index into TaskImage::vmas, premap address), for Anon and FilePrivate VMAs.
+    pub premaps: Vec<(usize, u64)>,
+    /// The whole area [start, end) the stub and premaps occupy.
+    pub area: (u64, u64),
+}
+
+/// Gap between premapped areas, so neighbours never merge into one VMA and a growsdown VMA's
+/// guard gap never touches another premap.
+const PREMAP_GAP: u64 = 2 << 20;
+
+pub fn is_restored_memory(v: &Vma) -> bool {
+    matches!(v.kind, VmaKind::Anon | VmaKind::FilePrivate)
+}
+
+fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
+    a.0 < b.1 && b.0 < a.1
+}
+
+/// Lay out the stub and premaps in one area that overlaps neither `occupied` (the restorer's
+/// own mappings, inherited by every seed) nor any of the task's VMAs.
+pub fn plan_layout(task: &TaskImage, occupied: &[(u64, u64)]) -> Result<Layout, CheckpointError> {
+    let mut size = 3 * PAGE + PREMAP_GAP;
+    for v in task.vmas.iter().filter(|v| is_restored_memory(v)) {
+        size += v.len() + PREMAP_GAP;
+    }
+    let targets: Vec<(u64, u64)> = task.vmas.iter().map(|v| (v.start, v.end)).collect();
+    let base = (1u64..0x70)
+        .map(|i| i << 40)
+        .find(|&b| {
+            let area = (b, b + size);
+            !occupied.iter().chain(&targets).any(|&r| overlaps(area, r))
+        })
+        .ok_or_else(|| CheckpointError::Restore(format!("pid {}: no free area of {size} bytes", task.pid)))?;
+    let mut cursor = base + 2 * PAGE + PREMAP_GAP;
+    let mut premaps = Vec::new();
+    for (i, v) in task.vmas.iter().enumerate().filter(|(_, v)| is_restored_memory(v)) {
+        premaps.push((i, cursor));
+        cursor += v.len() + PREMAP_GAP;
+    }
+    Ok(Layout {
+        stub: base,
+        premaps,
+        area: (base, base + size),
+    })
+}
+
+/// The seed's mappings to unmap before the transplant: everything outside the layout area,
+/// except [vsyscall] (not a real VMA).
+pub fn seed_unmaps(seed_maps: &[super::procfs::SmapsVma], layout: &Layout) -> Vec<(u64, u64)> {
+    seed_maps
+        .iter()
+        .filter(|v| v.name != "[vsyscall]")
+        .filter(|v| !(v.start >= layout.area.0 && v.end <= layout.area.1))
+        .map(|v| (v.start, v.end))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(ppid: i32, nspid: &[i32], pgid: i32, sid: i32) -> Status {
+        Status {
+            ppid,
+            nspid: nspid.to_vec(),
+            nspgid: vec![0, pgid],
+            nssid: vec![0, sid],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn restart_fixups() {
+        let mut r = Regs {
+            rax: (-512i64) as u64,
+            orig_rax: 61,
+            rip: 0x1002,
+            ..Default::default()
+        };
+        fixup_restart(&mut r);
+        assert_eq!((r.rax, r.rip), (61, 0x1000));
+        let mut r = Regs {
+            rax: (-516i64) as u64,
+            orig_rax: 230,
+            rip: 0x1002,
+            ..Default::default()
+        };
+        fixup_restart(&mut r);
+        assert_eq!((r.rax as i64, r.rip), (-4, 0x1002));
+        let mut r = Regs {
+            rax: (-512i64) as u64,
+            orig_rax: u64::MAX,
+            rip: 0x1002,
+            ..Default::default()
+        };
+        fixup_restart(&mut r);
+        assert_eq!(r.rip, 0x1002, "not in a syscall: untouched");
+    }
+
+    #[test]
+    fn tree_in_a_pid_namespace() {
+        let mut s = BTreeMap::new();
+        s.insert(500, st(400, &[500, 1], 1, 1));
+        s.insert(501, st(500, &[501, 7], 1, 1));
+        let t = build_tree(&s).unwrap();
+        assert_eq!(t.root, 1);
+        assert_eq!(t.host_levels, 1);
+        assert_eq!(t.tasks[1].pid, 7);
+        assert_eq!(t.tasks[1].ppid, 1);
+        assert_eq!(t.tasks[0].ppid, 0);
+    }
+
+    #[test]
+    fn tree_refusals() {
+        let mut s = BTreeMap::new();
+        s.insert(500, st(400, &[500, 1], 1, 1));
+        s.insert(600, st(401, &[600, 9], 9, 9));
+        assert!(build_tree(&s).unwrap_err().to_string().contains("one tree"));
+        let mut s = BTreeMap::new();
+        s.insert(500, st(400, &[500, 1], 1, 1));
+        s.insert(501, st(500, &[501, 7, 1], 1, 1));
+        assert!(build_tree(&s).unwrap_err().to_string().contains("nested pid namespace"));
+        let mut s = BTreeMap::new();
+        s.insert(500, st(400, &[500, 1], 1, 1));
+        s.insert(501, st(500, &[501, 7], 1, 1));
+        s.insert(502, st(501, &[502, 8], 1, 7));
+        assert!(build_tree(&s).unwrap_err().to_string().contains("session 7"));
+    }
+
+    fn vma(start: u64, end: u64, kind: VmaKind) -> Vma {
+        Vma {
+            start,
+            end,
+            perms: "rw-p".into(),
+            offset: 0,
+            kind,
+            name: String::new(),
+            vmflags: vec![],
+            file: None,
+        }
+    }
+
+    #[test]
+    fn layout_avoids_everything() {
+        let task: TaskImage = serde_json::from_value(serde_json::json!({
+            "pid": 1, "host_nspid": [5, 1], "comm": "sh", "exe": "/bin/sh", "cwd": "/", "root": "/",
+            "umask": 18, "personality": 0, "creds": Creds::default(), "rlimits": [], "sigmask": 0,
+            "sigactions": [], "altstack": {"sp": 0, "flags": 2, "size": 0}, "regs": Regs::default(),
+            "xstate": "", "rseq": null, "robust_list": [0, 0], "tid_address": 0, "mm": MmFields::default(),
+            "auxv": [], "vmas": [], "fds": []
+        }))
+        .unwrap();
+        let mut task = task;
+        task.vmas = vec![
+            vma(0x400000, 0x401000, VmaKind::FilePrivate),
+            vma(1 << 40, (1 << 40) + 0x5000, VmaKind::Anon),
+            vma(0x7fff_0000_0000, 0x7fff_0000_2000, VmaKind::Vdso),
+        ];
+        let occupied = [(2u64 << 40, (2u64 << 40) + 0x1000)];
+        let l = plan_layout(&task, &occupied).unwrap();
+        assert_eq!(l.stub, 3 << 40);
+        assert_eq!(l.premaps.len(), 2);
+        assert_eq!(l.premaps[0], (0, l.stub + 2 * PAGE + PREMAP_GAP));
+        assert_eq!(l.premaps[1].1, l.premaps[0].1 + 0x1000 + PREMAP_GAP);
+        assert!(l.area.1 > l.premaps[1].1 + 0x5000);
+
+        let maps = super::super::procfs::parse_smaps(&format!(
+            "{:x}-{:x} r-xp 00000000 00:00 0 \n{:x}-{:x} rw-p 00000000 00:00 0 \nffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]\n",
+            l.stub,
+            l.stub + PAGE,
+            0x5555_0000_0000u64,
+            0x5555_0000_1000u64
+        ));
+        assert_eq!(seed_unmaps(&maps, &l), vec![(0x5555_0000_0000, 0x5555_0000_1000)]);
+    }
+
+    use super::super::image::{Creds, MmFields};
+}

@@ -1,0 +1,305 @@
+//! `amber restore`: verify the image, check what this host and namespace can honour, clone the
+//! seeds top-down at their exact pids, transplant each, then release them all together.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use super::image::{self, FdKind, Image, VmaKind};
+use super::plan::plan_layout;
+use super::procfs;
+use super::seed::{self, SeedCtx, TaskPlan};
+use super::transplant;
+use super::{CheckpointError, Result};
+use crate::spawn::{spawn, SpawnPlan};
+
+/// Where the restored tree's pids live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PidNamespace {
+    /// A new pid namespace whose init is the root task (which must have been pid 1).
+    New,
+    /// The restorer's own pid namespace, at the dumped pids (which must be free).
+    Current,
+}
+
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub pid_ns: PidNamespace,
+    /// Descriptors for the image's external objects (key: "pipe:[123]", "/dev/pts/0" as
+    /// recorded). Unmapped external fds 0-2 fall back to the restorer's own fd of that number.
+    pub external_fds: BTreeMap<String, RawFd>,
+    /// cgroup v2 directory to clone the root seed into (CLONE_INTO_CGROUP); its children inherit
+    /// it. On v1 the caller moves every pid of [`Restored::pids`] itself.
+    pub cgroup_fd: Option<RawFd>,
+}
+
+/// The restored tree, running.
+#[derive(Debug)]
+pub struct Restored {
+    /// The root task, a child of the caller (reap it with waitpid).
+    pub root_pid: i32,
+    pub root_pidfd: OwnedFd,
+    /// pid in the container's namespace -> pid in the caller's namespace.
+    pub pids: BTreeMap<i32, i32>,
+}
+
+/// Restore the image in `dir`. Call it from a single-threaded process (seeds are forks that
+/// run Rust code, CHECKPOINT.md §4.2.11) that is in the mount namespace the image's paths
+/// resolve in; the root task becomes the caller's child.
+pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored> {
+    let image = image::load(dir)?; // every checksum and the host record, before any clone
+    check_restorable(&image, opts)?;
+    let plans = plan_tasks(&image, opts)?;
+    let (ready_r, ready_w) = pipe()?;
+    let (hold_r, hold_w) = pipe()?;
+    let ctx = SeedCtx {
+        image: &image,
+        plans: &plans,
+        ready_w: ready_w.as_raw_fd(),
+        hold_r: hold_r.as_raw_fd(),
+    };
+    let root_id = image.tree.root;
+    let root_plan = SpawnPlan {
+        new_namespaces: if opts.pid_ns == PidNamespace::New {
+            crate::sys::CLONE_NEWPID
+        } else {
+            0
+        },
+        set_tid: plans[&root_id].set_tid.clone(),
+        cgroup_fd: opts.cgroup_fd,
+        joins: vec![],
+        time_offsets: None,
+    };
+    let root = spawn(&root_plan, || seed::run(&ctx, root_id))?;
+    drop(ready_w);
+    drop(hold_r);
+    let result = take_over(&image, &plans, root.pid, ready_r);
+    match result {
+        Ok(pids) => {
+            drop(hold_w);
+            Ok(Restored {
+                root_pid: root.pid,
+                root_pidfd: root.pidfd,
+                pids,
+            })
+        }
+        Err(e) => {
+            kill_all(root.pid, &root.pidfd, opts.pid_ns);
+            Err(e)
+        }
+    }
+}
+
+/// Wait for every seed, seize and transplant each, then release them all.
+fn take_over(
+    image: &Image,
+    plans: &BTreeMap<i32, TaskPlan>,
+    root_host: i32,
+    ready_r: OwnedFd,
+) -> Result<BTreeMap<i32, i32>> {
+    let exe_fds = wait_ready(ready_r, plans.len())?;
+    let hosts = resolve_host_pids(root_host)?;
+    let mut pids = BTreeMap::new();
+    for t in &image.tree.tasks {
+        let host = *hosts
+            .get(&t.pid)
+            .ok_or_else(|| CheckpointError::Restore(format!("seed for pid {} not found under {root_host}", t.pid)))?;
+        pids.insert(t.pid, host);
+    }
+    for t in &image.tree.tasks {
+        transplant::prepare(pids[&t.pid], &image.tasks[&t.pid], &plans[&t.pid], exe_fds[&t.pid])?;
+    }
+    // Global barrier: nothing runs until every task is complete.
+    for t in &image.tree.tasks {
+        transplant::finish(pids[&t.pid], &image.tasks[&t.pid])?;
+    }
+    Ok(pids)
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| CheckpointError::Sys("pipe2", e.into()))
+}
+
+/// Read "R <pid> <exe_fd>" / "E <pid> <message>" lines until every seed is ready.
+fn wait_ready(ready_r: OwnedFd, n: usize) -> Result<BTreeMap<i32, i32>> {
+    let mut file = std::fs::File::from(ready_r);
+    let mut text = String::new();
+    let mut exe_fds = BTreeMap::new();
+    let mut buf = [0u8; 4096];
+    while exe_fds.len() < n {
+        let got = file
+            .read(&mut buf)
+            .map_err(|e| CheckpointError::Sys("reading seed reports", e))?;
+        if got == 0 {
+            return Err(CheckpointError::Restore(format!(
+                "seeds exited before all were ready ({} of {n})",
+                exe_fds.len()
+            )));
+        }
+        text.push_str(&String::from_utf8_lossy(&buf[..got]));
+        while let Some(nl) = text.find('\n') {
+            let line: String = text.drain(..=nl).collect();
+            let mut parts = line.trim_end().splitn(3, ' ');
+            let (kind, pid, rest) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
+            let pid: i32 = pid.and_then(|p| p.parse().ok()).unwrap_or(0);
+            match kind {
+                Some("R") => {
+                    exe_fds.insert(pid, rest.parse().unwrap_or(-1));
+                }
+                _ => {
+                    return Err(CheckpointError::Seed {
+                        pid,
+                        msg: rest.to_string(),
+                    })
+                }
+            }
+        }
+    }
+    Ok(exe_fds)
+}
+
+/// Map innermost pids to the restorer's view by walking the tree under the root.
+fn resolve_host_pids(root: i32) -> Result<BTreeMap<i32, i32>> {
+    let mut out = BTreeMap::new();
+    let mut queue = vec![root];
+    while let Some(pid) = queue.pop() {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let status = procfs::parse_status(&status);
+        if let Some(&inner) = status.nspid.last() {
+            out.insert(inner, pid);
+        }
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        queue.extend(procfs::parse_children(&children));
+    }
+    Ok(out)
+}
+
+fn kill_all(root: i32, pidfd: &OwnedFd, ns: PidNamespace) {
+    if ns == PidNamespace::Current {
+        if let Ok(pids) = resolve_host_pids(root) {
+            for pid in pids.values() {
+                let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+            }
+        }
+    }
+    // In a new pid namespace, killing its init kills everything in it.
+    let _ = crate::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(pidfd), libc::SIGKILL);
+    let _ = nix::sys::wait::waitpid(Pid::from_raw(root), None);
+}
+
+/// What v1 needs from this host beyond the host record: the same credentials as the
+/// restorer, unchanged mapped files, and free pids.
+fn check_restorable(image: &Image, opts: &RestoreOptions) -> Result<()> {
+    let me = procfs::parse_status(&std::fs::read_to_string("/proc/self/status").unwrap_or_default());
+    for (pid, t) in &image.tasks {
+        let c = &t.creds;
+        if c.uid != me.uid || c.gid != me.gid || c.cap_eff != me.cap_eff || c.cap_bnd != me.cap_bnd {
+            return Err(CheckpointError::Restore(format!(
+                "pid {pid}: credentials uid {:?} gid {:?} caps {:#x}/{:#x} differ from the restorer's (v1 does not change credentials)",
+                c.uid, c.gid, c.cap_eff, c.cap_bnd
+            )));
+        }
+        for v in t.vmas.iter().filter(|v| v.kind == VmaKind::FilePrivate) {
+            let Some(id) = &v.file else { continue };
+            let m = std::fs::metadata(&v.name)
+                .map_err(|e| CheckpointError::Restore(format!("pid {pid}: mapped file {}: {e}", v.name)))?;
+            let mtime = m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128;
+            if m.size() != id.size || mtime != id.mtime_ns {
+                return Err(CheckpointError::Incompatible(format!(
+                    "pid {pid}: mapped file {} changed since the dump (size {} -> {}, mtime {} -> {mtime})",
+                    v.name,
+                    id.size,
+                    m.size(),
+                    id.mtime_ns
+                )));
+            }
+        }
+        let vdso = t
+            .vmas
+            .iter()
+            .filter(|v| matches!(v.kind, VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vdso));
+        let layout: Vec<(String, u64)> = vdso.map(|v| (v.name.clone(), v.len())).collect();
+        let host: Vec<(String, u64)> = image
+            .manifest
+            .host
+            .vdso
+            .layout
+            .iter()
+            .map(|v| (v.name.clone(), v.size))
+            .collect();
+        if layout != host {
+            return Err(CheckpointError::Incompatible(format!(
+                "pid {pid}: vdso layout {layout:?} is not this kernel's {host:?}"
+            )));
+        }
+    }
+    match opts.pid_ns {
+        PidNamespace::New if image.tree.root != 1 => Err(CheckpointError::Restore(format!(
+            "the root task was pid {}; only a tree whose root is pid 1 can be restored into a new pid namespace",
+            image.tree.root
+        ))),
+        PidNamespace::Current => {
+            for t in &image.tree.tasks {
+                if Path::new(&format!("/proc/{}", t.pid)).exists() {
+                    return Err(CheckpointError::Restore(format!(
+                        "pid {} is in use in this pid namespace",
+                        t.pid
+                    )));
+                }
+            }
+            Ok(())
+        }
+        PidNamespace::New => Ok(()),
+    }
+}
+
+/// Per task: set_tid, session steps, children, premap layout, external fd sources.
+fn plan_tasks(image: &Image, opts: &RestoreOptions) -> Result<BTreeMap<i32, TaskPlan>> {
+    let maps = std::fs::read_to_string("/proc/self/maps").map_err(super::proc_err("/proc/self/maps"))?;
+    let occupied: Vec<(u64, u64)> = procfs::parse_smaps(&maps).iter().map(|v| (v.start, v.end)).collect();
+    let mut plans = BTreeMap::new();
+    for t in &image.tree.tasks {
+        let task = &image.tasks[&t.pid];
+        let mut externals = BTreeMap::new();
+        for f in &task.fds {
+            if let FdKind::External { key } = &f.kind {
+                let src = match opts.external_fds.get(key) {
+                    Some(&fd) => fd,
+                    None if f.fd <= 2 => f.fd,
+                    None => {
+                        return Err(CheckpointError::Restore(format!(
+                            "pid {} fd {}: no descriptor given for external {key}",
+                            t.pid, f.fd
+                        )))
+                    }
+                };
+                externals.insert(f.fd, src);
+            }
+        }
+        plans.insert(
+            t.pid,
+            TaskPlan {
+                set_tid: vec![t.pid],
+                setsid: t.sid == t.pid,
+                // setsid already made a session leader its group's leader.
+                setpgid: t.pgid == t.pid && t.sid != t.pid,
+                children: image
+                    .tree
+                    .tasks
+                    .iter()
+                    .filter(|c| c.ppid == t.pid)
+                    .map(|c| c.pid)
+                    .collect(),
+                layout: plan_layout(task, &occupied)?,
+                helper_base: task.fds.iter().map(|f| f.fd + 1).max().unwrap_or(3).max(3),
+                externals,
+            },
+        );
+    }
+    Ok(plans)
+}

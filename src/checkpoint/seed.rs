@@ -1,0 +1,241 @@
+//! Seed code: runs in each freshly cloned process of a restore (a fork of the restorer, so it
+//! has the whole decoded image in memory), builds everything that ordinary code can build from
+//! inside (children at exact pids, session, fds, cwd, umask, comm, premapped and filled memory,
+//! sigactions, rlimits), reports ready and blocks until the restorer seizes it.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::os::fd::{AsFd, RawFd};
+
+use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+use nix::sys::stat::Mode;
+use nix::unistd::{close, dup3, lseek, Whence};
+
+use super::image::{FdKind, Image, TaskImage, VmaKind};
+use super::plan::{Layout, PAGE};
+use crate::spawn::{spawn, SpawnPlan};
+use crate::sys::seedmem::{self, KernelSigaction};
+
+/// What a seed must do, beyond the image itself.
+#[derive(Debug, Clone)]
+pub struct TaskPlan {
+    /// clone3 set_tid, innermost level first.
+    pub set_tid: Vec<i32>,
+    pub setsid: bool,
+    pub setpgid: bool,
+    pub children: Vec<i32>,
+    pub layout: Layout,
+    /// First descriptor above every image descriptor: seed-only descriptors live at or above
+    /// it and are closed with one close_range before the task resumes.
+    pub helper_base: i32,
+    /// image fd -> the restorer's descriptor (inherited by the seed) to install there.
+    pub externals: BTreeMap<i32, RawFd>,
+}
+
+pub struct SeedCtx<'a> {
+    pub image: &'a Image,
+    pub plans: &'a BTreeMap<i32, TaskPlan>,
+    pub ready_w: RawFd,
+    pub hold_r: RawFd,
+}
+
+type SeedResult<T> = std::result::Result<T, String>;
+
+fn errno(what: impl std::fmt::Display) -> impl FnOnce(nix::Error) -> String {
+    move |e| format!("{what}: {e}")
+}
+
+/// The seed's main: never returns while the restore goes well (the restorer takes it over).
+pub fn run(ctx: &SeedCtx, pid: i32) -> i32 {
+    // No handler may run in a seed from here on: the image's handlers point into memory that
+    // only exists after the transplant, and the restorer's handlers into memory that won't.
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), None);
+    let mut fds = Helpers {
+        ready_w: ctx.ready_w,
+        hold_r: ctx.hold_r,
+    };
+    let msg = match setup(ctx, pid, &mut fds) {
+        Ok(exe_fd) => format!("R {pid} {exe_fd}\n"),
+        Err(e) => format!("E {pid} {}\n", e.replace('\n', " ")),
+    };
+    // One write of at most PIPE_BUF bytes is atomic, so reports of several seeds never mix.
+    let bytes = &msg.as_bytes()[..msg.len().min(4000)];
+    let ready = crate::sys::own_fresh_fd(fds.ready_w);
+    let _ = nix::unistd::write(&ready, bytes);
+    drop(ready);
+    if !msg.starts_with('R') {
+        return 1;
+    }
+    let mut buf = [0u8; 1];
+    loop {
+        match nix::unistd::read(fds.hold_r, &mut buf) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            // The restorer went away without taking us over.
+            _ => return 1,
+        }
+    }
+}
+
+struct Helpers {
+    ready_w: RawFd,
+    hold_r: RawFd,
+}
+
+fn setup(ctx: &SeedCtx, pid: i32, helpers: &mut Helpers) -> SeedResult<i32> {
+    let plan = &ctx.plans[&pid];
+    let task = &ctx.image.tasks[&pid];
+    if plan.setsid {
+        nix::unistd::setsid().map_err(errno("setsid"))?;
+    }
+    for child in &plan.children {
+        let spawn_plan = SpawnPlan {
+            new_namespaces: 0,
+            set_tid: ctx.plans[child].set_tid.clone(),
+            cgroup_fd: None,
+            joins: vec![],
+            time_offsets: None,
+        };
+        spawn(&spawn_plan, || run(ctx, *child)).map_err(|e| format!("cloning pid {child}: {e}"))?;
+    }
+    if plan.setpgid {
+        nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0)).map_err(errno("setpgid"))?;
+    }
+    restore_fds(task, plan, helpers)?;
+    if task.root != "/" {
+        nix::unistd::chroot(task.root.as_str()).map_err(errno(format!("chroot {}", task.root)))?;
+    }
+    nix::unistd::chdir(task.cwd.as_str()).map_err(errno(format!("chdir {}", task.cwd)))?;
+    nix::sys::stat::umask(Mode::from_bits_truncate(task.umask));
+    if task.personality != 0 {
+        crate::sys::personality(task.personality).map_err(|e| format!("personality: {e}"))?;
+    }
+    let comm = CString::new(task.comm.clone()).map_err(|_| "comm contains NUL".to_string())?;
+    nix::sys::prctl::set_name(&comm).map_err(errno("PR_SET_NAME"))?;
+    seedmem::map_stub(plan.layout.stub).map_err(|e| format!("mapping the stub at {:#x}: {e}", plan.layout.stub))?;
+    premap(ctx.image, task, &plan.layout)?;
+    let exe = open(task.exe.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(errno(format!("opening exe {}", task.exe)))?;
+    let exe_fd = move_above(exe, plan.helper_base)?;
+    for a in &task.sigactions {
+        let act = KernelSigaction {
+            handler: a.handler,
+            flags: a.flags,
+            restorer: a.restorer,
+            mask: a.mask,
+        };
+        seedmem::rt_sigaction_set(a.signo, &act).map_err(|e| format!("rt_sigaction({}): {e}", a.signo))?;
+    }
+    // Last: limits may be lower than what the steps above needed.
+    for l in &task.rlimits {
+        let (soft, hard) = crate::sys::getrlimit(l.resource).map_err(|e| format!("getrlimit {}: {e}", l.resource))?;
+        if (soft, hard) != (l.soft, l.hard) {
+            crate::sys::setrlimit(l.resource, l.soft, l.hard).map_err(|e| {
+                format!(
+                    "setrlimit({}, {}, {}) (restorer has hard {hard}; raising a hard limit needs CAP_SYS_RESOURCE): {e}",
+                    l.resource, l.soft, l.hard
+                )
+            })?;
+        }
+    }
+    Ok(exe_fd)
+}
+
+fn move_above(fd: RawFd, base: i32) -> SeedResult<RawFd> {
+    let new = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(base)).map_err(errno(format!("moving fd {fd} above {base}")))?;
+    let _ = close(fd);
+    Ok(new)
+}
+
+/// Make the fd table exactly the image's, plus helpers at >= helper_base.
+fn restore_fds(task: &TaskImage, plan: &TaskPlan, helpers: &mut Helpers) -> SeedResult<()> {
+    let dup_above = |fd: RawFd| {
+        fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(plan.helper_base)).map_err(errno(format!("duplicating fd {fd}")))
+    };
+    helpers.ready_w = dup_above(helpers.ready_w)?;
+    helpers.hold_r = dup_above(helpers.hold_r)?;
+    let mut sources = BTreeMap::new();
+    for (&target, &src) in &plan.externals {
+        sources.insert(target, dup_above(src)?);
+    }
+    let keep: Vec<RawFd> = [helpers.ready_w, helpers.hold_r]
+        .into_iter()
+        .chain(sources.values().copied())
+        .collect();
+    let open_now: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| format!("listing /proc/self/fd: {e}"))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in open_now.into_iter().filter(|fd| !keep.contains(fd)) {
+        let _ = close(fd);
+    }
+    for f in &task.fds {
+        let flags = OFlag::from_bits_truncate(f.flags as i32);
+        let reopen = flags & !(OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_EXCL | OFlag::O_CLOEXEC) | OFlag::O_NOCTTY;
+        let tmp = match &f.kind {
+            FdKind::DevNull => open("/dev/null", reopen, Mode::empty()).map_err(errno("opening /dev/null"))?,
+            FdKind::Regular { path, pos } => {
+                let fd = open(path.as_str(), reopen, Mode::empty()).map_err(errno(format!("opening {path}")))?;
+                lseek(fd, *pos as i64, Whence::SeekSet).map_err(errno(format!("seeking {path}")))?;
+                fd
+            }
+            FdKind::External { key } => {
+                let src = sources
+                    .get(&f.fd)
+                    .ok_or_else(|| format!("fd {}: no descriptor supplied for external {key}", f.fd))?;
+                nix::unistd::dup(*src).map_err(errno(format!("dup of external {key}")))?
+            }
+        };
+        let cloexec = flags.contains(OFlag::O_CLOEXEC);
+        if tmp == f.fd {
+            let fdflags = if cloexec {
+                nix::fcntl::FdFlag::FD_CLOEXEC
+            } else {
+                nix::fcntl::FdFlag::empty()
+            };
+            fcntl(tmp, FcntlArg::F_SETFD(fdflags)).map_err(errno("F_SETFD"))?;
+        } else {
+            dup3(tmp, f.fd, if cloexec { OFlag::O_CLOEXEC } else { OFlag::empty() })
+                .map_err(errno(format!("installing fd {}", f.fd)))?;
+            let _ = close(tmp);
+        }
+    }
+    Ok(())
+}
+
+/// Map every private VMA of the image in the layout's premap area and fill it from the page
+/// file; the transplant later moves each into place with one mremap.
+fn premap(image: &Image, task: &TaskImage, layout: &Layout) -> SeedResult<()> {
+    let pages_path = image.pages_path(task.pid);
+    let pages = std::fs::File::open(&pages_path).map_err(|e| format!("opening {}: {e}", pages_path.display()))?;
+    let pagemap = &image.pagemaps[&task.pid];
+    let mut offsets = Vec::with_capacity(pagemap.len());
+    let mut off = 0;
+    for e in pagemap {
+        offsets.push(off);
+        off += e.nr_pages * PAGE;
+    }
+    for &(i, addr) in &layout.premaps {
+        let v = &task.vmas[i];
+        let mut flags = libc::MAP_PRIVATE;
+        if v.growsdown() {
+            flags |= libc::MAP_GROWSDOWN;
+        }
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        let what = |e: std::io::Error| format!("premapping {:x}-{:x} {:?} at {addr:#x}: {e}", v.start, v.end, v.name);
+        if v.kind == VmaKind::FilePrivate {
+            let file = std::fs::File::open(&v.name).map_err(what)?;
+            seedmem::mmap_fixed(addr, v.len(), rw, flags, Some(file.as_fd()), v.offset).map_err(what)?;
+        } else {
+            seedmem::mmap_fixed(addr, v.len(), rw, flags, None, 0).map_err(what)?;
+        }
+        for (e, &file_off) in pagemap.iter().zip(&offsets) {
+            if e.vaddr >= v.start && e.vaddr < v.end {
+                let len = e.nr_pages * PAGE;
+                seedmem::pread_into(pages.as_fd(), addr + (e.vaddr - v.start), len, file_off)
+                    .map_err(|err| format!("filling {:#x}+{len:#x} from {}: {err}", e.vaddr, pages_path.display()))?;
+            }
+        }
+    }
+    Ok(())
+}

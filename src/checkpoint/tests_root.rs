@@ -1,0 +1,365 @@
+//! As root, end to end: a busybox shell counting into a file (and its `sleep` child) in its own
+//! pid namespace is dumped, killed and restored at the same pids; it must keep counting from
+//! where it was and still run its TERM trap. Corrupt images must be refused before anything is
+//! cloned. Skips with a message when not root or without /bin/busybox.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+
+use super::dump::{dump_tree, DumpOptions};
+use super::restore::{restore, PidNamespace, RestoreOptions};
+use super::{image, CheckpointError};
+use crate::spawn::{spawn, SpawnPlan};
+
+const BUSYBOX: &str = "/bin/busybox";
+const SCRIPT: &str = "trap 'exit 7' TERM; i=0; while :; do i=$((i+1)); echo $i > count; sleep 0.3; done";
+
+fn skip_reason() -> Option<&'static str> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Some("not root");
+    }
+    if !Path::new(BUSYBOX).exists() {
+        return Some("no /bin/busybox");
+    }
+    None
+}
+
+/// The counting shell as pid 1 of a new pid namespace, session leader, stdio on /dev/null,
+/// cwd = `dir`. Returns its host pid (a child of this test process).
+fn spawn_counter(dir: &Path) -> i32 {
+    spawn_script(dir, true, SCRIPT)
+}
+
+fn spawn_script(dir: &Path, new_pidns: bool, script: &str) -> i32 {
+    let argv: Vec<CString> = [BUSYBOX, "sh", "-c", script]
+        .iter()
+        .map(|s| CString::new(*s).unwrap())
+        .collect();
+    let prog = CString::new(BUSYBOX).unwrap();
+    let dir = CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+    let plan = SpawnPlan {
+        new_namespaces: if new_pidns { crate::sys::CLONE_NEWPID } else { 0 },
+        set_tid: vec![],
+        cgroup_fd: None,
+        joins: vec![],
+        time_offsets: None,
+    };
+    let child = spawn(&plan, || {
+        let _ = nix::unistd::setsid();
+        let null =
+            nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDWR, nix::sys::stat::Mode::empty()).unwrap_or(-1);
+        for fd in 0..3 {
+            let _ = nix::unistd::dup2(null, fd);
+        }
+        let _ = crate::sys::cloexec_from(3);
+        let _ = nix::unistd::chdir(dir.as_c_str());
+        let _ = nix::unistd::execv(&prog, &argv);
+        127
+    })
+    .expect("spawning the counter");
+    child.pid
+}
+
+fn count(dir: &Path) -> u64 {
+    std::fs::read_to_string(dir.join("count"))
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn nspid(host: i32) -> Vec<i32> {
+    let text = std::fs::read_to_string(format!("/proc/{host}/status")).unwrap_or_default();
+    super::procfs::parse_status(&text).nspid
+}
+
+struct Killer(i32);
+impl Drop for Killer {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.0), Signal::SIGKILL);
+        let _ = waitpid(Pid::from_raw(self.0), None);
+    }
+}
+
+fn tempdir(tag: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let t = tempfile::Builder::new()
+        .prefix(&format!("amber-ckpt-{tag}-"))
+        .tempdir()
+        .unwrap();
+    let work = t.path().join("work");
+    let img = t.path().join("image");
+    std::fs::create_dir(&work).unwrap();
+    (t, work, img)
+}
+
+#[test]
+fn dump_kill_restore_counter_tree() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping dump_kill_restore_counter_tree: {why}");
+        return;
+    }
+    let (_t, work, img) = tempdir("e2e");
+    let pid = spawn_counter(&work);
+    let guard = Killer(pid);
+    wait_for("the counter to reach 3", Duration::from_secs(10), || count(&work) >= 3);
+
+    let summary = dump_tree(pid, &img, &DumpOptions { leave_running: false }).expect("dump");
+    // Killed (and, being our child, reaped) by the dump.
+    std::mem::forget(guard);
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "the dumped tree is gone");
+    let dumped: Vec<i32> = summary.tasks.iter().map(|t| t.0).collect();
+    assert_eq!(dumped[0], 1);
+    assert!(dumped.len() == 2, "sh and its sleep child: {dumped:?}");
+    let at_dump = count(&work);
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(count(&work), at_dump, "nothing counts while dumped");
+    let json = image::inspect_json(&img).unwrap();
+    assert_eq!(json["tree"]["root"], 1);
+
+    let restored = restore(
+        &img,
+        &RestoreOptions {
+            pid_ns: PidNamespace::New,
+            external_fds: BTreeMap::new(),
+            cgroup_fd: None,
+        },
+    )
+    .expect("restore");
+    let guard = Killer(restored.root_pid);
+    assert_eq!(
+        restored.pids.keys().copied().collect::<Vec<_>>(),
+        dumped,
+        "same pids in the namespace"
+    );
+    assert_eq!(nspid(restored.root_pid), vec![restored.root_pid, 1]);
+
+    check_maps(restored.pids[&1], &image::load_for_inspect(&img).unwrap().tasks[&1]);
+
+    wait_for("the restored counter to go on", Duration::from_secs(10), || {
+        count(&work) >= at_dump + 2
+    });
+    let now = count(&work);
+    assert!(
+        now <= at_dump + 10,
+        "counting continued from {at_dump}, not from 1 ({now})"
+    );
+
+    kill(Pid::from_raw(restored.root_pid), Signal::SIGTERM).unwrap();
+    let status = waitpid(Pid::from_raw(restored.root_pid), None).unwrap();
+    std::mem::forget(guard);
+    assert_eq!(
+        status,
+        WaitStatus::Exited(Pid::from_raw(restored.root_pid), 7),
+        "the TERM trap ran"
+    );
+}
+
+#[test]
+fn corrupt_images_are_refused_before_cloning() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping corrupt_images_are_refused_before_cloning: {why}");
+        return;
+    }
+    let (_t, work, img) = tempdir("corrupt");
+    let pid = spawn_counter(&work);
+    let _guard = Killer(pid);
+    wait_for("the counter to reach 2", Duration::from_secs(10), || count(&work) >= 2);
+    dump_tree(pid, &img, &DumpOptions { leave_running: true }).expect("dump");
+    let before = count(&work);
+    wait_for("the dumped tree to keep running", Duration::from_secs(10), || {
+        count(&work) > before
+    });
+    image::verify(&img).expect("a fresh image verifies");
+
+    let opts = RestoreOptions {
+        pid_ns: PidNamespace::New,
+        external_fds: BTreeMap::new(),
+        cgroup_fd: None,
+    };
+    let pages = img.join(image::task_pages(1));
+    let mut data = std::fs::read(&pages).unwrap();
+    assert!(!data.is_empty());
+    data[100] ^= 0x40;
+    std::fs::write(&pages, &data).unwrap();
+    let err = restore(&img, &opts).unwrap_err();
+    assert!(matches!(err, CheckpointError::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("SHA-256"), "{err}");
+    // restore() calls image::load (which must refuse) before its first clone.
+    assert_eq!(image::verify(&img).unwrap_err().to_string(), err.to_string());
+
+    data[100] ^= 0x40;
+    data.truncate(data.len() - 4096);
+    std::fs::write(&pages, &data).unwrap();
+    let err = restore(&img, &opts).unwrap_err();
+    assert!(err.to_string().contains("truncated"), "{err}");
+}
+
+/// Every dumped VMA is back at its address with its permissions and name ([heap], [stack],
+/// [vdso], file paths); neighbours may have merged.
+fn check_maps(host: i32, task: &image::TaskImage) {
+    let text = std::fs::read_to_string(format!("/proc/{host}/maps")).unwrap();
+    let maps = super::procfs::parse_smaps(&text);
+    for v in task.vmas.iter().filter(|v| v.kind != image::VmaKind::Vsyscall) {
+        let found = maps
+            .iter()
+            .any(|m| m.start <= v.start && v.end <= m.end && m.perms == v.perms && m.name == v.name);
+        assert!(
+            found,
+            "{:x}-{:x} {} {:?} not restored; maps:\n{text}",
+            v.start, v.end, v.perms, v.name
+        );
+    }
+    let exe = std::fs::read_link(format!("/proc/{host}/exe")).unwrap();
+    assert_eq!(exe.to_string_lossy(), task.exe);
+    let cmdline = std::fs::read(format!("/proc/{host}/cmdline")).unwrap();
+    assert!(cmdline.starts_with(b"/bin/busybox\0sh\0-c\0"), "{cmdline:?}");
+}
+
+#[test]
+fn restore_in_the_current_pid_namespace_at_the_same_pids() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping restore_in_the_current_pid_namespace_at_the_same_pids: {why}");
+        return;
+    }
+    let (_t, work, img) = tempdir("hostns");
+    let pid = spawn_script(&work, false, SCRIPT);
+    let guard = Killer(pid);
+    wait_for("the counter to reach 2", Duration::from_secs(10), || count(&work) >= 2);
+    let summary = dump_tree(pid, &img, &DumpOptions { leave_running: false }).expect("dump");
+    std::mem::forget(guard);
+    let dumped: Vec<i32> = summary.tasks.iter().map(|t| t.0).collect();
+    assert_eq!(dumped[0], pid, "in our namespace the container pids are host pids");
+    // The sleep child is reaped by init once its parent is gone.
+    wait_for("the dumped pids to be free", Duration::from_secs(10), || {
+        dumped.iter().all(|p| !Path::new(&format!("/proc/{p}")).exists())
+    });
+    let at_dump = count(&work);
+    let restored = restore(
+        &img,
+        &RestoreOptions {
+            pid_ns: PidNamespace::Current,
+            external_fds: BTreeMap::new(),
+            cgroup_fd: None,
+        },
+    )
+    .expect("restore");
+    let guard = Killer(restored.root_pid);
+    assert_eq!(restored.root_pid, pid);
+    assert_eq!(
+        restored.pids.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>(),
+        summary.tasks
+    );
+    wait_for("the restored counter to go on", Duration::from_secs(10), || {
+        count(&work) >= at_dump + 2
+    });
+    kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    let status = waitpid(Pid::from_raw(pid), None).unwrap();
+    std::mem::forget(guard);
+    assert_eq!(status, WaitStatus::Exited(Pid::from_raw(pid), 7), "the TERM trap ran");
+}
+
+#[test]
+fn unsupported_fds_are_refused_and_the_tree_keeps_running() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping unsupported_fds_are_refused_and_the_tree_keeps_running: {why}");
+        return;
+    }
+    let (_t, work, img) = tempdir("refuse");
+    let script = format!("exec 5</; {SCRIPT}");
+    let pid = spawn_script(&work, true, &script);
+    let _guard = Killer(pid);
+    wait_for("the counter to reach 2", Duration::from_secs(10), || count(&work) >= 2);
+    let err = dump_tree(pid, &img, &DumpOptions { leave_running: false }).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("pid {pid}")) && text.contains("fd 5 -> /"),
+        "{text}"
+    );
+    assert!(!img.join(image::MANIFEST).exists(), "no image is written");
+    let after = count(&work);
+    wait_for("the refused tree to keep running", Duration::from_secs(10), || {
+        count(&work) > after
+    });
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains("TracerPid:\t0"), "detached");
+}
+
+#[test]
+fn dump_a_frozen_cgroup_and_restore() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping dump_a_frozen_cgroup_and_restore: {why}");
+        return;
+    }
+    let id = format!("amber-ckpt-test-{}", std::process::id());
+    let Ok(mgr) = crate::cgroups::Manager::new(None, &id, false) else {
+        eprintln!("skipping dump_a_frozen_cgroup_and_restore: no usable cgroup hierarchy");
+        return;
+    };
+    if let Err(e) = mgr.create() {
+        eprintln!("skipping dump_a_frozen_cgroup_and_restore: {e}");
+        let _ = mgr.destroy();
+        return;
+    }
+    struct Destroy(crate::cgroups::Manager);
+    impl Drop for Destroy {
+        fn drop(&mut self) {
+            let _ = self.0.thaw();
+            for pid in self.0.pids().unwrap_or_default() {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            let _ = self.0.destroy();
+        }
+    }
+    let _cg = Destroy(mgr.clone());
+    let (_t, work, img) = tempdir("cgroup");
+    let script = format!("trap 'echo usr1 > got' USR1; {SCRIPT}");
+    let pid = spawn_script(&work, true, &script);
+    let guard = Killer(pid);
+    mgr.add_task(pid).unwrap();
+    let start = count(&work);
+    // Past the sleep that was started before the move: every task is now in the cgroup.
+    wait_for("two more counts", Duration::from_secs(10), || count(&work) >= start + 2);
+    // A signal that arrives while the container is frozen is pending at dump time: the dump
+    // lets the shell take it (its trap must still run after the restore).
+    mgr.freeze().unwrap();
+    kill(Pid::from_raw(pid), Signal::SIGUSR1).unwrap();
+    let summary = super::dump::dump_cgroup(&mgr, &img, &DumpOptions { leave_running: false }).expect("dump");
+    assert!(!work.join("got").exists(), "the trap has not run before the dump");
+    std::mem::forget(guard);
+    assert_eq!(summary.tasks.len(), 2, "{:?}", summary.tasks);
+    assert!(!mgr.is_frozen().unwrap(), "the dump thaws the cgroup");
+    let at_dump = count(&work);
+    let restored = restore(
+        &img,
+        &RestoreOptions {
+            pid_ns: PidNamespace::New,
+            external_fds: BTreeMap::new(),
+            cgroup_fd: None,
+        },
+    )
+    .expect("restore");
+    let guard = Killer(restored.root_pid);
+    wait_for("the restored counter to go on", Duration::from_secs(10), || {
+        count(&work) >= at_dump + 2
+    });
+    assert!(work.join("got").exists(), "the USR1 trap ran after the restore");
+    kill(Pid::from_raw(restored.root_pid), Signal::SIGTERM).unwrap();
+    let status = waitpid(Pid::from_raw(restored.root_pid), None).unwrap();
+    std::mem::forget(guard);
+    assert_eq!(status, WaitStatus::Exited(Pid::from_raw(restored.root_pid), 7));
+}

@@ -1,0 +1,189 @@
+//! The address-space transplant (CHECKPOINT.md §4.4, steps 1-8 and 19): everything a seed cannot
+//! do to itself, injected through its stub page while it sits in ptrace stops.
+//!
+//! `prepare` leaves the task at the syscall-exit-stop of `munmap(stub)`, with nothing of the
+//! restorer left in it; `finish` then loads the dumped registers (with `orig_rax = -1`), xstate
+//! and signal mask and detaches, so the task resumes exactly where it was dumped.
+
+use nix::sys::ptrace;
+use nix::unistd::Pid;
+
+use super::image::{from_hex, TaskImage, VmaKind};
+use super::plan::{seed_unmaps, PAGE};
+use super::procfs::parse_smaps;
+use super::remote::{self, Remote};
+use super::seed::TaskPlan;
+use super::{proc_err, ptrace_err, CheckpointError, Result};
+use crate::sys::ptrace as sp;
+
+const SYS_RSEQ: i64 = 334;
+const SYS_CLOSE_RANGE: i64 = 436;
+const RSEQ_FLAG_UNREGISTER: u64 = 1;
+const ARCH_MAP_VDSO_64: u64 = 0x2003;
+const PR_SET_MM: u64 = 35;
+const PR_SET_MM_MAP: u64 = 14;
+const SS_DISABLE: i32 = 2;
+/// Scratch page layout: auxv at +0, prctl_mm_map at +2048, stack_t at +3072.
+const MM_MAP_OFF: u64 = 2048;
+const STACK_T_OFF: u64 = 3072;
+
+fn ptrace_io(pid: i32, op: &'static str) -> impl FnOnce(std::io::Error) -> CheckpointError {
+    move |source| CheckpointError::Ptrace { pid, op, source }
+}
+
+/// Seize a ready seed and rebuild the dumped address space and per-task kernel state in it.
+pub fn prepare(host: i32, task: &TaskImage, plan: &TaskPlan, exe_fd: i32) -> Result<()> {
+    remote::seize(host)?;
+    remote::interrupt(host)?;
+    remote::wait_interrupted(host)?;
+    let xstate = from_hex(&task.xstate).ok_or_else(|| CheckpointError::Corrupt(format!("pid {}: xstate", task.pid)))?;
+    let own = sp::get_xstate(host).map_err(ptrace_io(host, "GETREGSET NT_X86_XSTATE"))?;
+    if own.len() != xstate.len() {
+        return Err(CheckpointError::Incompatible(format!(
+            "pid {}: xstate area of {} bytes, this kernel uses {}",
+            task.pid,
+            xstate.len(),
+            own.len()
+        )));
+    }
+    sp::set_sigmask(host, !0).map_err(ptrace_io(host, "SETSIGMASK"))?;
+    let base = remote::getregs(host)?;
+    let r = Remote::new(host, plan.layout.stub)?;
+
+    // The seed's glibc registered rseq in memory that is about to disappear; the kernel would
+    // write to it on the next return to user space.
+    if let Ok(c) = sp::get_rseq_configuration(host) {
+        if c.rseq_abi_pointer != 0 {
+            let args = [
+                c.rseq_abi_pointer,
+                c.rseq_abi_size as u64,
+                RSEQ_FLAG_UNREGISTER,
+                c.signature as u64,
+            ];
+            r.call(&base, "rseq(UNREGISTER)", SYS_RSEQ, &args)?;
+        }
+    }
+    let maps_path = format!("/proc/{host}/maps");
+    let maps = parse_smaps(&std::fs::read_to_string(&maps_path).map_err(proc_err(&maps_path))?);
+    for (start, end) in seed_unmaps(&maps, &plan.layout) {
+        r.call(&base, "munmap", libc::SYS_munmap, &[start, end - start])?;
+    }
+    if let Some(vvar) = task.vmas.iter().find(|v| v.kind == VmaKind::Vvar) {
+        // Same kernel (checked by the host record): the vdso is recreated at the dumped address.
+        r.call(
+            &base,
+            "arch_prctl(ARCH_MAP_VDSO_64)",
+            libc::SYS_arch_prctl,
+            &[ARCH_MAP_VDSO_64, vvar.start],
+        )?;
+    }
+    for &(i, addr) in &plan.layout.premaps {
+        let v = &task.vmas[i];
+        let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+        let got = r.call(
+            &base,
+            "mremap",
+            libc::SYS_mremap,
+            &[addr, v.len(), v.len(), flags, v.start],
+        )?;
+        if got as u64 != v.start {
+            return Err(CheckpointError::Restore(format!(
+                "pid {}: mremap to {:#x} landed at {got:#x}",
+                task.pid, v.start
+            )));
+        }
+    }
+    for &(i, _) in &plan.layout.premaps {
+        let v = &task.vmas[i];
+        if v.prot() != libc::PROT_READ | libc::PROT_WRITE {
+            r.call(
+                &base,
+                "mprotect",
+                libc::SYS_mprotect,
+                &[v.start, v.len(), v.prot() as u64],
+            )?;
+        }
+    }
+    set_mm_map(&r, &base, task, plan.layout.stub + PAGE, exe_fd)?;
+    restore_thread_state(&r, &base, task, plan.layout.stub + PAGE)?;
+    r.call(
+        &base,
+        "close_range",
+        SYS_CLOSE_RANGE,
+        &[plan.helper_base as u64, u32::MAX as u64, 0],
+    )?;
+    // The last call removes the stub itself; the task stays in this call's syscall-exit-stop.
+    r.call(&base, "munmap(stub)", libc::SYS_munmap, &[plan.layout.stub, 2 * PAGE])?;
+    Ok(())
+}
+
+/// One PR_SET_MM_MAP: code/data/brk/stack/arg/env fields, auxv, and /proc/<pid>/exe.
+fn set_mm_map(r: &Remote, base: &libc::user_regs_struct, task: &TaskImage, scratch: u64, exe_fd: i32) -> Result<()> {
+    let auxv = remote::from_words(&task.auxv);
+    if auxv.len() as u64 > MM_MAP_OFF {
+        return Err(CheckpointError::Corrupt(format!(
+            "pid {}: auxv of {} bytes",
+            task.pid,
+            auxv.len()
+        )));
+    }
+    r.write(scratch, &auxv)?;
+    let m = &task.mm;
+    let mut map = remote::from_words(&[
+        m.start_code,
+        m.end_code,
+        m.start_data,
+        m.end_data,
+        m.start_brk,
+        m.brk,
+        m.start_stack,
+        m.arg_start,
+        m.arg_end,
+        m.env_start,
+        m.env_end,
+        scratch,
+    ]);
+    map.extend_from_slice(&(auxv.len() as u32).to_ne_bytes());
+    map.extend_from_slice(&(exe_fd as u32).to_ne_bytes());
+    r.write(scratch + MM_MAP_OFF, &map)?;
+    let args = [PR_SET_MM, PR_SET_MM_MAP, scratch + MM_MAP_OFF, map.len() as u64, 0];
+    r.call(base, "prctl(PR_SET_MM_MAP)", libc::SYS_prctl, &args)?;
+    Ok(())
+}
+
+/// rseq, robust list, clear_child_tid, sigaltstack: per-thread state that only the thread
+/// itself can set.
+fn restore_thread_state(r: &Remote, base: &libc::user_regs_struct, task: &TaskImage, scratch: u64) -> Result<()> {
+    if let Some(rs) = &task.rseq {
+        r.call(base, "rseq", SYS_RSEQ, &[rs.ptr, rs.len as u64, 0, rs.sig as u64])?;
+    }
+    let (head, len) = task.robust_list;
+    if head != 0 {
+        r.call(base, "set_robust_list", libc::SYS_set_robust_list, &[head, len])?;
+    }
+    r.call(base, "set_tid_address", libc::SYS_set_tid_address, &[task.tid_address])?;
+    let a = &task.altstack;
+    let (sp_, flags, size) = if a.flags & SS_DISABLE != 0 {
+        (0, SS_DISABLE, 0)
+    } else {
+        (a.sp, a.flags & !1, a.size) // SS_ONSTACK is a state, not a setting
+    };
+    let mut ss = remote::from_words(&[sp_]);
+    ss.extend_from_slice(&(flags as i64).to_ne_bytes());
+    ss.extend_from_slice(&size.to_ne_bytes());
+    r.write(scratch + STACK_T_OFF, &ss)?;
+    r.call(base, "sigaltstack", libc::SYS_sigaltstack, &[scratch + STACK_T_OFF, 0])?;
+    Ok(())
+}
+
+/// Load the dumped CPU state at the stub's last syscall-exit-stop and let the task go.
+pub fn finish(host: i32, task: &TaskImage) -> Result<()> {
+    let mut regs: libc::user_regs_struct = (&task.regs).into();
+    // No syscall restart on the way out: the dump already applied it (plan::fixup_restart).
+    regs.orig_rax = u64::MAX;
+    remote::setregs(host, regs)?;
+    let xstate = from_hex(&task.xstate).unwrap_or_default();
+    sp::set_xstate(host, &xstate).map_err(ptrace_io(host, "SETREGSET NT_X86_XSTATE"))?;
+    sp::set_sigmask(host, task.sigmask).map_err(ptrace_io(host, "SETSIGMASK"))?;
+    ptrace::detach(Pid::from_raw(host), None).map_err(ptrace_err(host, "DETACH"))
+}
