@@ -209,6 +209,7 @@ fn collect_and_write(pids: &[i32], dir: &Path) -> Result<DumpSummary> {
     for entry in &tree.tasks {
         let mut c = dump_task::collect(entry.host_pid)?;
         c.task.pid = entry.pid;
+        super::relocate::relativize(&mut c.task, entry.host_pid)?;
         collected.push(c);
     }
     // Everything is known and acceptable: only now touch the image directory.

@@ -134,6 +134,8 @@ pub fn collect(pid: i32) -> Result<Collected> {
             cap_bnd: status.cap_bnd,
             cap_amb: status.cap_amb,
             no_new_privs: status.no_new_privs,
+            securebits: inside.securebits,
+            dumpable: Some(inside.dumpable),
         },
         rlimits,
         sigmask,
@@ -322,6 +324,8 @@ struct Inside {
     brk: u64,
     tid_address: u64,
     altstack: AltStack,
+    securebits: u32,
+    dumpable: u32,
 }
 
 /// Find a `syscall` instruction (0f 05) in the task's vdso, our injection point at dump.
@@ -412,6 +416,10 @@ fn run_queries(r: &Remote, base: &libc::user_regs_struct) -> Result<Inside> {
             flags: w[1] as i32,
             size: w[2],
         };
+        const PR_GET_DUMPABLE: u64 = 3;
+        const PR_GET_SECUREBITS: u64 = 27;
+        let dumpable = r.call(base, "prctl(PR_GET_DUMPABLE)", libc::SYS_prctl, &[PR_GET_DUMPABLE])? as u32;
+        let securebits = r.call(base, "prctl(PR_GET_SECUREBITS)", libc::SYS_prctl, &[PR_GET_SECUREBITS])? as u32;
         for which in 0..3u64 {
             r.call(base, "getitimer", libc::SYS_getitimer, &[which, scratch])?;
             if remote::words(&r.read(scratch, 32)?).iter().any(|&x| x != 0) {
@@ -423,6 +431,8 @@ fn run_queries(r: &Remote, base: &libc::user_regs_struct) -> Result<Inside> {
             brk,
             tid_address,
             altstack,
+            securebits,
+            dumpable,
         })
     })();
     r.call(base, "munmap", libc::SYS_munmap, &[scratch, PAGE])?;

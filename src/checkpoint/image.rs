@@ -1,4 +1,5 @@
-//! The image format (CHECKPOINT.md §5), version 1.0:
+//! The image format (CHECKPOINT.md §5), version 1.1 (1.1 added `Creds::securebits` and
+//! `Creds::dumpable`; a 1.0 image reads as securebits 0 and an unknown dumpable flag):
 //!
 //! ```text
 //! <dir>/manifest.json            format, engine, created, host record, files [{name, size, sha256}]
@@ -23,7 +24,7 @@ use super::host::HostRecord;
 use super::CheckpointError;
 
 pub const FORMAT_MAJOR: u32 = 1;
-pub const FORMAT_MINOR: u32 = 0;
+pub const FORMAT_MINOR: u32 = 1;
 pub const MANIFEST: &str = "manifest.json";
 pub const TREE: &str = "tree.json";
 
@@ -101,8 +102,10 @@ pub struct Regs {
     pub gs: u64,
 }
 
+/// Credentials of one task (per thread in general; v1 tasks have one thread).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Creds {
+    /// real, effective, saved, fs.
     pub uid: [u32; 4],
     pub gid: [u32; 4],
     pub groups: Vec<u32>,
@@ -112,6 +115,12 @@ pub struct Creds {
     pub cap_bnd: u64,
     pub cap_amb: u64,
     pub no_new_privs: bool,
+    /// PR_GET_SECUREBITS (format 1.1; 0 in older images).
+    #[serde(default)]
+    pub securebits: u32,
+    /// PR_GET_DUMPABLE: 0, 1 or 2 (suid_dumpable); None when not recorded (format 1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dumpable: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -9,18 +9,21 @@
 //!   restorer running ordinary Rust, `seed`) are cloned top-down at exact pids by their real
 //!   parents, set up fds, cwd, rlimits, sigactions and premap + fill their memory; then the
 //!   restorer seizes each seed and transplants the address space through a stub page
-//!   (`transplant`), sets the final registers at the stub's last syscall-exit-stop and
-//!   detaches.
+//!   (`transplant`), changes its credentials last (`creds`: groups, uids/gids, capability
+//!   sets, securebits, no_new_privs, dumpable), sets the final registers at the stub's last
+//!   syscall-exit-stop and detaches.
 //!
 //! API for the CLI: [`dump::dump_tree`] / [`dump::dump_cgroup`] (`amber checkpoint`),
 //! [`restore::restore`] (`amber restore`), [`image::inspect_json`] (`checkpoint-inspect`).
 
+pub mod creds;
 pub mod dump;
 mod dump_task;
 pub mod host;
 pub mod image;
 pub mod plan;
 pub mod procfs;
+mod relocate;
 mod remote;
 pub mod restore;
 mod seed;

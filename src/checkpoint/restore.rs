@@ -10,6 +10,7 @@ use std::path::Path;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use super::creds;
 use super::image::{self, FdKind, Image, VmaKind};
 use super::plan::plan_layout;
 use super::procfs;
@@ -192,18 +193,10 @@ fn kill_all(root: i32, pidfd: &OwnedFd, ns: PidNamespace) {
     let _ = nix::sys::wait::waitpid(Pid::from_raw(root), None);
 }
 
-/// What v1 needs from this host beyond the host record: the same credentials as the
-/// restorer, unchanged mapped files, and free pids.
+/// What v1 needs from this host beyond the host record: unchanged mapped files, the same vdso
+/// layout, and free pids. (Credentials are checked by `plan_tasks`, also before any clone.)
 fn check_restorable(image: &Image, opts: &RestoreOptions) -> Result<()> {
-    let me = procfs::parse_status(&std::fs::read_to_string("/proc/self/status").unwrap_or_default());
     for (pid, t) in &image.tasks {
-        let c = &t.creds;
-        if c.uid != me.uid || c.gid != me.gid || c.cap_eff != me.cap_eff || c.cap_bnd != me.cap_bnd {
-            return Err(CheckpointError::Restore(format!(
-                "pid {pid}: credentials uid {:?} gid {:?} caps {:#x}/{:#x} differ from the restorer's (v1 does not change credentials)",
-                c.uid, c.gid, c.cap_eff, c.cap_bnd
-            )));
-        }
         for v in t.vmas.iter().filter(|v| v.kind == VmaKind::FilePrivate) {
             let Some(id) = &v.file else { continue };
             let m = std::fs::metadata(&v.name)
@@ -258,8 +251,10 @@ fn check_restorable(image: &Image, opts: &RestoreOptions) -> Result<()> {
     }
 }
 
-/// Per task: set_tid, session steps, children, premap layout, external fd sources.
+/// Per task: set_tid, session steps, children, premap layout, external fd sources, and the
+/// credential steps (refusing credentials this restorer cannot give).
 fn plan_tasks(image: &Image, opts: &RestoreOptions) -> Result<BTreeMap<i32, TaskPlan>> {
+    let me = creds::Current::of_self()?;
     let maps = std::fs::read_to_string("/proc/self/maps").map_err(super::proc_err("/proc/self/maps"))?;
     let occupied: Vec<(u64, u64)> = procfs::parse_smaps(&maps).iter().map(|v| (v.start, v.end)).collect();
     let mut plans = BTreeMap::new();
@@ -298,6 +293,7 @@ fn plan_tasks(image: &Image, opts: &RestoreOptions) -> Result<BTreeMap<i32, Task
                 layout: plan_layout(task, &occupied)?,
                 helper_base: task.fds.iter().map(|f| f.fd + 1).max().unwrap_or(3).max(3),
                 externals,
+                creds: creds::plan(t.pid, &task.creds, &me)?,
             },
         );
     }

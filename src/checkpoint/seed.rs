@@ -31,6 +31,8 @@ pub struct TaskPlan {
     pub helper_base: i32,
     /// image fd -> the restorer's descriptor (inherited by the seed) to install there.
     pub externals: BTreeMap<i32, RawFd>,
+    /// Injected last by the restorer (`transplant::prepare`); the seed keeps the restorer's.
+    pub creds: Vec<super::creds::CredStep>,
 }
 
 pub struct SeedCtx<'a> {

@@ -1,7 +1,8 @@
 //! As root, end to end: a busybox shell counting into a file (and its `sleep` child) in its own
 //! pid namespace is dumped, killed and restored at the same pids; it must keep counting from
 //! where it was and still run its TERM trap. Corrupt images must be refused before anything is
-//! cloned. Skips with a message when not root or without /bin/busybox.
+//! cloned. The same tree started with reduced credentials (setpriv) gets them back exactly.
+//! Skips with a message when not root or without /bin/busybox (or /usr/bin/setpriv).
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -37,11 +38,12 @@ fn spawn_counter(dir: &Path) -> i32 {
 }
 
 fn spawn_script(dir: &Path, new_pidns: bool, script: &str) -> i32 {
-    let argv: Vec<CString> = [BUSYBOX, "sh", "-c", script]
-        .iter()
-        .map(|s| CString::new(*s).unwrap())
-        .collect();
-    let prog = CString::new(BUSYBOX).unwrap();
+    spawn_argv(dir, new_pidns, &[BUSYBOX, "sh", "-c", script])
+}
+
+fn spawn_argv(dir: &Path, new_pidns: bool, argv: &[&str]) -> i32 {
+    let prog = CString::new(argv[0]).unwrap();
+    let argv: Vec<CString> = argv.iter().map(|s| CString::new(*s).unwrap()).collect();
     let dir = CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
     let plan = SpawnPlan {
         new_namespaces: if new_pidns { crate::sys::CLONE_NEWPID } else { 0 },
@@ -362,4 +364,166 @@ fn dump_a_frozen_cgroup_and_restore() {
     let status = waitpid(Pid::from_raw(restored.root_pid), None).unwrap();
     std::mem::forget(guard);
     assert_eq!(status, WaitStatus::Exited(Pid::from_raw(restored.root_pid), 7));
+}
+
+const SETPRIV: &str = "/usr/bin/setpriv";
+const CRED_LINES: [&str; 9] = [
+    "Uid:",
+    "Gid:",
+    "Groups:",
+    "CapInh:",
+    "CapPrm:",
+    "CapEff:",
+    "CapBnd:",
+    "CapAmb:",
+    "NoNewPrivs:",
+];
+
+/// The credential lines of /proc/<pid>/status.
+fn cred_lines(host: i32) -> Vec<String> {
+    let text = std::fs::read_to_string(format!("/proc/{host}/status")).unwrap();
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| CRED_LINES.iter().any(|k| l.starts_with(k)))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), CRED_LINES.len(), "{text}");
+    lines
+}
+
+/// Start the counter under `setpriv <args>`, dump + kill, restore, and check that every
+/// restored task has exactly the original credentials (status lines; securebits and dumpable
+/// through a second dump of the restored tree) and the tree goes on working.
+fn creds_round_trip(tag: &str, setpriv: &[&str], uid: u32, expect: &[&str]) {
+    let (t, work, img) = tempdir(tag);
+    // The task may lack CAP_DAC_OVERRIDE: let it reach and write its work directory.
+    std::fs::set_permissions(t.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    nix::unistd::chown(&work, Some(uid.into()), Some(uid.into())).unwrap();
+    let mut argv = vec![SETPRIV];
+    argv.extend_from_slice(setpriv);
+    argv.extend_from_slice(&[BUSYBOX, "sh", "-c", SCRIPT]);
+    let pid = spawn_argv(&work, true, &argv);
+    let guard = Killer(pid);
+    wait_for("the counter to reach 2", Duration::from_secs(10), || count(&work) >= 2);
+    let before = cred_lines(pid);
+    for want in expect {
+        assert!(before.iter().any(|l| l == want), "setpriv gave {before:?}, not {want}");
+    }
+    let summary = dump_tree(pid, &img, &DumpOptions { leave_running: false }).expect("dump");
+    std::mem::forget(guard);
+    assert_eq!(summary.tasks.len(), 2, "{:?}", summary.tasks);
+    let dumped = image::load_for_inspect(&img).unwrap();
+    assert_eq!(dumped.manifest.format.minor, image::FORMAT_MINOR);
+    let at_dump = count(&work);
+
+    let restored = restore(
+        &img,
+        &RestoreOptions {
+            pid_ns: PidNamespace::New,
+            external_fds: BTreeMap::new(),
+            cgroup_fd: None,
+        },
+    )
+    .expect("restore");
+    let guard = Killer(restored.root_pid);
+    for (&inner, &host) in &restored.pids {
+        assert_eq!(cred_lines(host), before, "pid {inner} (host {host})");
+    }
+    wait_for("the restored counter to go on", Duration::from_secs(10), || {
+        count(&work) >= at_dump + 2
+    });
+
+    // Dump the restored tree again (left running): the root's credentials, securebits and
+    // dumpable flag included, are those of the first image.
+    let img2 = t.path().join("image2");
+    dump_tree(restored.root_pid, &img2, &DumpOptions { leave_running: true }).expect("second dump");
+    let again = image::load_for_inspect(&img2).unwrap();
+    assert_eq!(again.tasks[&1].creds, dumped.tasks[&1].creds);
+    assert!(dumped.tasks[&1].creds.dumpable.is_some());
+    let now = count(&work);
+    wait_for(
+        "the tree to keep counting after the second dump",
+        Duration::from_secs(10),
+        || count(&work) > now,
+    );
+
+    kill(Pid::from_raw(restored.root_pid), Signal::SIGTERM).unwrap();
+    let status = waitpid(Pid::from_raw(restored.root_pid), None).unwrap();
+    std::mem::forget(guard);
+    assert_eq!(
+        status,
+        WaitStatus::Exited(Pid::from_raw(restored.root_pid), 7),
+        "the TERM trap ran"
+    );
+}
+
+fn setpriv_missing(test: &str) -> bool {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping {test}: {why}");
+        return true;
+    }
+    if !Path::new(SETPRIV).exists() {
+        eprintln!("skipping {test}: no {SETPRIV}");
+        return true;
+    }
+    false
+}
+
+/// A non-root uid/gid with supplementary groups, runc's three capabilities as inheritable,
+/// permitted, effective, bounding and ambient sets, SECBIT_NOROOT and no_new_privs.
+#[test]
+fn restore_non_root_credentials_with_ambient_caps() {
+    if setpriv_missing("restore_non_root_credentials_with_ambient_caps") {
+        return;
+    }
+    let caps = "-all,+kill,+net_bind_service,+audit_write";
+    let inh = format!("--inh-caps={caps}");
+    let amb = format!("--ambient-caps={caps}");
+    let bnd = format!("--bounding-set={caps}");
+    let args = [
+        "--reuid=1000",
+        "--regid=1000",
+        "--groups=20,1000,2000",
+        inh.as_str(),
+        amb.as_str(),
+        bnd.as_str(),
+        "--securebits=+noroot",
+        "--no-new-privs",
+    ];
+    let expect = [
+        "Uid:\t1000\t1000\t1000\t1000",
+        "Gid:\t1000\t1000\t1000\t1000",
+        "Groups:\t20 1000 2000 ",
+        "CapAmb:\t0000000020000420",
+        "CapBnd:\t0000000020000420",
+        "NoNewPrivs:\t1",
+    ];
+    creds_round_trip("creds-user", &args, 1000, &expect);
+}
+
+/// runc's default for a root container: uid 0, CapPrm = CapEff = CapBnd = 0x20000420, no
+/// inheritable or ambient capabilities; here also with differing real/effective gid.
+#[test]
+fn restore_runc_default_root_credentials() {
+    if setpriv_missing("restore_runc_default_root_credentials") {
+        return;
+    }
+    let args = [
+        "--bounding-set=-all,+kill,+net_bind_service,+audit_write",
+        "--inh-caps=-all",
+        "--rgid=1000",
+        "--egid=1001",
+        "--clear-groups",
+        "--no-new-privs",
+    ];
+    let expect = [
+        "Uid:\t0\t0\t0\t0",
+        "Gid:\t1000\t1001\t1001\t1001",
+        "CapInh:\t0000000000000000",
+        "CapPrm:\t0000000020000420",
+        "CapEff:\t0000000020000420",
+        "CapBnd:\t0000000020000420",
+        "CapAmb:\t0000000000000000",
+    ];
+    creds_round_trip("creds-root", &args, 0, &expect);
 }

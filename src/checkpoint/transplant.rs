@@ -1,5 +1,6 @@
-//! The address-space transplant (CHECKPOINT.md §4.4, steps 1-8 and 19): everything a seed cannot
-//! do to itself, injected through its stub page while it sits in ptrace stops.
+//! The address-space transplant (CHECKPOINT.md §4.4, steps 1-8, 11, 15-16 and 19): everything a
+//! seed cannot do to itself, injected through its stub page while it sits in ptrace stops;
+//! credentials (`creds`) come last, after every call that needs the restorer's privileges.
 //!
 //! `prepare` leaves the task at the syscall-exit-stop of `munmap(stub)`, with nothing of the
 //! restorer left in it; `finish` then loads the dumped registers (with `orig_rax = -1`), xstate
@@ -8,6 +9,7 @@
 use nix::sys::ptrace;
 use nix::unistd::Pid;
 
+use super::creds::CredStep;
 use super::image::{from_hex, TaskImage, VmaKind};
 use super::plan::{seed_unmaps, PAGE};
 use super::procfs::parse_smaps;
@@ -23,6 +25,14 @@ const ARCH_MAP_VDSO_64: u64 = 0x2003;
 const PR_SET_MM: u64 = 35;
 const PR_SET_MM_MAP: u64 = 14;
 const SS_DISABLE: i32 = 2;
+const PR_SET_DUMPABLE: u64 = 4;
+const PR_CAPBSET_DROP: u64 = 24;
+const PR_SET_SECUREBITS: u64 = 28;
+const PR_SET_NO_NEW_PRIVS: u64 = 38;
+const PR_CAP_AMBIENT: u64 = 47;
+const PR_CAP_AMBIENT_RAISE: u64 = 2;
+const PR_CAP_AMBIENT_CLEAR_ALL: u64 = 4;
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 /// Scratch page layout: auxv at +0, prctl_mm_map at +2048, stack_t at +3072.
 const MM_MAP_OFF: u64 = 2048;
 const STACK_T_OFF: u64 = 3072;
@@ -112,6 +122,8 @@ pub fn prepare(host: i32, task: &TaskImage, plan: &TaskPlan, exe_fd: i32) -> Res
         SYS_CLOSE_RANGE,
         &[plan.helper_base as u64, u32::MAX as u64, 0],
     )?;
+    // Credentials last (step 15-16): everything above may need the restorer's privileges.
+    restore_creds(&r, &base, task.pid, &plan.creds, plan.layout.stub + PAGE)?;
     // The last call removes the stub itself; the task stays in this call's syscall-exit-stop.
     r.call(&base, "munmap(stub)", libc::SYS_munmap, &[plan.layout.stub, 2 * PAGE])?;
     Ok(())
@@ -173,6 +185,89 @@ fn restore_thread_state(r: &Remote, base: &libc::user_regs_struct, task: &TaskIm
     ss.extend_from_slice(&size.to_ne_bytes());
     r.write(scratch + STACK_T_OFF, &ss)?;
     r.call(base, "sigaltstack", libc::SYS_sigaltstack, &[scratch + STACK_T_OFF, 0])?;
+    Ok(())
+}
+
+/// Inject the credential steps planned by `creds::plan`, in order, as raw per-thread calls.
+fn restore_creds(r: &Remote, base: &libc::user_regs_struct, pid: i32, steps: &[CredStep], scratch: u64) -> Result<()> {
+    for step in steps {
+        match step {
+            CredStep::SetGroups(groups) => {
+                let data: Vec<u8> = groups.iter().flat_map(|g| g.to_ne_bytes()).collect();
+                r.write(scratch, &data)?;
+                let args = [groups.len() as u64, scratch];
+                r.call(base, "setgroups", libc::SYS_setgroups, &args)?;
+            }
+            CredStep::SetSecurebits(bits) => {
+                let args = [PR_SET_SECUREBITS, *bits as u64];
+                r.call(base, "prctl(PR_SET_SECUREBITS)", libc::SYS_prctl, &args)?;
+            }
+            CredStep::SetResGid(g) => {
+                let args = [g[0] as u64, g[1] as u64, g[2] as u64];
+                r.call(base, "setresgid", libc::SYS_setresgid, &args)?;
+            }
+            CredStep::SetResUid(u) => {
+                let args = [u[0] as u64, u[1] as u64, u[2] as u64];
+                r.call(base, "setresuid", libc::SYS_setresuid, &args)?;
+            }
+            // setfs[ug]id returns the previous id and never fails: ask again (with the invalid
+            // id -1, which changes nothing) to see whether it took.
+            CredStep::SetFsGid(g) => {
+                r.syscall(base, libc::SYS_setfsgid, &[*g as u64])?;
+                if r.syscall(base, libc::SYS_setfsgid, &[u32::MAX as u64])? as u32 != *g {
+                    return Err(CheckpointError::Restore(format!(
+                        "pid {pid}: setfsgid({g}) did not take"
+                    )));
+                }
+            }
+            CredStep::SetFsUid(u) => {
+                r.syscall(base, libc::SYS_setfsuid, &[*u as u64])?;
+                if r.syscall(base, libc::SYS_setfsuid, &[u32::MAX as u64])? as u32 != *u {
+                    return Err(CheckpointError::Restore(format!(
+                        "pid {pid}: setfsuid({u}) did not take"
+                    )));
+                }
+            }
+            CredStep::Capset { eff, prm, inh } => {
+                // struct __user_cap_header_struct { u32 version; int pid; } then two
+                // struct __user_cap_data_struct { u32 effective, permitted, inheritable; }.
+                let mut data = Vec::with_capacity(32);
+                data.extend_from_slice(&LINUX_CAPABILITY_VERSION_3.to_ne_bytes());
+                data.extend_from_slice(&0i32.to_ne_bytes());
+                for half in [0, 32] {
+                    for set in [eff, prm, inh] {
+                        data.extend_from_slice(&((set >> half) as u32).to_ne_bytes());
+                    }
+                }
+                r.write(scratch, &data)?;
+                r.call(base, "capset", libc::SYS_capset, &[scratch, scratch + 8])?;
+            }
+            CredStep::AmbientClearAll => {
+                let args = [PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0];
+                r.call(base, "prctl(PR_CAP_AMBIENT_CLEAR_ALL)", libc::SYS_prctl, &args)?;
+            }
+            CredStep::AmbientRaise(cap) => {
+                let args = [PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, *cap as u64, 0, 0];
+                r.call(base, "prctl(PR_CAP_AMBIENT_RAISE)", libc::SYS_prctl, &args)?;
+            }
+            CredStep::BoundingDrop(cap) => {
+                r.call(
+                    base,
+                    "prctl(PR_CAPBSET_DROP)",
+                    libc::SYS_prctl,
+                    &[PR_CAPBSET_DROP, *cap as u64],
+                )?;
+            }
+            CredStep::NoNewPrivs => {
+                let args = [PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0];
+                r.call(base, "prctl(PR_SET_NO_NEW_PRIVS)", libc::SYS_prctl, &args)?;
+            }
+            CredStep::Dumpable(d) => {
+                let args = [PR_SET_DUMPABLE, *d as u64];
+                r.call(base, "prctl(PR_SET_DUMPABLE)", libc::SYS_prctl, &args)?;
+            }
+        }
+    }
     Ok(())
 }
 

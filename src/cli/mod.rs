@@ -189,6 +189,112 @@ struct ExecArgs {
     command: Vec<String>,
 }
 
+#[derive(clap::Args, Debug, Clone)]
+struct CheckpointArgs {
+    /// Where to write the image
+    #[arg(long = "image-path", default_value = "checkpoint")]
+    image_path: PathBuf,
+    /// Where to write dump.log
+    #[arg(long = "work-path")]
+    work_path: Option<PathBuf>,
+    /// Leave the container running after the checkpoint
+    #[arg(long = "leave-running")]
+    leave_running: bool,
+    // runc/podman/containerd flags the engine does not implement yet: refused when given.
+    #[arg(long = "tcp-established", hide = true)]
+    tcp_established: bool,
+    #[arg(long = "tcp-skip-in-flight", hide = true)]
+    tcp_skip_in_flight: bool,
+    #[arg(long = "link-remap", hide = true)]
+    link_remap: bool,
+    #[arg(long = "ext-unix-sk", hide = true)]
+    ext_unix_sk: bool,
+    #[arg(long = "shell-job", hide = true)]
+    shell_job: bool,
+    #[arg(long = "lazy-pages", hide = true)]
+    lazy_pages: bool,
+    #[arg(long = "status-fd", hide = true)]
+    status_fd: Option<i32>,
+    #[arg(long = "page-server", hide = true)]
+    page_server: Option<String>,
+    #[arg(long = "file-locks", hide = true)]
+    file_locks: bool,
+    #[arg(long = "pre-dump", hide = true)]
+    pre_dump: bool,
+    #[arg(long = "parent-path", hide = true)]
+    parent_path: Option<PathBuf>,
+    #[arg(long = "manage-cgroups-mode", hide = true)]
+    manage_cgroups_mode: Option<String>,
+    #[arg(long = "empty-ns", hide = true)]
+    empty_ns: Vec<String>,
+    #[arg(long = "auto-dedup", hide = true)]
+    auto_dedup: bool,
+    /// Container id
+    id: String,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct RestoreArgs {
+    /// The image to restore
+    #[arg(long = "image-path", default_value = "checkpoint")]
+    image_path: PathBuf,
+    /// Where to write restore.log
+    #[arg(long = "work-path")]
+    work_path: Option<PathBuf>,
+    /// Path to the bundle directory (holding config.json)
+    #[arg(short = 'b', long, default_value = ".")]
+    bundle: PathBuf,
+    /// Detach from the restored container's process
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// File to write the restored init's pid to
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Unix socket path for a restored terminal (not supported by the engine yet)
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// Do not use pivot_root
+    #[arg(long = "no-pivot")]
+    no_pivot: bool,
+    /// Do not make amber a child subreaper while it waits in the foreground
+    #[arg(long = "no-subreaper")]
+    no_subreaper: bool,
+    /// Accepted as conmon sends it: keep the caller's session keyring
+    #[arg(long = "no-new-keyring")]
+    no_new_keyring: bool,
+    /// Accepted as conmon sends it
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    /// Accepted as podman 5 sends it (no TCP sockets are restored yet)
+    #[arg(long = "tcp-close")]
+    tcp_close: bool,
+    // runc/podman/containerd flags the engine does not implement yet: refused when given.
+    #[arg(long = "tcp-established", hide = true)]
+    tcp_established: bool,
+    #[arg(long = "ext-unix-sk", hide = true)]
+    ext_unix_sk: bool,
+    #[arg(long = "shell-job", hide = true)]
+    shell_job: bool,
+    #[arg(long = "file-locks", hide = true)]
+    file_locks: bool,
+    #[arg(long = "manage-cgroups-mode", hide = true)]
+    manage_cgroups_mode: Option<String>,
+    #[arg(long = "empty-ns", hide = true)]
+    empty_ns: Vec<String>,
+    #[arg(long = "auto-dedup", hide = true)]
+    auto_dedup: bool,
+    #[arg(long = "lazy-pages", hide = true)]
+    lazy_pages: bool,
+    #[arg(long = "lsm-profile", hide = true)]
+    lsm_profile: Option<String>,
+    #[arg(long = "lsm-mount-context", hide = true)]
+    lsm_mount_context: Option<String>,
+    #[arg(long = "parent-path", hide = true)]
+    parent_path: Option<PathBuf>,
+    /// Container id
+    id: String,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Create a container (its process waits until `start`)
@@ -252,6 +358,15 @@ enum Command {
     },
     /// Print the OCI features JSON of this build
     Features,
+    /// Checkpoint a running container into an image (native engine, no CRIU)
+    Checkpoint(CheckpointArgs),
+    /// Restore a container from a checkpoint image; it comes up running
+    Restore(RestoreArgs),
+    /// Print a checkpoint image as JSON (after verifying its checksums)
+    CheckpointInspect {
+        #[arg(long = "image-path", default_value = "checkpoint")]
+        image_path: PathBuf,
+    },
     /// Stream container events: stats every interval, and OOM kills
     Events {
         /// Print one stats event and exit
@@ -397,6 +512,7 @@ fn create_opts(a: &CreateArgs, foreground: bool) -> Result<CreateOpts, Error> {
         init_pid,
         foreground,
         no_new_keyring: a.no_new_keyring,
+        restore: None,
     })
 }
 
@@ -487,6 +603,41 @@ fn dispatch(g: &Global, command: Command) -> Result<i32, Error> {
             let every = container::events::parse_duration(&interval).ok_or(Error::BadInterval(interval))?;
             container::events::events(g, &id, stats, every).map(|_| 0)
         }
+        Command::Checkpoint(a) => {
+            use container::checkpoint::refuse_unsupported;
+            refuse_unsupported(
+                "checkpoint",
+                &[
+                    ("--tcp-established", a.tcp_established),
+                    ("--tcp-skip-in-flight", a.tcp_skip_in_flight),
+                    ("--link-remap", a.link_remap),
+                    ("--ext-unix-sk", a.ext_unix_sk),
+                    ("--shell-job", a.shell_job),
+                    ("--lazy-pages", a.lazy_pages),
+                    ("--status-fd", a.status_fd.is_some()),
+                    ("--page-server", a.page_server.is_some()),
+                    ("--file-locks", a.file_locks),
+                    ("--pre-dump", a.pre_dump),
+                    ("--parent-path", a.parent_path.is_some()),
+                    ("--manage-cgroups-mode", a.manage_cgroups_mode.is_some()),
+                    ("--empty-ns", !a.empty_ns.is_empty()),
+                    ("--auto-dedup", a.auto_dedup),
+                ],
+            )?;
+            let opts = container::checkpoint::CheckpointOpts {
+                id: a.id,
+                image_path: std::path::absolute(&a.image_path).unwrap_or(a.image_path),
+                work_path: a.work_path,
+                leave_running: a.leave_running,
+            };
+            container::checkpoint::checkpoint(g, &opts).map(|_| 0)
+        }
+        Command::Restore(a) => restore(g, a),
+        Command::CheckpointInspect { image_path } => {
+            let v = crate::checkpoint::image::inspect_json(&image_path)?;
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            Ok(0)
+        }
         Command::Features => {
             let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
             let mut out = Vec::new();
@@ -496,6 +647,71 @@ fn dispatch(g: &Global, command: Command) -> Result<i32, Error> {
             Ok(0)
         }
         Command::Spec { bundle, rootless } => spec_cmd::write(&bundle, rootless).map(|_| 0),
+    }
+}
+
+fn restore(g: &Global, a: RestoreArgs) -> Result<i32, Error> {
+    use container::checkpoint::{refuse_unsupported, work_log};
+    refuse_unsupported(
+        "restore",
+        &[
+            ("--tcp-established", a.tcp_established),
+            ("--ext-unix-sk", a.ext_unix_sk),
+            ("--shell-job", a.shell_job),
+            ("--file-locks", a.file_locks),
+            ("--manage-cgroups-mode", a.manage_cgroups_mode.is_some()),
+            ("--empty-ns", !a.empty_ns.is_empty()),
+            ("--auto-dedup", a.auto_dedup),
+            ("--lazy-pages", a.lazy_pages),
+            ("--lsm-profile", a.lsm_profile.is_some()),
+            ("--lsm-mount-context", a.lsm_mount_context.is_some()),
+            ("--parent-path", a.parent_path.is_some()),
+            ("--console-socket (restored terminals)", a.console_socket.is_some()),
+        ],
+    )?;
+    let image = std::path::absolute(&a.image_path).unwrap_or(a.image_path.clone());
+    let opts = CreateOpts {
+        id: a.id.clone(),
+        bundle: a.bundle,
+        pid_file: a.pid_file.map(|p| std::path::absolute(&p).unwrap_or(p)),
+        console_socket: None,
+        pidfd_socket: None,
+        no_pivot: a.no_pivot,
+        preserve_fds: a.preserve_fds,
+        init_pid: Vec::new(),
+        foreground: !a.detach,
+        no_new_keyring: a.no_new_keyring,
+        restore: Some(image),
+    };
+    // In the foreground the restored init must become our child once the restorer leaves.
+    let sfd = if a.detach {
+        None
+    } else {
+        if !a.no_subreaper {
+            nix::sys::prctl::set_child_subreaper(true)
+                .map_err(|e| Error::io("becoming a child subreaper", std::path::Path::new("prctl"), e.into()))?;
+        }
+        Some(
+            ops::forwarding_signalfd()
+                .map_err(|e| Error::io("creating signalfd", std::path::Path::new("signalfd"), e.into()))?,
+        )
+    };
+    let started = std::time::Instant::now();
+    let created = container::create::create(g, &opts);
+    let line = match &created {
+        Ok(c) => format!(
+            "restored {} at pid {} in {:.3}s",
+            a.id,
+            c.state.init_pid,
+            started.elapsed().as_secs_f64()
+        ),
+        Err(e) => format!("restore of {} failed: {e}", a.id),
+    };
+    work_log(a.work_path.as_deref(), "restore.log", &line);
+    let created = created?;
+    match sfd {
+        None => Ok(0),
+        Some(sfd) => ops::wait_restored(g, created, &sfd),
     }
 }
 

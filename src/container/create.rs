@@ -36,6 +36,9 @@ pub struct CreateOpts {
     pub foreground: bool,
     /// Keep the caller's session keyring instead of joining a new one.
     pub no_new_keyring: bool,
+    /// `restore`: rebuild the checkpoint image in this directory instead of running
+    /// process.args; the container comes up running.
+    pub restore: Option<PathBuf>,
 }
 
 /// A created container, as `run` needs it to go on.
@@ -78,6 +81,10 @@ impl Drop for Undo<'_> {
 
 pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
     validate_id(&opts.id)?;
+    // A corrupt or foreign image is refused before anything is made.
+    if let Some(image) = &opts.restore {
+        crate::checkpoint::image::verify(image)?;
+    }
     let bundle = absolute(&opts.bundle)?;
     let spec = crate::spec::load_bundle(&bundle)?;
     let rootfs = resolve_rootfs(&spec, &bundle)?;
@@ -122,12 +129,29 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
     // Always: without linux.resources the container still gets the default device rules
     // (deny all, then the standard nodes), as runc applies them.
     cgroups.apply_resources(&linux.resources().clone().unwrap_or_default())?;
-    let fifo = make_exec_fifo(&dir_path)?;
+    // A restored container is running at once: no exec fifo to wait on.
+    let fifo = match opts.restore {
+        Some(_) => None,
+        None => Some(make_exec_fifo(&dir_path)?),
+    };
+    let restore = match &opts.restore {
+        Some(image) => Some(init::RestoreInit {
+            image: std::fs::File::open(image)
+                .map_err(|e| Error::io("opening checkpoint image", image, e))?
+                .into(),
+            new_pid_ns,
+        }),
+        None => None,
+    };
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     let (console, console_ours) = console_endpoints(opts.console_socket.as_deref(), terminal, opts.foreground)?;
     let cgroup_fd = cgroups.open_v2_dir()?;
     let joins_user_ns = ns.joins.iter().any(|j| j.kind == CloneFlags::CLONE_NEWUSER);
     let mut clone_flags = ns.new_flags;
+    // Restoring: the init rebuilds the tree, whose root is the one to get the pid namespace.
+    if opts.restore.is_some() {
+        clone_flags &= !sys::CLONE_NEWPID;
+    }
     // Without CLONE_INTO_CGROUP the child is moved into its cgroup after the clone, so its
     // cgroup namespace must be made afterwards, by the init itself.
     let unshare_cgroup = cgroup_fd.is_none() && clone_flags & sys::CLONE_NEWCGROUP != 0;
@@ -162,7 +186,7 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
         spec: &spec,
         rootfs: rootfs.clone(),
         channel: child_ch,
-        fifo: Some(fifo),
+        fifo,
         new_namespaces: ns.new_flags,
         no_pivot: opts.no_pivot,
         preserve_fds: opts.preserve_fds,
@@ -173,6 +197,7 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
         seccomp: seccomp.as_ref(),
         in_user_ns: ns.new_flags & sys::CLONE_NEWUSER != 0 || joins_user_ns,
         new_keyring: !opts.no_new_keyring,
+        restore,
     };
     let spawned = spawn::spawn(&plan, move || init::container_init(ctx))?;
     let pid = spawned.pid;
@@ -186,6 +211,7 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
         write_id_maps(&spec, pid)?;
     }
     parent_ch.send(&ToChild::Go { pid })?;
+    let mut restored = None;
     loop {
         match parent_ch.recv::<FromChild>("the container init to get ready")? {
             FromChild::NeedHooks => {
@@ -200,9 +226,27 @@ pub fn create(g: &Global, opts: &CreateOpts) -> Result<Created, Error> {
                 parent_ch.send(&ToChild::Resume)?;
             }
             FromChild::Ready => break,
+            FromChild::Restored { root_pid, pids } => {
+                restored = Some((root_pid, pids));
+                break;
+            }
             FromChild::Error(e) => return Err(Error::Init(e)),
         }
     }
+    // Restored: the init (our child) leaves once the tree runs; its root is the container's
+    // init from now on, with its own pidfd.
+    let pid = match &restored {
+        Some((root_pid, _)) => {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            undo.pidfd = Some(
+                sys::pidfd_open(*root_pid)
+                    .map_err(|e| Error::io("opening the restored init", Path::new("pidfd"), e))?,
+            );
+            undo.pid = *root_pid;
+            *root_pid
+        }
+        None => pid,
+    };
 
     let console_master = match &console_ours {
         Some(sock) => Some(super::tty::recv_master(sock).map_err(Error::TtyMaster)?),

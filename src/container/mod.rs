@@ -1,6 +1,7 @@
 //! Container operations: each command is one function here that reads as a list of named steps.
 //! This module orchestrates (spec → state → cgroup → spawn → init) and never calls libc itself.
 
+pub mod checkpoint;
 pub mod create;
 pub mod events;
 pub mod exec;
@@ -32,6 +33,10 @@ pub enum Error {
     Spec(#[from] SpecError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error("{0}")]
+    Unsupported(String),
     #[error(transparent)]
     Exe(#[from] crate::security::exe::ExeError),
     #[error(transparent)]
@@ -118,6 +123,7 @@ pub enum StatusError {
     AlreadyPaused,
     ExecStopped,
     ExecPaused,
+    CannotCheckpoint(state::Status),
 }
 
 impl std::fmt::Display for StatusError {
@@ -133,6 +139,7 @@ impl std::fmt::Display for StatusError {
             StatusError::NotPaused => f.write_str("container not paused"),
             StatusError::AlreadyPaused => f.write_str("container already paused"),
             StatusError::ExecStopped => f.write_str("cannot exec in a stopped container"),
+            StatusError::CannotCheckpoint(s) => write!(f, "Container cannot be checkpointed in {s} state"),
             StatusError::ExecPaused => {
                 f.write_str("cannot exec in a paused container (use --ignore-paused to override)")
             }

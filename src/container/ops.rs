@@ -195,7 +195,7 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<(), Error> {
 
 /// SIGKILL the init (and, without a private pid namespace, everything in the cgroup), then wait
 /// until the init is really gone.
-fn kill_and_wait(st: &State) -> Result<(), Error> {
+pub(super) fn kill_and_wait(st: &State) -> Result<(), Error> {
     let pidfd = init_pidfd(st);
     if let Some(fd) = &pidfd {
         let _ = sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
@@ -218,7 +218,7 @@ fn kill_and_wait(st: &State) -> Result<(), Error> {
     Ok(())
 }
 
-fn destroy(dir: StateDir, st: &State) -> Result<(), Error> {
+pub(super) fn destroy(dir: StateDir, st: &State) -> Result<(), Error> {
     let cg = Manager::from_state(&st.cgroup);
     // Stragglers (processes that joined the cgroup, or a container without a pid namespace).
     let deadline = Instant::now() + KILL_WAIT;
@@ -355,6 +355,21 @@ pub fn run_foreground(
         Some(master) => super::tty::proxy(master, &created.pidfd, st.init_pid, sfd),
         None => wait_signals(&created.pidfd, st.init_pid, sfd),
     };
+    delete(g, &id, true)?;
+    Ok(code)
+}
+
+/// The foreground half of `restore`: wait for the restored init (our child now that the
+/// restorer is gone and we are a subreaper), forwarding signals, then delete the container.
+pub fn wait_restored(
+    g: &Global,
+    created: super::create::Created,
+    sfd: &nix::sys::signalfd::SignalFd,
+) -> Result<i32, Error> {
+    let id = created.state.id.clone();
+    let pid = created.state.init_pid;
+    drop(created.dir);
+    let code = wait_signals(&created.pidfd, pid, sfd);
     delete(g, &id, true)?;
     Ok(code)
 }

@@ -18,7 +18,7 @@
 pub mod process;
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
@@ -44,6 +44,12 @@ pub enum ToChild {
 pub enum FromChild {
     NeedHooks,
     Ready,
+    /// `restore`: the tree is rebuilt and running; the root's pid as the runtime sees it, and
+    /// every restored pid (container namespace -> runtime's namespace).
+    Restored {
+        root_pid: i32,
+        pids: Vec<(i32, i32)>,
+    },
     Error(InitError),
 }
 
@@ -96,6 +102,16 @@ pub struct InitContext<'a> {
     pub in_user_ns: bool,
     /// Join a new session keyring named after the container (unless --no-new-keyring).
     pub new_keyring: bool,
+    /// `restore`: instead of running process.args, rebuild the checkpointed tree here, inside
+    /// the container's namespaces and root.
+    pub restore: Option<RestoreInit>,
+}
+
+pub struct RestoreInit {
+    /// The image directory, opened before pivot_root (reached again through /proc/self/fd).
+    pub image: OwnedFd,
+    /// The tree had its own pid namespace (the config's): its root is pid 1 of a new one.
+    pub new_pid_ns: bool,
 }
 
 /// Entry point in the child; returns the exit code only on failure (success ends in execve).
@@ -175,6 +191,9 @@ fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
     rootfs::finish(&plan)?;
     process::apply_sysctl(spec)?;
     rootfs::lockdown(&plan)?;
+    if let Some(r) = &ctx.restore {
+        restore_tree(ctx, r, &plan)?;
+    }
 
     let process = spec
         .process()
@@ -222,6 +241,61 @@ fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
         let _ = f.write_all(e.to_string().as_bytes());
     }
     result
+}
+
+/// Rebuild the checkpointed tree as our children (the engine clones the root into the tree's
+/// own pid namespace), tell the parent, and leave: the root is reparented to the caller's
+/// subreaper, as a created container's init would be.
+fn restore_tree(ctx: &InitContext<'_>, r: &RestoreInit, plan: &rootfs::RootfsPlan) -> Result<Never, InitError> {
+    use crate::checkpoint::restore::{restore, PidNamespace, RestoreOptions};
+    // Through our own pid (not "self"): the seeds reach the image while they rearrange their
+    // own descriptors, and we stay alive until they are done.
+    let dir = PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), r.image.as_raw_fd()));
+    let opts = RestoreOptions {
+        pid_ns: if r.new_pid_ns {
+            PidNamespace::New
+        } else {
+            PidNamespace::Current
+        },
+        external_fds: Default::default(),
+        cgroup_fd: None, // we are in the container's cgroups already: the tree inherits them
+    };
+    let restored = restore(&dir, &opts).map_err(at("restoring the checkpoint"))?;
+    if r.new_pid_ns {
+        // /proc was mounted for our pid namespace: give the container one of its own, from a
+        // short-lived process inside the tree's namespace.
+        nix::sched::setns(restored.root_pidfd.as_fd(), nix::sched::CloneFlags::CLONE_NEWPID)
+            .map_err(at("entering the restored pid namespace"))?;
+        let plan_none = crate::spawn::SpawnPlan {
+            new_namespaces: 0,
+            set_tid: Vec::new(),
+            cgroup_fd: None,
+            joins: Vec::new(),
+            time_offsets: None,
+        };
+        let helper = crate::spawn::spawn(&plan_none, || match rootfs::remount_proc(plan) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        })
+        .map_err(at("starting the /proc helper"))?;
+        match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(helper.pid), None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => {}
+            other => {
+                return Err(InitError::step(
+                    "remounting /proc for the restored tree",
+                    format!("{other:?}"),
+                ))
+            }
+        }
+    }
+    let pids = restored.pids.iter().map(|(a, b)| (*a, *b)).collect();
+    ctx.channel
+        .send(&FromChild::Restored {
+            root_pid: restored.root_pid,
+            pids,
+        })
+        .map_err(at("reporting the restored tree"))?;
+    crate::sys::exit_now(0)
 }
 
 /// Load the filter; with SCMP_ACT_NOTIFY, connect to the agent first (the filter may block

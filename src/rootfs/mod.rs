@@ -456,6 +456,30 @@ pub fn lockdown(plan: &RootfsPlan) -> Result<(), InitError> {
     Ok(())
 }
 
+/// Replace /proc by a procfs of the calling process's pid namespace, masks and read-only paths
+/// under it included. A restore builds the mounts before the tree's pid namespace exists; a
+/// process inside that namespace calls this once the tree runs.
+pub fn remount_proc(plan: &RootfsPlan) -> Result<(), InitError> {
+    let Some(m) = plan
+        .mounts
+        .iter()
+        .find(|m| m.destination == Path::new("/proc") && m.fstype.as_deref() == Some("proc"))
+    else {
+        return Ok(());
+    };
+    umount2("/proc", MntFlags::MNT_DETACH).map_err(at("unmounting the restorer's /proc"))?;
+    let data = m.options.data.join(",");
+    let data = (!data.is_empty()).then_some(data);
+    mount(Some("proc"), "/proc", Some("proc"), m.options.flags, data.as_deref()).map_err(at("mounting /proc"))?;
+    for p in plan.masked.iter().filter(|p| p.starts_with("/proc")) {
+        mask_path(p)?;
+    }
+    for p in plan.readonly_paths.iter().filter(|p| p.starts_with("/proc")) {
+        readonly_path(p)?;
+    }
+    Ok(())
+}
+
 fn mask_path(p: &Path) -> Result<(), InitError> {
     let md = match std::fs::metadata(p) {
         Ok(md) => md,
