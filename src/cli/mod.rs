@@ -449,6 +449,11 @@ pub fn main(args: Vec<String>) -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
+            // Go's flag package (runc) says "flag needs an argument"; podman's pod-restore probe
+            // looks for exactly those words.
+            if e.kind() == clap::error::ErrorKind::InvalidValue && e.to_string().contains("a value is required") {
+                eprintln!("flag needs an argument");
+            }
             return if e.use_stderr() { 1 } else { 0 };
         }
     };

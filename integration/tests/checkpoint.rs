@@ -1,0 +1,272 @@
+//! Native checkpoint/restore (amber only: runc would need CRIU, which does not run on this
+//! kernel). A counter container is checkpointed, killed, restored at the same pids and goes on
+//! counting; a second checkpoint of the restored container, a clone under a new id, and the
+//! refusals (corrupt image, unsupported flags) are checked too.
+
+use amber_integration::*;
+use serde_json::json;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Counts into /out/count every 0.1 s, with a child process (the sleep) most of the time.
+const COUNTER: &str = "i=0; while :; do i=$((i+1)); echo $i > /out/count; sleep 0.1; done";
+
+fn counter_bundle(out: &Path) -> Bundle {
+    let mut b = Bundle::sh(COUNTER);
+    b.bind(out, "/out", &["rw"]);
+    // The engine restores credentials only when they equal the restorer's (part 1): run the
+    // counter with the runtime's own capability sets and without no_new_privs.
+    let caps: Vec<String> = features_caps()
+        .into_iter()
+        .filter(|c| c != "CAP_SYS_RESOURCE")
+        .collect();
+    for set in ["bounding", "effective", "permitted"] {
+        b.set(&format!("/process/capabilities/{set}"), json!(caps));
+    }
+    b.set("/process/capabilities/ambient", json!([]));
+    b.set("/process/capabilities/inheritable", json!([]));
+    b.set("/process/noNewPrivileges", json!(false));
+    b
+}
+
+fn features_caps() -> Vec<String> {
+    let out = rt(&["features"]);
+    out.assert_ok();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("features JSON");
+    v["linux"]["capabilities"]
+        .as_array()
+        .expect("capabilities")
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn count(out: &Path) -> u64 {
+    std::fs::read_to_string(out.join("count"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn wait_count_above(out: &Path, n: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = count(out);
+        if c > n {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "counter stuck at {c} (waiting for > {n})");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn nspid(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("NSpid:"))
+        .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Running (a zombie waiting for the test's subreaper to reap it does not count).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                .map(|st| st != "Z" && st != "X")
+        })
+        .unwrap_or(false)
+}
+
+fn tmpdir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(prefix).tempdir_in("/tmp").unwrap()
+}
+
+#[test]
+fn checkpoint_kill_restore_continues_at_the_same_pids() {
+    if !is_amber() {
+        eprintln!("skipped: native checkpoint/restore is amber's (runc needs CRIU)");
+        return;
+    }
+    let out = tmpdir("amber-it-cr-out.");
+    let images = tmpdir("amber-it-cr-img.");
+    let c = Container::new("cr", counter_bundle(out.path()));
+    c.bundle.write();
+    let bundle = c.bundle.path_str();
+    c.run_console(c.command(&["run", "-d", "--bundle", &bundle, &c.id]), &[])
+        .assert_ok();
+    let before = wait_count_above(out.path(), 2);
+    let pids_before = c.rt(&["ps", "--format", "nspid", &c.id]);
+    pids_before.assert_ok();
+    let old_pid = c.pid();
+
+    // checkpoint without --leave-running: the container is gone afterwards, as with runc
+    let img = images.path().join("one");
+    let work = images.path().join("work");
+    let img_s = img.to_string_lossy().into_owned();
+    let work_s = work.to_string_lossy().into_owned();
+    c.rt(&["checkpoint", "--image-path", &img_s, "--work-path", &work_s, &c.id])
+        .assert_ok();
+    assert!(std::fs::read_to_string(work.join("dump.log"))
+        .unwrap()
+        .contains("dumped"));
+    c.state().assert_fail();
+    let frozen_at = count(out.path());
+    assert!(frozen_at >= before);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(count(out.path()), frozen_at, "the checkpointed tree kept running");
+    assert!(
+        !alive(old_pid),
+        "the dumped init survived: {:?}",
+        std::fs::read_to_string(format!("/proc/{old_pid}/stat"))
+    );
+
+    // the image inspects as JSON
+    let inspect = rt(&["checkpoint-inspect", "--image-path", &img_s]);
+    inspect.assert_ok();
+    assert!(inspect.stdout.contains("\"tasks\""), "{inspect}");
+
+    // restore: running at once, pid file = state pid, same pids inside, counting on
+    let pid_file = images.path().join("pid");
+    let pid_file_s = pid_file.to_string_lossy().into_owned();
+    let restore = c.command(&[
+        "restore",
+        "-d",
+        "--bundle",
+        &bundle,
+        "--image-path",
+        &img_s,
+        "--work-path",
+        &work_s,
+        "--pid-file",
+        &pid_file_s,
+        &c.id,
+    ]);
+    c.run_console(restore, &[]).assert_ok();
+    let st = c.state_json();
+    assert_eq!(st["status"], "running", "{st}");
+    let pid = st["pid"].as_i64().unwrap() as i32;
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), pid.to_string());
+    assert!(
+        nspid(pid).ends_with(" 1"),
+        "restored init is not pid 1 inside: {}",
+        nspid(pid)
+    );
+    let after = wait_count_above(out.path(), frozen_at);
+    assert!(
+        after > frozen_at && after < frozen_at + 50,
+        "counter restarted instead of continuing: {frozen_at} -> {after}"
+    );
+    let pids_after = c.rt(&["ps", "--format", "nspid", &c.id]);
+    let inner = |o: &Output| -> Vec<Vec<i64>> {
+        let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+        let mut r: Vec<Vec<i64>> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                p["nspid"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_i64().unwrap())
+                    .collect()
+            })
+            .collect();
+        r.sort();
+        r
+    };
+    // the init keeps pid 1; its child is whatever the dump caught, at its own pid
+    assert_eq!(inner(&pids_after)[0], vec![1], "{pids_after}");
+
+    // a restored container can be checkpointed again (leaving it running) ...
+    let img2 = images.path().join("two");
+    let img2_s = img2.to_string_lossy().into_owned();
+    c.rt(&["checkpoint", "--leave-running", "--image-path", &img2_s, &c.id])
+        .assert_ok();
+    assert_eq!(c.state_json()["status"], "running");
+    let mid = count(out.path());
+    wait_count_above(out.path(), mid);
+
+    // ... and restored under a new id while the original still runs (a clone)
+    let c2 = Container::new("cr-clone", counter_bundle(out.path()));
+    c2.bundle.write();
+    let b2 = c2.bundle.path_str();
+    c2.run_console(
+        c2.command(&["restore", "-d", "--bundle", &b2, "--image-path", &img2_s, &c2.id]),
+        &[],
+    )
+    .assert_ok();
+    assert_eq!(c2.state_json()["status"], "running");
+    assert_eq!(c.state_json()["status"], "running");
+    let p2 = c2.pid();
+    assert!(nspid(p2).ends_with(" 1"), "{}", nspid(p2));
+    let _ = pids_before;
+}
+
+#[test]
+fn corrupt_image_is_refused_before_anything_is_made() {
+    if !is_amber() {
+        eprintln!("skipped: native checkpoint/restore is amber's");
+        return;
+    }
+    let out = tmpdir("amber-it-cr-out.");
+    let images = tmpdir("amber-it-cr-img.");
+    let c = Container::new("cr-corrupt", counter_bundle(out.path()));
+    c.bundle.write();
+    let bundle = c.bundle.path_str();
+    c.run_console(c.command(&["run", "-d", "--bundle", &bundle, &c.id]), &[])
+        .assert_ok();
+    wait_count_above(out.path(), 1);
+    let img = images.path().join("img");
+    let img_s = img.to_string_lossy().into_owned();
+    c.rt(&["checkpoint", "--image-path", &img_s, &c.id]).assert_ok();
+    // flip one byte of the first pages file
+    let pages = std::fs::read_dir(img.join("task"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "pages") && std::fs::metadata(p).unwrap().len() > 0)
+        .expect("a pages file");
+    let mut data = std::fs::read(&pages).unwrap();
+    data[0] ^= 0xff;
+    std::fs::write(&pages, data).unwrap();
+    let r = c.rt(&["restore", "-d", "--bundle", &bundle, "--image-path", &img_s, &c.id]);
+    r.assert_fail();
+    assert!(
+        r.stderr.contains("corrupt") || r.stderr.contains("checksum") || r.stderr.contains("SHA"),
+        "{r}"
+    );
+    assert!(!c.state_dir().exists(), "a refused restore left its state dir");
+    let cg = format!("/sys/fs/cgroup/pids/{}", c.id);
+    assert!(!Path::new(&cg).exists(), "a refused restore left its cgroup");
+}
+
+#[test]
+fn unsupported_flags_are_refused_and_help_works() {
+    if !is_amber() {
+        eprintln!("skipped: amber's checkpoint flags");
+        return;
+    }
+    rt(&["checkpoint", "--help"]).assert_ok();
+    let r = rt(&["checkpoint", "--pre-dump", "some-id"]);
+    r.assert_fail();
+    assert!(
+        r.stderr.contains("--pre-dump") && r.stderr.contains("not supported"),
+        "{r}"
+    );
+    let r = rt(&["restore", "--tcp-established", "some-id"]);
+    r.assert_fail();
+    assert!(r.stderr.contains("not supported"), "{r}");
+    // podman's pod-restore probe: a flag without its value must say "flag needs an argument"
+    let r = rt(&["restore", "--lsm-mount-context"]);
+    r.assert_fail();
+    assert!(r.all().contains("flag needs an argument"), "{r}");
+    // repeated --leave-running (podman sends it twice) parses
+    let r = rt(&["checkpoint", "--leave-running", "--leave-running", "no-such-container"]);
+    assert!(r.stderr.contains("does not exist"), "{r}");
+}
