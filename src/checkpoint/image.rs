@@ -698,7 +698,10 @@ mod tests {
         assert!(load_for_inspect(t.path()).is_ok(), "inspect ignores the host");
         m["format"]["major"] = 99.into();
         std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
-        assert!(verify(t.path()).unwrap_err().to_string().contains("format 99.0"));
+        assert!(verify(t.path())
+            .unwrap_err()
+            .to_string()
+            .contains(&format!("format 99.{FORMAT_MINOR}")));
         std::fs::write(&path, b"{").unwrap();
         assert!(matches!(verify(t.path()), Err(CheckpointError::Corrupt(_))));
     }

@@ -527,3 +527,69 @@ fn restore_runc_default_root_credentials() {
     ];
     creds_round_trip("creds-root", &args, 0, &expect);
 }
+
+/// An image whose bounding set holds a capability the restorer lacks (CAP_SYS_RESOURCE on
+/// hosts like this one) is refused, naming pid and capability, before anything is cloned.
+#[test]
+fn credentials_beyond_the_restorer_are_refused_before_cloning() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping credentials_beyond_the_restorer_are_refused_before_cloning: {why}");
+        return;
+    }
+    let me = super::creds::Current::of_self().unwrap();
+    let Some(cap) = (0..=me.last_cap).find(|c| me.cap_bnd & (1u64 << c) == 0) else {
+        eprintln!("skipping credentials_beyond_the_restorer_are_refused_before_cloning: full bounding set");
+        return;
+    };
+    let (t, work, img) = tempdir("creds-refuse");
+    let pid = spawn_counter(&work);
+    let _guard = Killer(pid);
+    wait_for("the counter to reach 2", Duration::from_secs(10), || count(&work) >= 2);
+    dump_tree(pid, &img, &DumpOptions { leave_running: true }).expect("dump");
+
+    // Rewrite the image (new checksums) with the capability in the root's bounding set.
+    let mut image = image::load_for_inspect(&img).unwrap();
+    image.tasks.get_mut(&1).unwrap().creds.cap_bnd |= 1u64 << cap;
+    let edited = t.path().join("edited");
+    let mut w = image::ImageWriter::create(&edited).unwrap();
+    for (pid, task) in &image.tasks {
+        w.write_json(&image::task_json(*pid), task).unwrap();
+        w.write_json(&image::task_pagemap(*pid), &image.pagemaps[pid]).unwrap();
+        w.write_bytes(
+            &image::task_pages(*pid),
+            &std::fs::read(image.pages_path(*pid)).unwrap(),
+        )
+        .unwrap();
+    }
+    w.write_json(image::TREE, &image.tree).unwrap();
+    w.finish(image.manifest.host.clone()).unwrap();
+
+    let children_before = std::fs::read_to_string(format!(
+        "/proc/{}/task/{}/children",
+        std::process::id(),
+        nix::unistd::gettid()
+    ))
+    .unwrap_or_default();
+    let err = restore(
+        &edited,
+        &RestoreOptions {
+            pid_ns: PidNamespace::New,
+            external_fds: BTreeMap::new(),
+            cgroup_fd: None,
+        },
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    let name = super::creds::cap_name(cap);
+    assert!(
+        text.contains("pid 1") && text.contains(&name) && text.contains("bounding"),
+        "{text}"
+    );
+    let children_after = std::fs::read_to_string(format!(
+        "/proc/{}/task/{}/children",
+        std::process::id(),
+        nix::unistd::gettid()
+    ))
+    .unwrap_or_default();
+    assert_eq!(children_before, children_after, "nothing was cloned");
+}

@@ -1,7 +1,7 @@
 //! ptrace requests and process queries that nix does not wrap, for checkpoint/restore: x86
 //! register sets (NT_X86_XSTATE), signal masks, rseq configuration, syscall info, robust lists,
-//! rlimits of another process. Plain requests (SEIZE, INTERRUPT, SYSCALL, CONT, DETACH,
-//! GETREGS, SETREGS) go through nix in the caller.
+//! rlimits of another process, our own securebits. Plain requests (SEIZE, INTERRUPT, SYSCALL,
+//! CONT, DETACH, GETREGS, SETREGS) go through nix in the caller.
 
 use std::io;
 
@@ -148,4 +148,14 @@ pub fn get_prlimit(pid: i32, resource: i32) -> io::Result<(u64, u64)> {
         return Err(io::Error::last_os_error());
     }
     Ok((old.rlim_cur, old.rlim_max))
+}
+
+/// PR_GET_SECUREBITS of the calling thread (the restorer's, which its seeds inherit).
+pub fn own_securebits() -> io::Result<u32> {
+    // SAFETY: PR_GET_SECUREBITS takes no pointer arguments; it only returns the bits.
+    let ret = unsafe { libc::prctl(libc::PR_GET_SECUREBITS, 0, 0, 0, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ret as u32)
 }
