@@ -1,7 +1,8 @@
 #!/bin/sh
 # The main job on a fresh machine: set up, build amber, and run a real container from the busybox
-# rootfs: create it at an exact host pid, start it, show state/list/ps, stop and delete it.
-# (Checkpoint/restore joins this demo when it lands.)
+# rootfs: create it at an exact host pid, start it, show state/list/ps, checkpoint it (the
+# native engine, no CRIU), restore it and show the pids match and the program goes on, then
+# stop and delete it.
 #   scripts/demo.sh
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,16 +22,18 @@ trap cleanup EXIT INT TERM
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
-mkdir -p "$work/bundle"
+mkdir -p "$work/bundle" "$work/out"
 cd "$work/bundle"
 "$amber" spec
-# Point the template at the shared rootfs and run a small long-lived program.
-python3 - "$repo/target/rootfs" <<'PY'
+# Point the template at the shared rootfs; the container counts into a host directory, with a
+# child process (sleep) most of the time.
+python3 - "$repo/target/rootfs" "$work/out" <<'PY'
 import json, sys
 c = json.load(open("config.json"))
 c["root"]["path"] = sys.argv[1]
 c["process"]["terminal"] = False
-c["process"]["args"] = ["sh", "-c", "echo hello from pid $$ in $(hostname); while :; do sleep 1; done"]
+c["process"]["args"] = ["sh", "-c", "echo hello from pid $$ in $(hostname); i=0; while :; do i=$((i+1)); echo $i > /out/count.tmp; mv /out/count.tmp /out/count; sleep 3; done"]
+c["mounts"].append({"destination": "/out", "type": "bind", "source": sys.argv[2], "options": ["rbind", "rw"]})
 json.dump(c, open("config.json", "w"), indent=2)
 PY
 
@@ -39,19 +42,41 @@ pid=4242
 while [ -e /proc/$pid ]; do pid=$((pid + 1)); done
 
 step amber create --init-pid $pid --pid-file pid "$id"
-"$amber" --root "$root" create --bundle . --init-pid "$pid" --pid-file "$work/pid" "$id" > "$work/out" 2>&1
+"$amber" --root "$root" create --bundle . --init-pid "$pid" --pid-file "$work/pid" "$id" > "$work/out/console" 2>&1
 echo "pid file: $(cat "$work/pid")  (asked for $pid)"
+[ "$(cat "$work/pid")" = "$pid" ] || { echo "demo: init did not get pid $pid" >&2; exit 1; }
 step amber state "$id"
 "$amber" --root "$root" state "$id"; echo
 step amber start "$id"
 "$amber" --root "$root" start "$id"
-sleep 0.5
-cat "$work/out"
+sleep 3.5
+cat "$work/out/console"
 grep NSpid "/proc/$pid/status"
 step amber list
 "$amber" --root "$root" list
-step amber ps --format json "$id"
-"$amber" --root "$root" ps --format json "$id"
+step amber ps --format nspid "$id"
+before=$("$amber" --root "$root" ps --format nspid "$id")
+echo "$before"
+
+step amber checkpoint --image-path img "$id"
+"$amber" --root "$root" checkpoint --image-path "$work/img" --work-path "$work" "$id"
+cat "$work/dump.log"
+frozen=$(cat "$work/out/count")
+sleep 3.5
+echo "counter while checkpointed: $frozen -> $(cat "$work/out/count") (stopped)"
+"$amber" --root "$root" list -q | grep -qx "$id" && { echo "demo: container still listed after checkpoint" >&2; exit 1; }
+
+step amber restore --image-path img "$id"
+"$amber" --root "$root" restore --detach --image-path "$work/img" --work-path "$work" --pid-file "$work/pid2" "$id" >> "$work/out/console" 2>&1
+cat "$work/restore.log"
+after=$("$amber" --root "$root" ps --format nspid "$id")
+echo "pids before: $before"
+echo "pids after:  $after"
+inner() { echo "$1" | python3 -c 'import json,sys; print(sorted(p["nspid"] for p in json.load(sys.stdin)))'; }
+echo "container-level pid vectors before: $(inner "$before")  after: $(inner "$after")"
+[ "$(inner "$before")" = "$(inner "$after")" ] || echo "(a child finished or started between the two listings)"
+sleep 3.5
+echo "counter after restore: $frozen -> $(cat "$work/out/count") (continues)"
 step amber kill "$id" KILL
 "$amber" --root "$root" kill "$id" KILL
 sleep 0.3
@@ -59,5 +84,4 @@ sleep 0.3
 step amber delete "$id"
 "$amber" --root "$root" delete "$id"
 "$amber" --root "$root" list -f json
-[ "$(cat "$work/pid")" = "$pid" ] || { echo "demo: init did not get pid $pid" >&2; exit 1; }
 echo "demo: ok"

@@ -12,33 +12,10 @@ use std::time::{Duration, Instant};
 const COUNTER: &str = "i=0; while :; do i=$((i+1)); echo $i > /out/count; sleep 0.1; done";
 
 fn counter_bundle(out: &Path) -> Bundle {
+    // runc's default process: three capabilities, no_new_privs; the engine restores them.
     let mut b = Bundle::sh(COUNTER);
     b.bind(out, "/out", &["rw"]);
-    // The engine restores credentials only when they equal the restorer's (part 1): run the
-    // counter with the runtime's own capability sets and without no_new_privs.
-    let caps: Vec<String> = features_caps()
-        .into_iter()
-        .filter(|c| c != "CAP_SYS_RESOURCE")
-        .collect();
-    for set in ["bounding", "effective", "permitted"] {
-        b.set(&format!("/process/capabilities/{set}"), json!(caps));
-    }
-    b.set("/process/capabilities/ambient", json!([]));
-    b.set("/process/capabilities/inheritable", json!([]));
-    b.set("/process/noNewPrivileges", json!(false));
     b
-}
-
-fn features_caps() -> Vec<String> {
-    let out = rt(&["features"]);
-    out.assert_ok();
-    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("features JSON");
-    v["linux"]["capabilities"]
-        .as_array()
-        .expect("capabilities")
-        .iter()
-        .map(|c| c.as_str().unwrap().to_string())
-        .collect()
 }
 
 fn count(out: &Path) -> u64 {
@@ -58,6 +35,20 @@ fn wait_count_above(out: &Path, n: u64) -> u64 {
         assert!(Instant::now() < deadline, "counter stuck at {c} (waiting for > {n})");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The credential lines of /proc/<pid>/status (ids, groups, capability sets, no_new_privs).
+fn creds(pid: i32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            ["Uid:", "Gid:", "Groups:", "Cap", "NoNewPrivs:"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+        .map(String::from)
+        .collect()
 }
 
 fn nspid(pid: i32) -> String {
@@ -103,6 +94,11 @@ fn checkpoint_kill_restore_continues_at_the_same_pids() {
     let pids_before = c.rt(&["ps", "--format", "nspid", &c.id]);
     pids_before.assert_ok();
     let old_pid = c.pid();
+    let creds_before = creds(old_pid);
+    assert!(
+        creds_before.iter().any(|l| l.starts_with("CapEff:")),
+        "{creds_before:?}"
+    );
 
     // checkpoint without --leave-running: the container is gone afterwards, as with runc
     let img = images.path().join("one");
@@ -155,6 +151,11 @@ fn checkpoint_kill_restore_continues_at_the_same_pids() {
         nspid(pid).ends_with(" 1"),
         "restored init is not pid 1 inside: {}",
         nspid(pid)
+    );
+    assert_eq!(
+        creds(pid),
+        creds_before,
+        "credentials changed across checkpoint/restore"
     );
     let after = wait_count_above(out.path(), frozen_at);
     assert!(
