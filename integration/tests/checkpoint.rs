@@ -4,7 +4,6 @@
 //! refusals (corrupt image, unsupported flags) are checked too.
 
 use amber_integration::*;
-use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
