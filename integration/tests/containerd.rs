@@ -671,7 +671,18 @@ fn compare_with_runc(c: &Containerd, flags: &[&str]) {
         all.extend_from_slice(flags);
         let args = c.run_args_rt(rt, &all, id, &["sh", "-c", facts::SCRIPT]);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = run_captured(c.ctr(&refs), &[]);
+        let mut out = run_captured(c.ctr(&refs), &[]);
+        // KNOWN ISSUE (open): under heavy load `ctr run --rm` once returned success with an
+        // empty stdout for amber (seen 1 time in ~20 full runs, not reproduced alone). Retry
+        // once, loudly, so the comparison itself stays strict.
+        if out.ok() && out.stdout.trim().is_empty() {
+            eprintln!(
+                "containerd: empty output from `ctr run` under {}, retrying once",
+                rt.display()
+            );
+            c.assert_gone(id, &[]);
+            out = run_captured(c.ctr(&refs), &[]);
+        }
         assert!(out.ok(), "facts under {}: {out}{}", rt.display(), c.trace());
         let mut text = facts::normalize(&out.stdout, &[id, &c.ns]);
         if is_amber() && rt == c.rt.as_path() {
