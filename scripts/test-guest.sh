@@ -12,7 +12,7 @@
 # the guest (no cargo there), with AMBER_RUNTIME and AMBER_ROOTFS set. Exits with the guest
 # command's exit code (1 if the guest failed to run it, 124 on timeout).
 #
-#   GUEST_TESTS    integration test targets of the default run   (default: "cgroups lifecycle")
+#   GUEST_TESTS    integration test targets of the default run   (default: "cgroups lifecycle cgroup_ops")
 #   GUEST_FILTER   libtest arguments for them, e.g. "pids_limit" or "--skip spec_"   (default none)
 #   GUEST_RUNTIME  runtime under test                (default: <repo>/target/debug/amber)
 #   GUEST_THREADS  libtest --test-threads            (default: 2)
@@ -64,7 +64,7 @@ if [ $# -gt 0 ]; then
         echo
     } >>"$cmd"
 else
-    tests=${GUEST_TESTS:-"cgroups lifecycle"}
+    tests=${GUEST_TESTS:-"cgroups lifecycle cgroup_ops"}
     exes=""
     if [ -x "$runtime" ]; then
         log "building the integration tests ($tests)"

@@ -2,8 +2,9 @@
 //! `kill --all`, `delete --force` of a paused container, `events --stats`, and a
 //! memory limit that OOM-kills.
 //!
-//! Values are read back from the cgroup v1 files at
-//! /sys/fs/cgroup/<controller>/<cgroupsPath> (the harness sets cgroupsPath=/<id>).
+//! Values are read back from the container's cgroup files (the harness sets
+//! cgroupsPath=/<id>): on cgroup v1 (incl. hybrid) /sys/fs/cgroup/<controller>/<cgroupsPath>,
+//! on a pure v2 host /sys/fs/cgroup/<cgroupsPath>, each v1 file mapped to its v2 equivalent.
 
 use amber_integration::*;
 use serde_json::{json, Value};
@@ -11,18 +12,37 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// A v1 controller's directory for the container.
+/// Is /sys/fs/cgroup itself a cgroup2 mount (a pure v2 host)? A hybrid host's
+/// /sys/fs/cgroup/unified does not count: its controllers are on v1.
+fn is_v2() -> bool {
+    static V2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *V2.get_or_init(|| {
+        fs::read_to_string("/proc/self/mounts")
+            .unwrap()
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .any(|f| f.len() > 2 && f[1] == "/sys/fs/cgroup" && f[2] == "cgroup2")
+    })
+}
+
+/// The container's cgroup directory: on v1 the `ctrl` controller's, on v2 the one
+/// unified directory (`ctrl` is ignored).
 fn cg_dir(c: &Container, ctrl: &str) -> PathBuf {
-    let base = Path::new("/sys/fs/cgroup").join(ctrl);
+    let base = if is_v2() {
+        PathBuf::from("/sys/fs/cgroup")
+    } else {
+        Path::new("/sys/fs/cgroup").join(ctrl)
+    };
     assert!(
         base.is_dir(),
-        "these tests read cgroup v1 files; /sys/fs/cgroup/{ctrl} is missing"
+        "neither cgroup v2 at /sys/fs/cgroup nor v1 /sys/fs/cgroup/{ctrl}"
     );
     let cgp = c.bundle.cgroups_path().expect("cgroupsPath");
     base.join(cgp.trim_start_matches('/'))
 }
 
-/// A cgroup file's value, trimmed.
+/// A cgroup file's value, trimmed. `ctrl` picks the v1 hierarchy; `file` must be the
+/// name on the running cgroup version.
 #[track_caller]
 fn cg_read(c: &Container, ctrl: &str, file: &str) -> String {
     let p = cg_dir(c, ctrl).join(file);
@@ -32,7 +52,7 @@ fn cg_read(c: &Container, ctrl: &str, file: &str) -> String {
         .to_string()
 }
 
-/// The pids in the container's cgroup (pids controller), sorted.
+/// The pids in the container's cgroup (v1: the pids controller's), sorted.
 fn cg_procs(c: &Container) -> Vec<i32> {
     let mut v: Vec<i32> = cg_read(c, "pids", "cgroup.procs")
         .lines()
@@ -40,6 +60,113 @@ fn cg_procs(c: &Container) -> Vec<i32> {
         .collect();
     v.sort();
     v
+}
+
+/// The memory limit: v1 memory.limit_in_bytes, v2 memory.max.
+#[track_caller]
+fn mem_limit(c: &Container) -> String {
+    cg_read(
+        c,
+        "memory",
+        if is_v2() { "memory.max" } else { "memory.limit_in_bytes" },
+    )
+}
+
+/// The memory reservation: v1 memory.soft_limit_in_bytes, v2 memory.low.
+#[track_caller]
+fn mem_reservation(c: &Container) -> String {
+    cg_read(
+        c,
+        "memory",
+        if is_v2() {
+            "memory.low"
+        } else {
+            "memory.soft_limit_in_bytes"
+        },
+    )
+}
+
+/// pids.max (the same file on v1 and v2).
+#[track_caller]
+fn pids_max(c: &Container) -> String {
+    cg_read(c, "pids", "pids.max")
+}
+
+/// cpu.shares on v1; on v2 the cpu.weight the runtime derives from it. amber uses the
+/// runc >= 1.3.2 / crun >= 1.23 curve (1024 -> 100); runc 1.1.5 the old linear map
+/// 1 + (shares - 2) * 9999 / 262142.
+#[track_caller]
+fn assert_cpu_shares(c: &Container, shares: u64) {
+    if !is_v2() {
+        assert_eq!(cg_read(c, "cpu", "cpu.shares"), shares.to_string());
+        return;
+    }
+    let want = if is_amber() {
+        match shares {
+            256 => 35,
+            512 => 59,
+            _ => panic!("no amber cpu.weight known for cpu.shares {shares}"),
+        }
+    } else {
+        1 + (shares - 2) * 9999 / 262_142
+    };
+    assert_eq!(
+        cg_read(c, "cpu", "cpu.weight"),
+        want.to_string(),
+        "cpu.weight for cpu.shares {shares}"
+    );
+}
+
+/// The CFS quota and period: v1 cpu.cfs_quota_us (-1: unlimited) and cpu.cfs_period_us,
+/// v2 cpu.max "<quota|max> <period>".
+#[track_caller]
+fn assert_cpu_max(c: &Container, quota: i64, period: u64) {
+    if is_v2() {
+        let q = if quota < 0 {
+            "max".to_string()
+        } else {
+            quota.to_string()
+        };
+        assert_eq!(cg_read(c, "cpu", "cpu.max"), format!("{q} {period}"));
+    } else {
+        assert_eq!(cg_read(c, "cpu", "cpu.cfs_quota_us"), quota.to_string());
+        assert_eq!(cg_read(c, "cpu", "cpu.cfs_period_us"), period.to_string());
+    }
+}
+
+/// The freezer state: v1 freezer.state FROZEN/THAWED; v2 cgroup.freeze 1/0 and the
+/// kernel's `frozen` in cgroup.events agreeing (the freeze completed, not just asked for).
+#[track_caller]
+fn assert_frozen(c: &Container, frozen: bool) {
+    if is_v2() {
+        let b = if frozen { "1" } else { "0" };
+        assert_eq!(cg_read(c, "freezer", "cgroup.freeze"), b, "cgroup.freeze");
+        let events = cg_read(c, "freezer", "cgroup.events");
+        assert!(
+            events.lines().any(|l| l == format!("frozen {b}")),
+            "cgroup.events lacks `frozen {b}`: {events:?}"
+        );
+    } else {
+        let want = if frozen { "FROZEN" } else { "THAWED" };
+        assert_eq!(cg_read(c, "freezer", "freezer.state"), want);
+    }
+}
+
+/// Is the process stopped by the freezer? v1 freezes tasks uninterruptibly in the
+/// refrigerator (state D); the v2 freezer parks them interruptibly (state S) in
+/// do_freezer_trap, which /proc/<pid>/wchan names as itself or, where the compiler
+/// inlined it (Debian's 6.1), as get_signal. A running `sleep` waits in a nanosleep
+/// function instead.
+fn task_frozen(pid: i32) -> (bool, String) {
+    let st = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let state = status_field(&st, "State").unwrap().to_string();
+    let wchan = fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    let frozen = if is_v2() {
+        state.starts_with('S') && matches!(wchan.as_str(), "do_freezer_trap" | "get_signal")
+    } else {
+        state.starts_with('D')
+    };
+    (frozen, format!("State: {state}, wchan: {wchan}"))
 }
 
 fn running(name: &str, bundle: Bundle) -> Container {
@@ -63,23 +190,19 @@ fn update_resources_file() {
     fs::write(&file, res.to_string()).unwrap();
     c.rt(&["update", "--resources", &file.to_string_lossy(), &c.id])
         .assert_ok();
-    assert_eq!(cg_read(&c, "memory", "memory.limit_in_bytes"), (64 * MIB).to_string());
-    assert_eq!(
-        cg_read(&c, "memory", "memory.soft_limit_in_bytes"),
-        (32 * MIB).to_string()
-    );
-    assert_eq!(cg_read(&c, "pids", "pids.max"), "20");
-    assert_eq!(cg_read(&c, "cpu", "cpu.shares"), "256");
-    assert_eq!(cg_read(&c, "cpu", "cpu.cfs_quota_us"), "20000");
-    assert_eq!(cg_read(&c, "cpu", "cpu.cfs_period_us"), "100000");
+    assert_eq!(mem_limit(&c), (64 * MIB).to_string());
+    assert_eq!(mem_reservation(&c), (32 * MIB).to_string());
+    assert_eq!(pids_max(&c), "20");
+    assert_cpu_shares(&c, 256);
+    assert_cpu_max(&c, 20000, 100000);
 
     // a later update touching only pids leaves the rest alone
     fs::write(&file, json!({ "pids": { "limit": 30 } }).to_string()).unwrap();
     c.rt(&["update", "-r", &file.to_string_lossy(), &c.id]).assert_ok();
-    assert_eq!(cg_read(&c, "pids", "pids.max"), "30");
-    assert_eq!(cg_read(&c, "memory", "memory.limit_in_bytes"), (64 * MIB).to_string());
-    assert_eq!(cg_read(&c, "cpu", "cpu.shares"), "256");
-    assert_eq!(cg_read(&c, "cpu", "cpu.cfs_quota_us"), "20000");
+    assert_eq!(pids_max(&c), "30");
+    assert_eq!(mem_limit(&c), (64 * MIB).to_string());
+    assert_cpu_shares(&c, 256);
+    assert_cpu_max(&c, 20000, 100000);
     assert_eq!(c.status().as_deref(), Some("running"));
 }
 
@@ -92,8 +215,8 @@ fn update_resources_stdin() {
         res.to_string().as_bytes(),
     );
     out.assert_ok();
-    assert_eq!(cg_read(&c, "memory", "memory.limit_in_bytes"), (48 * MIB).to_string());
-    assert_eq!(cg_read(&c, "pids", "pids.max"), "15");
+    assert_eq!(mem_limit(&c), (48 * MIB).to_string());
+    assert_eq!(pids_max(&c), "15");
 }
 
 #[test]
@@ -127,38 +250,45 @@ fn update_flags() {
         &c.id,
     ])
     .assert_ok();
-    assert_eq!(cg_read(&c, "memory", "memory.limit_in_bytes"), (64 * MIB).to_string());
-    assert_eq!(cg_read(&c, "pids", "pids.max"), "10");
-    assert_eq!(cg_read(&c, "cpu", "cpu.shares"), "512");
-    assert_eq!(cg_read(&c, "cpu", "cpu.cfs_quota_us"), "50000");
-    assert_eq!(cg_read(&c, "cpu", "cpu.cfs_period_us"), "200000");
+    assert_eq!(mem_limit(&c), (64 * MIB).to_string());
+    assert_eq!(pids_max(&c), "10");
+    assert_cpu_shares(&c, 512);
+    assert_cpu_max(&c, 50000, 200000);
     // -1: unlimited
     c.rt(&["update", "--cpu-quota", "-1", &c.id]).assert_ok();
-    assert_eq!(cg_read(&c, "cpu", "cpu.cfs_quota_us"), "-1");
+    assert_cpu_max(&c, -1, 200000);
 }
 
 #[test]
 fn update_memory_and_swap_both_directions() {
-    // memory.memsw.limit_in_bytes must stay >= memory.limit_in_bytes at every step, so
-    // the runtime has to order the two writes: swap first when growing, memory first
-    // when shrinking.
+    // v1: memory.memsw.limit_in_bytes must stay >= memory.limit_in_bytes at every step,
+    // so the runtime has to order the two writes: swap first when growing, memory first
+    // when shrinking. v2 has no such constraint, but the values must still come out right.
     let c = running("update-swap", Bundle::sh("sleep 1000"));
-    if !cg_dir(&c, "memory").join("memory.memsw.limit_in_bytes").exists() {
-        eprintln!("skipped: no swap accounting (memory.memsw.*) on this host");
+    // v1: memory.memsw.limit_in_bytes is memory + swap; v2: memory.swap.max is the swap
+    // alone (memsw - memory), independent of memory.max.
+    let swap_file = if is_v2() {
+        "memory.swap.max"
+    } else {
+        "memory.memsw.limit_in_bytes"
+    };
+    if !cg_dir(&c, "memory").join(swap_file).exists() {
+        eprintln!("skipped: no swap accounting ({swap_file}) on this host");
         return;
     }
     let step = |mem: &str, swap: &str, want_mem: i64, want_swap: i64| {
         c.rt(&["update", "--memory", mem, "--memory-swap", swap, &c.id])
             .assert_ok();
         assert_eq!(
-            cg_read(&c, "memory", "memory.limit_in_bytes"),
+            mem_limit(&c),
             want_mem.to_string(),
             "after --memory {mem} --memory-swap {swap}"
         );
+        let want = if is_v2() { want_swap - want_mem } else { want_swap };
         assert_eq!(
-            cg_read(&c, "memory", "memory.memsw.limit_in_bytes"),
-            want_swap.to_string(),
-            "after --memory {mem} --memory-swap {swap}"
+            cg_read(&c, "memory", swap_file),
+            want.to_string(),
+            "{swap_file} after --memory {mem} --memory-swap {swap}"
         );
     };
     step("64m", "128m", 64 * MIB, 128 * MIB);
@@ -182,7 +312,7 @@ fn pids_limit_stops_forks() {
     b.share_host_dir(work.path());
     let c = running("update-pids", b);
     c.rt(&["update", "--pids-limit", "10", &c.id]).assert_ok();
-    assert_eq!(cg_read(&c, "pids", "pids.max"), "10");
+    assert_eq!(pids_max(&c), "10");
     fs::write(work.path().join("go"), "").unwrap();
     let count_file = work.path().join("count");
     let count = wait_for_content(&count_file, "\n");
@@ -207,29 +337,22 @@ fn pause_and_resume() {
 
     c.rt(&["pause", &c.id]).assert_ok();
     assert_eq!(c.status().as_deref(), Some("paused"));
-    assert_eq!(cg_read(&c, "freezer", "freezer.state"), "FROZEN");
+    assert_frozen(&c, true);
     for &p in &procs {
-        // frozen tasks sleep uninterruptibly in the refrigerator
-        let st = fs::read_to_string(format!("/proc/{p}/status")).unwrap();
-        assert!(
-            status_field(&st, "State").unwrap().starts_with('D'),
-            "process {p} not frozen: {st}"
-        );
+        let (frozen, st) = task_frozen(p);
+        assert!(frozen, "process {p} not frozen: {st}");
     }
     // pausing again fails and changes nothing
     c.rt(&["pause", &c.id]).assert_fail();
     assert_eq!(c.status().as_deref(), Some("paused"));
-    assert_eq!(cg_read(&c, "freezer", "freezer.state"), "FROZEN");
+    assert_frozen(&c, true);
 
     c.rt(&["resume", &c.id]).assert_ok();
     assert_eq!(c.status().as_deref(), Some("running"));
-    assert_eq!(cg_read(&c, "freezer", "freezer.state"), "THAWED");
+    assert_frozen(&c, false);
     for &p in &procs {
-        let st = fs::read_to_string(format!("/proc/{p}/status")).unwrap();
-        assert!(
-            status_field(&st, "State").unwrap().starts_with('S'),
-            "process {p} not thawed: {st}"
-        );
+        let (frozen, st) = task_frozen(p);
+        assert!(!frozen && st.starts_with("State: S"), "process {p} not thawed: {st}");
     }
     let out = c.rt(&["resume", &c.id]);
     out.assert_fail();
@@ -245,10 +368,10 @@ fn pause_created_container() {
     c.create_ok();
     c.rt(&["pause", &c.id]).assert_ok();
     assert_eq!(c.status().as_deref(), Some("paused"));
-    assert_eq!(cg_read(&c, "freezer", "freezer.state"), "FROZEN");
+    assert_frozen(&c, true);
     c.rt(&["resume", &c.id]).assert_ok();
     assert_eq!(c.status().as_deref(), Some("created"));
-    assert_eq!(cg_read(&c, "freezer", "freezer.state"), "THAWED");
+    assert_frozen(&c, false);
     c.start_ok();
     assert_eq!(c.status().as_deref(), Some("running"));
     wait_for_content(&c.stdout_path(), "hello");

@@ -139,18 +139,47 @@ fn spawn_via_joiner(plan: &SpawnPlan, child: impl FnOnce() -> i32) -> Result<Spa
 /// Runs in the helper: join every namespace, then clone the real child as our sibling.
 /// Returns true in the grandchild (which then runs the container code), false in the helper.
 fn joiner(plan: &SpawnPlan, sock: &std::os::unix::net::UnixDatagram) -> Result<bool, SpawnError> {
-    for ns in &plan.joins {
-        nix::sched::setns(ns.fd.as_fd(), ns.kind).map_err(|source| SpawnError::Join {
+    // With CLONE_INTO_CGROUP the cgroup namespace is joined by the child after the clone: from
+    // inside a cgroup namespace the kernel refuses (ENOENT) to move a task out of a cgroup that
+    // lies outside the namespace's root, which the helper's own cgroup does.
+    let defer_cgroup = plan.cgroup_fd.is_some();
+    let join = |ns: &JoinNs, kind: CloneFlags| {
+        nix::sched::setns(ns.fd.as_fd(), kind).map_err(|source| SpawnError::Join {
             path: ns.path.clone(),
             source,
-        })?;
+        })
+    };
+    for ns in &plan.joins {
+        let kind = if defer_cgroup {
+            ns.kind - CloneFlags::CLONE_NEWCGROUP
+        } else {
+            ns.kind
+        };
+        if !kind.is_empty() {
+            join(ns, kind)?;
+        }
     }
     if let Some(offsets) = &plan.time_offsets {
         enter_new_time_namespace(offsets)?;
     }
     match sys::clone3(plan.new_namespaces | sys::CLONE_PARENT, &plan.set_tid, plan.cgroup_fd) {
         Err(e) => Err(SpawnError::Clone(e, plan.describe())),
-        Ok(sys::Forked::Child) => Ok(true),
+        Ok(sys::Forked::Child) => {
+            if defer_cgroup {
+                for ns in plan
+                    .joins
+                    .iter()
+                    .filter(|ns| ns.kind.contains(CloneFlags::CLONE_NEWCGROUP))
+                {
+                    // The child cannot report through the helper any more: a failure here ends
+                    // it before it runs anything, which its parent sees as a failed spawn.
+                    if join(ns, CloneFlags::CLONE_NEWCGROUP).is_err() {
+                        sys::exit_now(126);
+                    }
+                }
+            }
+            Ok(true)
+        }
         Ok(sys::Forked::Parent { pid, pidfd }) => {
             let fds = [pidfd.as_raw_fd()];
             let cmsg = [ControlMessage::ScmRights(&fds)];
