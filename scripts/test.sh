@@ -5,6 +5,7 @@
 #   scripts/test.sh            everything
 #   SKIP_RUNC=1 scripts/test.sh    skip the runc reference runs
 #   SKIP_GUEST=1 scripts/test.sh   skip the qemu cgroup v2 guest
+#   SKIP_FUZZ=1 scripts/test.sh    skip the fuzz smoke run
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -16,6 +17,7 @@ cargo build --locked
 echo "== fmt and clippy" >&2
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
+cargo fmt --manifest-path fuzz/Cargo.toml --check
 echo "== unit tests" >&2
 cargo test --locked -p amber
 echo "== integration tests against amber" >&2
@@ -33,6 +35,11 @@ fi
 if [ -z "${SKIP_GUEST:-}" ]; then
     echo "== cgroup v2 guest (qemu, kernel 6.1): runc check, cgroups and lifecycle tests against amber" >&2
     scripts/test-guest.sh
+fi
+if [ -z "${SKIP_FUZZ:-}" ]; then
+    echo "== fuzz smoke: config and state parsers (cargo-fuzz, bounded)" >&2
+    command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+    scripts/fuzz-smoke.sh
 fi
 echo "== nothing left behind" >&2
 scripts/check-clean.sh

@@ -115,6 +115,7 @@ pub fn exec(g: &Global, opts: &ExecOpts) -> Result<i32, Error> {
     };
     let (parent_ch, child_ch) = channel::pair()?;
     let ctx = ExecContext {
+        in_user_ns: flags & crate::sys::CLONE_NEWUSER != 0,
         process: &process,
         seccomp: seccomp.as_ref(),
         hook_state: super::hooks::HookState {

@@ -117,6 +117,18 @@ pub struct RestoreInit {
 /// Entry point in the child; returns the exit code only on failure (success ends in execve).
 pub fn container_init(ctx: InitContext<'_>) -> i32 {
     crate::sys::reset_signals();
+    // Nothing in the container may open our /proc/<pid> files (fds, mem, exe) or ptrace us while
+    // we still hold the runtime's descriptors or run unfiltered; execve makes the user process
+    // dumpable again. In a user namespace /proc/self would then belong to the host's root and
+    // the init could not write its own oom_score_adj, so that case keeps the default.
+    if !ctx.in_user_ns {
+        let _ = nix::sys::prctl::set_dumpable(false);
+    }
+    let mut keep = vec![ctx.channel.as_fd().as_raw_fd()];
+    keep.extend(ctx.fifo.as_ref().map(|f| f.as_raw_fd()));
+    keep.extend(ctx.console.as_ref().map(|c| c.as_raw_fd()));
+    keep.extend(ctx.restore.as_ref().map(|r| r.image.as_raw_fd()));
+    close_inherited(ctx.preserve_fds, &keep);
     let err = match run(&ctx) {
         Ok(never) => match never {},
         Err(e) => e,
@@ -126,6 +138,25 @@ pub fn container_init(ctx: InitContext<'_>) -> i32 {
 }
 
 pub enum Never {}
+
+/// CVE-2024-21626 and friends: the runtime's own descriptors (state lock, log file, whatever
+/// amber inherited) must not be reachable from the container while the init waits for `start`.
+/// Keeps 0-2, the preserved fds 3..3+N and the ones the init still needs.
+fn close_inherited(preserve_fds: u32, keep: &[i32]) {
+    let first_free = 3 + preserve_fds as i32;
+    let Ok(rd) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in fds {
+        if fd >= first_free && !keep.contains(&fd) {
+            let _ = nix::unistd::close(fd);
+        }
+    }
+}
 
 fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
     let host_pid = match ctx.channel.recv("the go-ahead").map_err(at("waiting for the parent"))? {
@@ -216,6 +247,11 @@ fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
         load_seccomp(plan, &agent_state)?;
     }
     proc_.apply_user()?;
+    // With no_new_privs the filter goes on right after the user switch and before we report
+    // ready: an init waiting for `start` must not be an unfiltered process in the container.
+    if let (Some(plan), true) = (ctx.seccomp, nnp) {
+        load_seccomp(plan, &agent_state)?;
+    }
 
     ctx.channel.send(&FromChild::Ready).map_err(at("reporting ready"))?;
 
@@ -229,9 +265,6 @@ fn run(ctx: &InitContext<'_>) -> Result<Never, InitError> {
         if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().clone()) {
             pid_state.status = "created".into();
             hooks::run_all("startContainer", &h, &pid_state).map_err(at("running startContainer hook"))?;
-        }
-        if let (Some(plan), true) = (ctx.seccomp, nnp) {
-            load_seccomp(plan, &agent_state)?;
         }
         proc_.exec()
     })();
@@ -339,12 +372,20 @@ pub struct ExecContext<'a> {
     pub channel: Channel,
     pub preserve_fds: u32,
     pub console: Option<UnixStream>,
+    /// The container has its own user namespace (see `container_init` on dumpable).
+    pub in_user_ns: bool,
 }
 
 /// Entry point of an exec'd process. Success is execve: the parent sees the close-on-exec
 /// channel close without a message. Failure is reported as an `InitError`.
 pub fn exec_process(ctx: ExecContext<'_>) -> i32 {
     crate::sys::reset_signals();
+    if !ctx.in_user_ns {
+        let _ = nix::sys::prctl::set_dumpable(false);
+    }
+    let mut keep = vec![ctx.channel.as_fd().as_raw_fd()];
+    keep.extend(ctx.console.as_ref().map(|c| c.as_raw_fd()));
+    close_inherited(ctx.preserve_fds, &keep);
     let err = match run_exec(&ctx) {
         Ok(never) => match never {},
         Err(e) => e,
