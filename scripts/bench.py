@@ -55,8 +55,16 @@ def measure(cmds):
     """Run each argv in cmds in order; return (wall, cpu, max_rss_kib)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    for argv in cmds:
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The container inherits the runtime's stdio: a pipe would keep create waiting on its reader,
+    # so errors go to a file.
+    with tempfile.TemporaryFile() as err:
+        for argv in cmds:
+            err.seek(0)
+            err.truncate()
+            r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+            if r.returncode != 0:
+                err.seek(0)
+                sys.exit(f"bench: {' '.join(argv)} failed ({r.returncode}): {err.read().decode(errors='replace')}")
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -95,10 +103,13 @@ def main():
         wrap_cost = measure([["unshare", "-m", "true"]] * N)
         results = {}
         for name, _ in runtimes():
-            out = subprocess.run(
+            r = subprocess.run(
                 [sys.executable, __file__, str(N), "--one", name, b, tmp, json.dumps(wrap_cost)],
-                check=True, capture_output=True, text=True,
-            ).stdout
+                capture_output=True, text=True,
+            )
+            if r.returncode != 0:
+                sys.exit(f"bench: measuring {name} failed: {r.stderr}")
+            out = r.stdout
             results[name] = json.loads(out)
         print(f"\n{N} containers of /bin/true per runtime (per container, milliseconds)\n")
         print(f"{'runtime':8} {'run wall':>9} {'run cpu':>9} {'c+s+d wall':>11} {'c+s+d cpu':>10} {'peak RSS KiB':>13}")
