@@ -425,7 +425,8 @@ fn ns_flag(t: LinuxNamespaceType) -> (u64, CloneFlags) {
         Network => sys::CLONE_NEWNET,
         Time => sys::CLONE_NEWTIME,
     };
-    (f, CloneFlags::from_bits_truncate(f as i32))
+    // from_bits_retain: nix has no name for CLONE_NEWTIME, which must not be dropped.
+    (f, CloneFlags::from_bits_retain(f as i32))
 }
 
 /// Namespaces to create (one clone3 flag each) and to join (opened now, user namespace first).
