@@ -1152,6 +1152,28 @@ pub mod engines {
 
     /// Write a line straight to fd 2, past the test harness's output capture, so that a skip
     /// reason shows in `cargo test` output even for a passing test.
+    /// The end of an engine world's Drop: teardown problems fail the test, or are only printed
+    /// (after the trace of what the engine ran) when the test is already failing.
+    pub fn finish_teardown(engine: &str, traced: bool, trace: &str, problems: Vec<String>) {
+        if std::thread::panicking() && traced {
+            say(&format!("test failed; {}", trace.trim_start()));
+        }
+        if problems.is_empty() {
+            return;
+        }
+        let msg = format!("{engine} teardown:\n  {}{trace}", problems.join("\n  "));
+        if std::thread::panicking() {
+            say(&msg);
+        } else {
+            panic!("{msg}");
+        }
+    }
+
+    /// Terminal output with \r\n line ends made plain.
+    pub fn crlf(s: &str) -> String {
+        s.replace("\r\n", "\n")
+    }
+
     pub fn say(msg: &str) {
         let line = format!("{msg}\n");
         // SAFETY: write(2) of a valid buffer to fd 2.

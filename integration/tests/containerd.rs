@@ -417,18 +417,8 @@ disabled_plugins = [
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        if std::thread::panicking() && self.trace_log.is_some() {
-            say(&format!("test failed; {}", self.trace().trim_start()));
-        }
         let problems = self.teardown();
-        if !problems.is_empty() {
-            let msg = format!("containerd teardown:\n  {}{}", problems.join("\n  "), self.trace());
-            if std::thread::panicking() {
-                say(&msg);
-            } else {
-                panic!("{msg}");
-            }
-        }
+        engines::finish_teardown("containerd", self.trace_log.is_some(), &self.trace(), problems);
     }
 }
 
@@ -441,9 +431,7 @@ macro_rules! containerd_or_skip {
     };
 }
 
-fn crlf(s: &str) -> String {
-    s.replace("\r\n", "\n")
-}
+use engines::crlf;
 
 /// `ctr task ps` pids.
 fn task_pids(c: &Containerd, id: &str) -> Vec<i32> {

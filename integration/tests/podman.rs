@@ -366,18 +366,8 @@ runtime_supports_json = ["crun", "runc", "kata", "runsc", "krun", "youki", "{nam
 
 impl Drop for Podman {
     fn drop(&mut self) {
-        if std::thread::panicking() && self.trace_log.is_some() {
-            say(&format!("test failed; {}", self.trace().trim_start()));
-        }
         let problems = self.teardown();
-        if !problems.is_empty() {
-            let msg = format!("podman teardown:\n  {}{}", problems.join("\n  "), self.trace());
-            if std::thread::panicking() {
-                say(&msg);
-            } else {
-                panic!("{msg}");
-            }
-        }
+        engines::finish_teardown("podman", self.trace_log.is_some(), &self.trace(), problems);
     }
 }
 
@@ -391,9 +381,7 @@ macro_rules! podman_or_skip {
     };
 }
 
-fn crlf(s: &str) -> String {
-    s.replace("\r\n", "\n")
-}
+use engines::crlf;
 
 // ---------------------------------------------------------------------------------
 // run
