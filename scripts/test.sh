@@ -21,7 +21,12 @@ cargo fmt --manifest-path fuzz/Cargo.toml --check
 echo "== unit tests" >&2
 cargo test --locked -p amber
 echo "== integration tests against amber" >&2
-AMBER_RUNTIME="$repo/target/debug/amber" cargo test --locked -p amber-integration
+# One full rerun on failure, announced: the containerd suite has shown a rare lost-output flake
+# under heavy load (an open issue); a failure that repeats still fails the run.
+if ! AMBER_RUNTIME="$repo/target/debug/amber" cargo test --locked -p amber-integration --no-fail-fast; then
+    echo "== FLAKY? integration tests against amber failed once; rerunning them all" >&2
+    AMBER_RUNTIME="$repo/target/debug/amber" cargo test --locked -p amber-integration --no-fail-fast
+fi
 if [ -z "${SKIP_RUNC:-}" ]; then
     echo "== integration tests against runc (reference)" >&2
     AMBER_RUNTIME="$(command -v runc)" cargo test --locked -p amber-integration
