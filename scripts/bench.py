@@ -5,8 +5,8 @@
 
 For each runtime: `run` of a container whose process is /bin/true (create + start + wait +
 delete in one foreground command), and create/start/delete as separate commands. Wall time per
-container, CPU time (user+sys of the runtime and everything it forked, from RUSAGE_CHILDREN) and
-the runtime's peak RSS (max over its processes). crun 1.8 refuses this hybrid cgroup layout
+container and CPU time (user+sys of the runtime and everything it forked, from RUSAGE_CHILDREN).
+crun 1.8 refuses this hybrid cgroup layout
 unless it runs in a private mount namespace with /sys/fs/cgroup/unified unmounted, so each crun
 command is wrapped accordingly (the wrapper's cost is measured separately and subtracted).
 """
