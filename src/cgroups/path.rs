@@ -29,8 +29,13 @@ pub fn resolve(cgroups_path: Option<&str>, id: &str, systemd: bool) -> Result<St
         };
         systemd_to_cgroupfs(form)?
     } else {
-        let default = format!("/{id}");
-        clean(given.unwrap_or(&default))
+        match given {
+            // The systemd driver's form without --systemd-cgroup (an engine configured for
+            // systemd on a host without it): the cgroupfs path systemd would have used.
+            Some(p) if is_systemd_form(p) => systemd_to_cgroupfs(p)?,
+            Some(p) => clean(p),
+            None => format!("/{id}"),
+        }
     };
     if path == "/" {
         // Refused because destroy() removes this directory tree: it must never be a root.
@@ -40,6 +45,11 @@ pub fn resolve(cgroups_path: Option<&str>, id: &str, systemd: bool) -> Result<St
         });
     }
     Ok(path)
+}
+
+/// "slice:prefix:name" (no leading '/', exactly two ':').
+pub fn is_systemd_form(p: &str) -> bool {
+    !p.starts_with('/') && p.matches(':').count() == 2
 }
 
 /// Lexically clean a cgroup path into "/a/b": empty and "." components dropped, ".." clamped at
@@ -208,5 +218,22 @@ mod tests {
         assert_eq!(expand_slice("a-b.slice").unwrap(), "/a.slice/a-b.slice");
         assert_eq!(expand_slice("a-b-c.slice").unwrap(), "/a.slice/a-b.slice/a-b-c.slice");
         assert_eq!(expand_slice("-.slice").unwrap(), "/");
+    }
+}
+
+#[cfg(test)]
+mod systemd_form_without_systemd {
+    use super::*;
+
+    #[test]
+    fn systemd_form_maps_to_cgroupfs_without_the_flag() {
+        assert!(is_systemd_form("machine.slice:libpod:abc"));
+        assert!(!is_systemd_form("/machine.slice/x"));
+        assert_eq!(
+            resolve(Some("machine.slice:libpod:abc"), "abc", false).unwrap(),
+            systemd_to_cgroupfs("machine.slice:libpod:abc").unwrap()
+        );
+        assert_eq!(resolve(Some("/a/b"), "x", false).unwrap(), "/a/b");
+        assert_eq!(resolve(None, "x", false).unwrap(), "/x");
     }
 }
