@@ -532,7 +532,11 @@ fn dispatch(g: &Global, command: Command) -> Result<i32, Error> {
                 let created = container::create::create(g, &create_opts(&create, false)?)?;
                 let id = created.state.id.clone();
                 drop(created);
-                ops::start(g, &id)?;
+                // A run that cannot start leaves nothing behind (runc destroys it too).
+                if let Err(e) = ops::start(g, &id) {
+                    let _ = ops::delete(g, &id, true);
+                    return Err(e);
+                }
                 return Ok(0);
             }
             // Foreground: signals we forward are blocked before the container exists, so a

@@ -350,7 +350,11 @@ pub fn run_foreground(
     let id = created.state.id.clone();
     let st = created.state.clone();
     drop(created.dir);
-    start(g, &id)?;
+    if let Err(e) = start(g, &id) {
+        // A run that cannot start leaves nothing behind (runc destroys it too).
+        let _ = delete(g, &id, true);
+        return Err(e);
+    }
     let code = match created.console_master {
         Some(master) => super::tty::proxy(master, &created.pidfd, st.init_pid, sfd),
         None => wait_signals(&created.pidfd, st.init_pid, sfd),
