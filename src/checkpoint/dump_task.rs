@@ -124,6 +124,7 @@ pub fn collect(pid: i32) -> Result<Collected> {
         root: link(format!("/proc/{pid}/root"))?,
         umask: status.umask,
         personality,
+        nice: stat.nice,
         creds: Creds {
             uid: status.uid,
             gid: status.gid,

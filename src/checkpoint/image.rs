@@ -267,6 +267,9 @@ pub struct TaskImage {
     pub root: String,
     pub umask: u32,
     pub personality: u64,
+    /// The nice value (0 in images written before it was recorded).
+    #[serde(default)]
+    pub nice: i32,
     pub creds: Creds,
     pub rlimits: Vec<Rlimit>,
     pub sigmask: u64,
@@ -565,6 +568,7 @@ mod tests {
             root: "/".into(),
             umask: 0o022,
             personality: 0,
+            nice: 0,
             creds: Creds::default(),
             rlimits: vec![Rlimit {
                 resource: 7,

@@ -95,6 +95,8 @@ pub struct StatMm {
     pub arg_end: u64,
     pub env_start: u64,
     pub env_end: u64,
+    /// Field 19: the nice value (-20..19).
+    pub nice: i32,
 }
 
 /// Parse /proc/<pid>/stat; comm (field 2) may contain spaces and parentheses, so fields are
@@ -102,11 +104,8 @@ pub struct StatMm {
 pub fn parse_stat_mm(text: &str) -> Option<StatMm> {
     let rest = &text[text.rfind(')')? + 1..];
     // rest starts at field 3 (state).
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse::<i64>().unwrap_or(0) as u64)
-        .collect();
-    let field = |n: usize| f.get(n - 3).copied().unwrap_or(0);
+    let f: Vec<i64> = rest.split_whitespace().map(|x| x.parse::<i64>().unwrap_or(0)).collect();
+    let field = |n: usize| f.get(n - 3).copied().unwrap_or(0) as u64;
     Some(StatMm {
         start_code: field(26),
         end_code: field(27),
@@ -118,6 +117,7 @@ pub fn parse_stat_mm(text: &str) -> Option<StatMm> {
         arg_end: field(49),
         env_start: field(50),
         env_end: field(51),
+        nice: f.get(19 - 3).copied().unwrap_or(0) as i32,
     })
 }
 
@@ -261,6 +261,7 @@ mod tests {
         assert_eq!(m.start_stack, 28);
         assert_eq!(m.start_data, 45);
         assert_eq!(m.env_end, 51);
+        assert_eq!(m.nice, 19);
     }
 
     const SMAPS: &str = "00400000-00401000 r--p 00000000 fe:00 10199043                           /usr/bin/busy box\nSize:                  4 kB\nProtectionKey:         0\nVmFlags: rd mr mw me \n005e5000-005ec000 rw-p 00000000 00:00 0 \nSize:                 28 kB\nVmFlags: rd wr mr mw me ac \n7ffc6b5dc000-7ffc6b5fd000 rw-p 00000000 00:00 0                          [stack]\nVmFlags: rd wr mr mw me gd ac \n";

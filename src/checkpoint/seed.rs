@@ -112,6 +112,9 @@ fn setup(ctx: &SeedCtx, pid: i32, helpers: &mut Helpers) -> SeedResult<i32> {
     if task.personality != 0 {
         crate::sys::personality(task.personality).map_err(|e| format!("personality: {e}"))?;
     }
+    if crate::sys::getpriority().map_err(|e| format!("getpriority: {e}"))? != task.nice {
+        crate::sys::setpriority(task.nice).map_err(|e| format!("setpriority({}): {e}", task.nice))?;
+    }
     let comm = CString::new(task.comm.clone()).map_err(|_| "comm contains NUL".to_string())?;
     nix::sys::prctl::set_name(&comm).map_err(errno("PR_SET_NAME"))?;
     seedmem::map_stub(plan.layout.stub).map_err(|e| format!("mapping the stub at {:#x}: {e}", plan.layout.stub))?;

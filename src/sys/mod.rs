@@ -207,6 +207,28 @@ pub fn personality(persona: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// The calling process's nice value.
+pub fn getpriority() -> io::Result<i32> {
+    // getpriority(2) may legitimately return -1: errno tells.
+    nix::errno::Errno::clear();
+    // SAFETY: integer-only syscall on the calling process.
+    let ret = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    if ret == -1 && nix::errno::Errno::last_raw() != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ret)
+}
+
+/// Set the calling process's nice value.
+pub fn setpriority(nice: i32) -> io::Result<()> {
+    // SAFETY: integer-only syscall on the calling process.
+    let ret = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// setrlimit by raw resource number (the OCI names map straight onto RLIMIT_* numbers).
 pub fn setrlimit(resource: i32, soft: u64, hard: u64) -> io::Result<()> {
     let lim = libc::rlimit {
