@@ -29,6 +29,8 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
+pub mod survival;
+
 /// Longest any single runtime invocation may take before the test fails:
 /// `$AMBER_IT_TIMEOUT` seconds, default 15 (runc needs well under a second; the
 /// slowest legitimate case, `delete --force` of a stubborn container, polls for 10 s).
