@@ -240,9 +240,12 @@ pub fn survive_with(name: &str, place: Place, opts: &Opts) {
     let work = images.path().join("work");
     let img_s = img.to_string_lossy().into_owned();
     let work_s = work.to_string_lossy().into_owned();
+    let result_file = out.path().join(format!("{name}.result"));
+    let exit_file = out.path().join(format!("{name}.exit"));
     let logs = || {
         format!(
-            "--- container stderr ---\n{}\n--- container stdout ---\n{}\n--- dump.log ---\n{}\n--- restore.log ---\n{}",
+            "--- result ---\n{}\n--- container stderr ---\n{}\n--- container stdout ---\n{}\n--- dump.log ---\n{}\n--- restore.log ---\n{}",
+            read_opt(&result_file),
             c.stderr(),
             c.stdout(),
             read_opt(&work.join("dump.log")),
@@ -250,13 +253,10 @@ pub fn survive_with(name: &str, place: Place, opts: &Opts) {
         )
     };
     let ready_file = out.path().join(format!("{name}.ready"));
-    let result_file = out.path().join(format!("{name}.result"));
-    let exit_file = out.path().join(format!("{name}.exit"));
     // An early result (the program failed its own setup) is reported as such.
     let early = |what: &str| -> String {
         format!(
-            "{what} ({name}, {place:?})\nresult: {}\nexit: {}\nstate: {}\n{}",
-            read_opt(&result_file),
+            "{what} ({name}, {place:?})\nexit: {}\nstate: {}\n{}",
             read_opt(&exit_file),
             c.rt(&["state", &c.id]),
             logs()

@@ -13,3 +13,23 @@ fn identity_as_init() {
 fn identity_deep() {
     survive("identity", Place::Deep);
 }
+
+#[test]
+fn vdso_as_init() {
+    survive("vdso", Place::Init);
+}
+
+#[test]
+fn vdso_deep() {
+    survive("vdso", Place::Deep);
+}
+
+#[test]
+fn fpu_as_init() {
+    survive("fpu", Place::Init);
+}
+
+#[test]
+fn fpu_deep() {
+    survive("fpu", Place::Deep);
+}
