@@ -204,7 +204,13 @@ fn collect_and_write(pids: &[i32], dir: &Path) -> Result<DumpSummary> {
         let text = std::fs::read_to_string(&path).map_err(super::proc_err(&path))?;
         statuses.insert(pid, procfs::parse_status(&text));
     }
-    let tree = build_tree(&statuses)?;
+    let root = statuses
+        .iter()
+        .find(|(_, s)| !statuses.contains_key(&s.ppid))
+        .map(|(p, _)| *p)
+        .unwrap_or(0);
+    let (namespaces, ns_parents) = super::pidns::read(pids, root)?;
+    let tree = build_tree(&statuses, &namespaces, &ns_parents)?;
     let mut collected: Vec<Collected> = Vec::new();
     for entry in &tree.tasks {
         let mut c = dump_task::collect(entry.host_pid)?;

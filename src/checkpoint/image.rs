@@ -1,9 +1,12 @@
-//! The image format (CHECKPOINT.md §5), version 1.1 (1.1 added `Creds::securebits` and
-//! `Creds::dumpable`; a 1.0 image reads as securebits 0 and an unknown dumpable flag):
+//! The image format (CHECKPOINT.md §5), version 1.2 (1.1 added `Creds::securebits` and
+//! `Creds::dumpable`; a 1.0 image reads as securebits 0 and an unknown dumpable flag; 1.2 added
+//! nested pid namespaces: `TreeEntry::{nspid, nspgid, nssid, pid_ns, pid_ns_for_children}` and
+//! `Tree::pid_namespaces`; an older image reads as one level, the container's):
 //!
 //! ```text
 //! <dir>/manifest.json            format, engine, created, host record, files [{name, size, sha256}]
-//! <dir>/tree.json                root pid, tasks (container-level pid, ppid, pgid, sid)
+//! <dir>/tree.json                root pid, tasks (container-level pid, ppid, pgid, sid, NSpid
+//!                                vectors from the container's level down), pid namespaces
 //! <dir>/task/<pid>.json          everything about one process but its memory contents
 //! <dir>/task/<pid>.pagemap.json  [{vaddr, nr_pages}] in page-file order
 //! <dir>/task/<pid>.pages         raw 4 KiB pages
@@ -24,7 +27,7 @@ use super::host::HostRecord;
 use super::CheckpointError;
 
 pub const FORMAT_MAJOR: u32 = 1;
-pub const FORMAT_MINOR: u32 = 1;
+pub const FORMAT_MINOR: u32 = 2;
 pub const MANIFEST: &str = "manifest.json";
 pub const TREE: &str = "tree.json";
 
@@ -52,15 +55,34 @@ pub struct Manifest {
 
 /// The process tree. Pids are those of the container's pid namespace (the namespace of the
 /// root task); the host pids at dump time are kept for diagnostics only.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Tree {
     pub root: i32,
     /// How many pid-namespace levels lay above the container's, as seen by the dumper.
     pub host_levels: usize,
     pub tasks: Vec<TreeEntry>,
+    /// Every pid namespace of the tree, the container's first (format 1.2; empty in older
+    /// images, which have one level).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pid_namespaces: Vec<PidNs>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// One pid namespace of the tree. Ids are the nsfs inodes at dump time: they only name the
+/// namespace inside the image.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PidNs {
+    pub id: u64,
+    /// 0 = the container's namespace, 1 = a namespace created inside it, ...
+    pub level: usize,
+    /// None for the container's namespace.
+    pub parent: Option<u64>,
+    /// Container-level pid of its init (pid 1 there); None for a namespace no task lives in yet
+    /// (created by `unshare(CLONE_NEWPID)`, only someone's pid_for_children) and for the
+    /// container's namespace when its init is outside the image.
+    pub init: Option<i32>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TreeEntry {
     pub pid: i32,
     /// 0 for the root (its parent is outside the image).
@@ -69,6 +91,34 @@ pub struct TreeEntry {
     pub pgid: i32,
     pub sid: i32,
     pub host_pid: i32,
+    /// NSpid from the container's level down to the task's own namespace (`nspid[0] == pid`,
+    /// the last is the innermost pid), as /proc/<pid>/status shows it inside the container.
+    /// Format 1.2; empty in older images, meaning `[pid]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nspid: Vec<i32>,
+    /// NSpgid / NSsid over the same levels (0 where the leader is not visible).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nspgid: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nssid: Vec<i32>,
+    /// Its pid namespace (a `PidNs::id`); 0 in older images (the container's).
+    #[serde(default)]
+    pub pid_ns: u64,
+    /// Where its next child would be born, when that is not `pid_ns` (after `setns` or
+    /// `unshare(CLONE_NEWPID)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_ns_for_children: Option<u64>,
+}
+
+impl TreeEntry {
+    /// The pid vector from the container's level down (`[pid]` for pre-1.2 images).
+    pub fn levels(&self) -> Vec<i32> {
+        if self.nspid.is_empty() {
+            vec![self.pid]
+        } else {
+            self.nspid.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -645,7 +695,9 @@ mod tests {
                 pgid: 1,
                 sid: 1,
                 host_pid: 4001,
+                ..Default::default()
             }],
+            ..Default::default()
         };
         w.write_json(TREE, &tree).unwrap();
         w.finish(HostRecord::current().unwrap()).unwrap();
@@ -668,6 +720,31 @@ mod tests {
             ImageWriter::create(t.path()),
             Err(CheckpointError::ImageExists(_))
         ));
+    }
+
+    #[test]
+    fn tree_entries_of_older_images_have_one_level() {
+        // A format 1.1 tree.json: no NSpid vectors, no namespaces.
+        let old: Tree = serde_json::from_str(
+            r#"{"root":1,"host_levels":1,"tasks":[{"pid":1,"ppid":0,"pgid":1,"sid":1,"host_pid":40}]}"#,
+        )
+        .unwrap();
+        assert_eq!(old.tasks[0].levels(), vec![1]);
+        assert_eq!((old.tasks[0].pid_ns, old.pid_namespaces.len()), (0, 0));
+        let nested = TreeEntry {
+            pid: 7,
+            ppid: 1,
+            nspid: vec![7, 3, 1],
+            nspgid: vec![7, 0, 1],
+            nssid: vec![1, 0, 0],
+            pid_ns: 99,
+            pid_ns_for_children: Some(100),
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&nested).unwrap();
+        assert!(text.contains(r#""nspid":[7,3,1]"#), "{text}");
+        assert_eq!(serde_json::from_str::<TreeEntry>(&text).unwrap(), nested);
+        assert_eq!(nested.levels(), vec![7, 3, 1]);
     }
 
     #[test]
@@ -730,7 +807,9 @@ mod tests {
                 pgid: 1,
                 sid: 1,
                 host_pid: 1,
+                ..Default::default()
             }],
+            ..Default::default()
         };
         w.write_json(TREE, &tree).unwrap();
         w.finish(HostRecord::current().unwrap()).unwrap();

@@ -1,5 +1,6 @@
 //! Native checkpoint/restore (CHECKPOINT.md), step 1: trees of single-threaded processes,
-//! restored at their exact pids without CRIU.
+//! restored at their exact pids without CRIU, at every level of pid namespaces nested inside
+//! the container (CHECKPOINT.md §2.4: `plan::build_tree` / `plan::plan_pids`, `pidns`).
 //!
 //! - dump: seize + interrupt every task, read /proc and ptrace register sets, a handful of
 //!   read-only syscalls injected through a `syscall` instruction of the task's own vdso
@@ -21,6 +22,7 @@ pub mod dump;
 mod dump_task;
 pub mod host;
 pub mod image;
+mod pidns;
 pub mod plan;
 pub mod procfs;
 mod relocate;
@@ -29,6 +31,8 @@ pub mod restore;
 mod seed;
 mod transplant;
 
+#[cfg(test)]
+mod tests_nested;
 #[cfg(test)]
 mod tests_root;
 

@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 
 use super::creds;
 use super::image::{self, FdKind, Image, VmaKind};
-use super::plan::plan_layout;
+use super::plan::{plan_layout, plan_pids};
 use super::procfs;
 use super::seed::{self, SeedCtx, TaskPlan};
 use super::transplant;
@@ -71,7 +71,7 @@ pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored> {
         } else {
             0
         },
-        set_tid: plans[&root_id].set_tid.clone(),
+        set_tid: plans[&root_id].clone.set_tid.clone(),
         cgroup_fd: opts.cgroup_fd,
         joins: vec![],
         time_offsets: None,
@@ -107,10 +107,18 @@ fn take_over(
     let hosts = resolve_host_pids(root_host)?;
     let mut pids = BTreeMap::new();
     for t in &image.tree.tasks {
-        let host = *hosts
+        let (host, levels) = hosts
             .get(&t.pid)
             .ok_or_else(|| CheckpointError::Restore(format!("seed for pid {} not found under {root_host}", t.pid)))?;
-        pids.insert(t.pid, host);
+        // Every level the kernel gave must be the dumped one (set_tid asked for all of them).
+        if *levels != t.levels() {
+            return Err(CheckpointError::Restore(format!(
+                "pid {} was restored with NSpid {levels:?}, the image has {:?}",
+                t.pid,
+                t.levels()
+            )));
+        }
+        pids.insert(t.pid, *host);
     }
     for t in &image.tree.tasks {
         transplant::prepare(pids[&t.pid], &image.tasks[&t.pid], &plans[&t.pid], exe_fds[&t.pid])?;
@@ -164,15 +172,20 @@ fn wait_ready(ready_r: OwnedFd, n: usize) -> Result<BTreeMap<i32, i32>> {
     Ok(exe_fds)
 }
 
-/// Map innermost pids to the restorer's view by walking the tree under the root.
-fn resolve_host_pids(root: i32) -> Result<BTreeMap<i32, i32>> {
+/// Map container-level pids to the restorer's view by walking the tree under the root, with
+/// each task's NSpid from the container's level (the root's innermost) down.
+fn resolve_host_pids(root: i32) -> Result<BTreeMap<i32, (i32, Vec<i32>)>> {
+    let read = |pid: i32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        procfs::parse_status(&status).nspid
+    };
+    let level = read(root).len().saturating_sub(1);
     let mut out = BTreeMap::new();
     let mut queue = vec![root];
     while let Some(pid) = queue.pop() {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let status = procfs::parse_status(&status);
-        if let Some(&inner) = status.nspid.last() {
-            out.insert(inner, pid);
+        let nspid = read(pid);
+        if let Some(rel) = nspid.get(level..).filter(|r| !r.is_empty()) {
+            out.insert(rel[0], (pid, rel.to_vec()));
         }
         let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
         queue.extend(procfs::parse_children(&children));
@@ -183,7 +196,7 @@ fn resolve_host_pids(root: i32) -> Result<BTreeMap<i32, i32>> {
 fn kill_all(root: i32, pidfd: &OwnedFd, ns: PidNamespace) {
     if ns == PidNamespace::Current {
         if let Ok(pids) = resolve_host_pids(root) {
-            for pid in pids.values() {
+            for (pid, _) in pids.values() {
                 let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
             }
         }
@@ -257,8 +270,12 @@ fn plan_tasks(image: &Image, opts: &RestoreOptions) -> Result<BTreeMap<i32, Task
     let me = creds::Current::of_self()?;
     let maps = std::fs::read_to_string("/proc/self/maps").map_err(super::proc_err("/proc/self/maps"))?;
     let occupied: Vec<(u64, u64)> = procfs::parse_smaps(&maps).iter().map(|v| (v.start, v.end)).collect();
+    let mut pid_plans = plan_pids(&image.tree)?;
     let mut plans = BTreeMap::new();
     for t in &image.tree.tasks {
+        let pid_plan = pid_plans
+            .remove(&t.pid)
+            .ok_or_else(|| CheckpointError::Corrupt(format!("tree.json: no plan for pid {}", t.pid)))?;
         let task = &image.tasks[&t.pid];
         let mut externals = BTreeMap::new();
         for f in &task.fds {
@@ -279,17 +296,12 @@ fn plan_tasks(image: &Image, opts: &RestoreOptions) -> Result<BTreeMap<i32, Task
         plans.insert(
             t.pid,
             TaskPlan {
-                set_tid: vec![t.pid],
+                clone: pid_plan.clone,
+                children_ns: pid_plan.children_ns,
                 setsid: t.sid == t.pid,
                 // setsid already made a session leader its group's leader.
                 setpgid: t.pgid == t.pid && t.sid != t.pid,
-                children: image
-                    .tree
-                    .tasks
-                    .iter()
-                    .filter(|c| c.ppid == t.pid)
-                    .map(|c| c.pid)
-                    .collect(),
+                children: pid_plan.children,
                 layout: plan_layout(task, &occupied)?,
                 helper_base: task.fds.iter().map(|f| f.fd + 1).max().unwrap_or(3).max(3),
                 externals,

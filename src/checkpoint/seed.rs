@@ -13,17 +13,21 @@ use nix::sys::stat::Mode;
 use nix::unistd::{close, dup3, lseek, Whence};
 
 use super::image::{FdKind, Image, TaskImage, VmaKind};
-use super::plan::{Layout, PAGE};
+use super::plan::{ChildrenNs, ClonePlan, Layout, PAGE};
 use crate::spawn::{spawn, SpawnPlan};
 use crate::sys::seedmem::{self, KernelSigaction};
 
 /// What a seed must do, beyond the image itself.
 #[derive(Debug, Clone)]
 pub struct TaskPlan {
-    /// clone3 set_tid, innermost level first.
-    pub set_tid: Vec<i32>,
+    /// How the parent clones it: set_tid (innermost level first), CLONE_NEWPID, the pid
+    /// namespace the parent enters first.
+    pub clone: ClonePlan,
+    /// Where its later children are born, set after its own children exist.
+    pub children_ns: ChildrenNs,
     pub setsid: bool,
     pub setpgid: bool,
+    /// In cloning order (`plan::plan_pids`).
     pub children: Vec<i32>,
     pub layout: Layout,
     /// First descriptor above every image descriptor: seed-only descriptors live at or above
@@ -90,16 +94,7 @@ fn setup(ctx: &SeedCtx, pid: i32, helpers: &mut Helpers) -> SeedResult<i32> {
     if plan.setsid {
         nix::unistd::setsid().map_err(errno("setsid"))?;
     }
-    for child in &plan.children {
-        let spawn_plan = SpawnPlan {
-            new_namespaces: 0,
-            set_tid: ctx.plans[child].set_tid.clone(),
-            cgroup_fd: None,
-            joins: vec![],
-            time_offsets: None,
-        };
-        spawn(&spawn_plan, || run(ctx, *child)).map_err(|e| format!("cloning pid {child}: {e}"))?;
-    }
+    clone_children(ctx, plan)?;
     if plan.setpgid {
         nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0)).map_err(errno("setpgid"))?;
     }
@@ -144,6 +139,57 @@ fn setup(ctx: &SeedCtx, pid: i32, helpers: &mut Helpers) -> SeedResult<i32> {
         }
     }
     Ok(exe_fd)
+}
+
+/// Clone every child at its exact pids, each by this real parent. A child living in a nested
+/// pid namespace this seed is not in (the original parent had done setns or unshare before
+/// forking it) is cloned after entering that namespace through its init, then this seed goes
+/// back to its own; last, its own pid_for_children is set as it was dumped.
+fn clone_children(ctx: &SeedCtx, plan: &TaskPlan) -> SeedResult<()> {
+    let own = crate::sys::pidfd_open(nix::unistd::getpid().as_raw()).map_err(|e| format!("pidfd_open(self): {e}"))?;
+    for child in &plan.children {
+        let cp = &ctx.plans[child].clone;
+        if let Some(init) = cp.enter {
+            enter_pidns_of(init).map_err(|e| format!("cloning pid {child}: {e}"))?;
+        }
+        let spawn_plan = SpawnPlan {
+            new_namespaces: if cp.new_pidns { crate::sys::CLONE_NEWPID } else { 0 },
+            set_tid: cp.set_tid.clone(),
+            cgroup_fd: None,
+            joins: vec![],
+            time_offsets: None,
+        };
+        let spawned = spawn(&spawn_plan, || run(ctx, *child));
+        if cp.enter.is_some() {
+            nix::sched::setns(own.as_fd(), nix::sched::CloneFlags::CLONE_NEWPID)
+                .map_err(errno("going back to its own pid namespace"))?;
+        }
+        spawned.map_err(|e| format!("cloning pid {child}: {e}"))?;
+    }
+    match plan.children_ns {
+        ChildrenNs::Own => Ok(()),
+        ChildrenNs::Enter(init) => enter_pidns_of(init).map_err(|e| format!("restoring pid_for_children: {e}")),
+        ChildrenNs::Unshare => nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)
+            .map_err(errno("unshare(CLONE_NEWPID) for pid_for_children")),
+    }
+}
+
+/// setns(CLONE_NEWPID) into the pid namespace of `init` (a pid in our own namespace), waiting
+/// for another seed to clone it: plan_pids orders children so that it never waits for a seed
+/// that waits for us.
+fn enter_pidns_of(init: i32) -> SeedResult<()> {
+    let start = std::time::Instant::now();
+    let fd = loop {
+        match crate::sys::pidfd_open(init) {
+            Ok(fd) => break fd,
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) && start.elapsed().as_secs() < 10 => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(e) => return Err(format!("the init of the pid namespace to enter (pid {init}): {e}")),
+        }
+    };
+    nix::sched::setns(fd.as_fd(), nix::sched::CloneFlags::CLONE_NEWPID)
+        .map_err(errno(format!("setns into the pid namespace of pid {init}")))
 }
 
 fn move_above(fd: RawFd, base: i32) -> SeedResult<RawFd> {

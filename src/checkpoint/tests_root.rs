@@ -18,10 +18,10 @@ use super::restore::{restore, PidNamespace, RestoreOptions};
 use super::{image, CheckpointError};
 use crate::spawn::{spawn, SpawnPlan};
 
-const BUSYBOX: &str = "/bin/busybox";
-const SCRIPT: &str = "trap 'exit 7' TERM; i=0; while :; do i=$((i+1)); echo $i > count; sleep 0.3; done";
+pub(super) const BUSYBOX: &str = "/bin/busybox";
+pub(super) const SCRIPT: &str = "trap 'exit 7' TERM; i=0; while :; do i=$((i+1)); echo $i > count; sleep 0.3; done";
 
-fn skip_reason() -> Option<&'static str> {
+pub(super) fn skip_reason() -> Option<&'static str> {
     if !nix::unistd::Uid::effective().is_root() {
         return Some("not root");
     }
@@ -68,7 +68,7 @@ fn spawn_argv(dir: &Path, new_pidns: bool, argv: &[&str]) -> i32 {
     child.pid
 }
 
-fn count(dir: &Path) -> u64 {
+pub(super) fn count(dir: &Path) -> u64 {
     std::fs::read_to_string(dir.join("count"))
         .unwrap_or_default()
         .trim()
@@ -76,7 +76,7 @@ fn count(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+pub(super) fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
         assert!(start.elapsed() < timeout, "timed out waiting for {what}");
@@ -84,12 +84,12 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn nspid(host: i32) -> Vec<i32> {
+pub(super) fn nspid(host: i32) -> Vec<i32> {
     let text = std::fs::read_to_string(format!("/proc/{host}/status")).unwrap_or_default();
     super::procfs::parse_status(&text).nspid
 }
 
-struct Killer(i32);
+pub(super) struct Killer(pub(super) i32);
 impl Drop for Killer {
     fn drop(&mut self) {
         let _ = kill(Pid::from_raw(self.0), Signal::SIGKILL);
@@ -97,7 +97,7 @@ impl Drop for Killer {
     }
 }
 
-fn tempdir(tag: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+pub(super) fn tempdir(tag: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let t = tempfile::Builder::new()
         .prefix(&format!("amber-ckpt-{tag}-"))
         .tempdir()

@@ -1,0 +1,260 @@
+//! As root, end to end: nested pid namespaces (CHECKPOINT.md §2.4). A busybox shell, pid 1 of
+//! its own pid namespace (the "container"), starts `unshare -p -f` subtrees two and three
+//! levels deep and a child that `nsenter -p` placed in the first nested namespace; the tree is
+//! dumped, killed and restored, and every process must be back with the very same NSpid vector
+//! (all levels below the host's), the namespaces' pid_for_children as they were, and running.
+//! A nested user namespace is refused at dump, naming the pid, and the tree keeps running.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+
+use super::dump::{dump_tree, DumpOptions};
+use super::image;
+use super::restore::{restore, PidNamespace, RestoreOptions};
+use super::tests_root::{count, skip_reason, tempdir, wait_for, Killer, BUSYBOX, SCRIPT};
+use crate::spawn::{spawn, SpawnPlan};
+
+/// Pid 1 of the first nested namespace (N1): a second-level subtree and a plain member.
+const L1: &str = "unshare -p -f sh l2.sh & sleep 1000 & wait";
+/// Pid 1 of N2 (three levels: container, N1, N2), with one member.
+const L2: &str = "sleep 1000 & echo > l2ready; wait";
+/// The container's init: builds the subtrees, enters N1 through its init with nsenter (whose
+/// child is a setns'ed member of N1), then counts. /proc is this namespace's own (see spawn).
+const TOP: &str = "unshare -p -f sh l1.sh & u=$!; \
+    while [ ! -s l2ready ]; do sleep 0.05; done; \
+    init1=$(cat /proc/$u/task/$u/children); \
+    nsenter -p -t $init1 sh -c 'exec sleep 1000' & \
+    while [ -z \"$(cat /proc/$!/task/$!/children)\" ]; do sleep 0.05; done; \
+    echo > ready; ";
+
+/// `script` as pid 1 of a new pid namespace, session leader, stdio on /dev/null, cwd = `dir`;
+/// with `own_proc` in a new mount namespace with a /proc of its own pid namespace (so that
+/// pids in the script resolve there). Returns its host pid.
+fn spawn_container(dir: &Path, own_proc: bool, script: &str) -> i32 {
+    let argv: Vec<CString> = [BUSYBOX, "sh", "-c", script]
+        .iter()
+        .map(|s| CString::new(*s).unwrap())
+        .collect();
+    let dir = CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+    let plan = SpawnPlan {
+        new_namespaces: crate::sys::CLONE_NEWPID | if own_proc { crate::sys::CLONE_NEWNS } else { 0 },
+        set_tid: vec![],
+        cgroup_fd: None,
+        joins: vec![],
+        time_offsets: None,
+    };
+    let child = spawn(&plan, || {
+        use nix::mount::{mount, MsFlags};
+        if own_proc {
+            let none: Option<&str> = None;
+            if mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).is_err()
+                || mount(Some("proc"), "/proc", Some("proc"), MsFlags::empty(), none).is_err()
+            {
+                return 126;
+            }
+        }
+        let _ = nix::unistd::setsid();
+        let null =
+            nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDWR, nix::sys::stat::Mode::empty()).unwrap_or(-1);
+        for fd in 0..3 {
+            let _ = nix::unistd::dup2(null, fd);
+        }
+        let _ = crate::sys::cloexec_from(3);
+        let _ = nix::unistd::chdir(dir.as_c_str());
+        let _ = nix::unistd::execv(&argv[0], &argv);
+        127
+    })
+    .expect("spawning the container");
+    child.pid
+}
+
+/// Every process under `root` (host view): host pid -> NSpid from the root's level down.
+fn tree_vectors(root: i32) -> BTreeMap<i32, Vec<i32>> {
+    let level = super::tests_root::nspid(root).len() - 1;
+    let mut out = BTreeMap::new();
+    let mut queue = vec![root];
+    while let Some(pid) = queue.pop() {
+        let v = super::tests_root::nspid(pid);
+        if v.len() > level {
+            out.insert(pid, v[level..].to_vec());
+        }
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        queue.extend(super::procfs::parse_children(&children));
+    }
+    out
+}
+
+fn ns_ino(pid: i32, kind: &str) -> u64 {
+    std::fs::metadata(format!("/proc/{pid}/ns/{kind}")).unwrap().ino()
+}
+
+fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn nested_pid_namespaces_keep_every_level() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping nested_pid_namespaces_keep_every_level: {why}");
+        return;
+    }
+    let (_t, work, img) = tempdir("nested");
+    std::fs::write(work.join("l1.sh"), L1).unwrap();
+    std::fs::write(work.join("l2.sh"), L2).unwrap();
+    let root = spawn_container(&work, true, &format!("{TOP}{SCRIPT}"));
+    let guard = Killer(root);
+    wait_for("the nested subtrees", Duration::from_secs(20), || {
+        work.join("ready").exists()
+    });
+    wait_for("the counter to reach 2", Duration::from_secs(10), || count(&work) >= 2);
+
+    let before = tree_vectors(root);
+    let mut shapes: Vec<(usize, i32)> = before.values().map(|v| (v.len(), *v.last().unwrap())).collect();
+    shapes.sort();
+    for want in [(2, 1), (2, 2), (3, 1), (3, 2)] {
+        assert!(
+            shapes.contains(&want),
+            "(levels, innermost pid) {want:?} missing: {before:?}"
+        );
+    }
+    // The nsenter'ed sleep: in N1, its parent (nsenter) in the container's namespace.
+    let entered = before
+        .iter()
+        .find(|(h, v)| {
+            let ppid = super::procfs::parse_status(&std::fs::read_to_string(format!("/proc/{h}/status")).unwrap()).ppid;
+            v.len() == 2 && comm(ppid) == "nsenter"
+        })
+        .map(|(h, v)| (*h, v.clone()))
+        .unwrap_or_else(|| panic!("no setns'ed child: {before:?}"));
+
+    let summary = dump_tree(root, &img, &DumpOptions { leave_running: false }).expect("dump");
+    std::mem::forget(guard);
+    assert!(!Path::new(&format!("/proc/{root}")).exists(), "the dumped tree is gone");
+    let dumped = image::load_for_inspect(&img).unwrap();
+    assert_eq!(dumped.manifest.format.minor, image::FORMAT_MINOR);
+    assert_eq!(summary.tasks.len(), dumped.tree.tasks.len());
+    for t in &dumped.tree.tasks {
+        if let Some(v) = before.get(&t.host_pid) {
+            assert_eq!(&t.nspid, v, "image vector of host pid {}", t.host_pid);
+        }
+    }
+    assert_eq!(dumped.tree.pid_namespaces.len(), 3, "{:?}", dumped.tree.pid_namespaces);
+    let json = image::inspect_json(&img).unwrap();
+    assert!(json["tree"]["pid_namespaces"].as_array().is_some_and(|a| a.len() == 3));
+    let at_dump = count(&work);
+
+    let restored = restore(
+        &img,
+        &RestoreOptions {
+            pid_ns: PidNamespace::New,
+            external_fds: BTreeMap::new(),
+            cgroup_fd: None,
+        },
+    )
+    .expect("restore");
+    let guard = Killer(restored.root_pid);
+    let after = tree_vectors(restored.root_pid);
+    eprintln!(
+        "NSpid vectors before the dump: {:?}",
+        before.values().collect::<Vec<_>>()
+    );
+    eprintln!("after the restore: {:?}", after.values().collect::<Vec<_>>());
+    let mut seen = Vec::new();
+    for t in &dumped.tree.tasks {
+        let host = restored.pids[&t.pid];
+        match after.get(&host) {
+            Some(v) => {
+                assert_eq!(v, &t.nspid, "pid {} (host {host}) restored with another NSpid", t.pid);
+                seen.push(v.clone());
+            }
+            // Only the counter's short sleep may be gone already.
+            None => assert_eq!(t.nspid.len(), 1, "pid {} {:?} is not running", t.pid, t.nspid),
+        }
+    }
+    assert!(seen.contains(&entered.1), "the setns'ed child {entered:?} is back");
+    assert!(seen.iter().any(|v| v.len() == 3), "the third level is back: {seen:?}");
+    // pid_for_children as dumped: unshare and nsenter keep theirs (their next child would be
+    // born in the nested namespace).
+    let mut checked = 0;
+    for t in dumped.tree.tasks.iter().filter(|t| t.pid_ns_for_children.is_some()) {
+        let target = dumped
+            .tree
+            .pid_namespaces
+            .iter()
+            .find(|s| Some(s.id) == t.pid_ns_for_children)
+            .unwrap();
+        let init_host = restored.pids[&target.init.unwrap()];
+        assert_eq!(
+            ns_ino(restored.pids[&t.pid], "pid_for_children"),
+            ns_ino(init_host, "pid"),
+            "pid_for_children of pid {}",
+            t.pid
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3, "two unshare and one nsenter: {checked}");
+
+    wait_for("the restored counter to go on", Duration::from_secs(10), || {
+        count(&work) >= at_dump + 2
+    });
+    // The nested ones still run (sleeping, not dead or stopped).
+    for t in dumped.tree.tasks.iter().filter(|t| t.nspid.len() > 1) {
+        let host = restored.pids[&t.pid];
+        let state =
+            super::procfs::parse_status(&std::fs::read_to_string(format!("/proc/{host}/status")).unwrap()).state;
+        assert_eq!(state, 'S', "pid {} {:?}", t.pid, t.nspid);
+    }
+    kill(Pid::from_raw(restored.root_pid), Signal::SIGTERM).unwrap();
+    let status = waitpid(Pid::from_raw(restored.root_pid), None).unwrap();
+    std::mem::forget(guard);
+    assert_eq!(
+        status,
+        WaitStatus::Exited(Pid::from_raw(restored.root_pid), 7),
+        "the TERM trap ran"
+    );
+}
+
+#[test]
+fn a_nested_user_namespace_is_refused_and_the_tree_keeps_running() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping a_nested_user_namespace_is_refused_and_the_tree_keeps_running: {why}");
+        return;
+    }
+    let (_t, work, img) = tempdir("nested-user");
+    let script = format!("unshare -U sh -c 'echo > inner; exec sleep 1000' & {SCRIPT}");
+    let root = spawn_container(&work, false, &script);
+    let _guard = Killer(root);
+    wait_for("the counter to reach 2", Duration::from_secs(10), || {
+        count(&work) >= 2 && work.join("inner").exists()
+    });
+    let inner = *tree_vectors(root)
+        .keys()
+        .find(|h| ns_ino(**h, "user") != ns_ino(root, "user"))
+        .expect("a task in a nested user namespace");
+    let err = dump_tree(root, &img, &DumpOptions { leave_running: false }).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("pid {inner}")) && text.contains("nested user namespace"),
+        "{text}"
+    );
+    assert!(!img.join(image::MANIFEST).exists(), "no image is written");
+    let after = count(&work);
+    wait_for("the refused tree to keep running", Duration::from_secs(10), || {
+        count(&work) > after
+    });
+    for host in tree_vectors(root).keys() {
+        let status = std::fs::read_to_string(format!("/proc/{host}/status")).unwrap();
+        assert!(status.contains("TracerPid:\t0"), "pid {host} detached");
+    }
+    assert!(Path::new(&format!("/proc/{inner}")).exists());
+}
