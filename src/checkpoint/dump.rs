@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use nix::sys::ptrace;
 use nix::sys::signal::Signal;
@@ -29,11 +30,18 @@ pub struct DumpSummary {
     /// (pid in the container's pid namespace, host pid), sorted by the former.
     pub tasks: Vec<(i32, i32)>,
     pub pages: u64,
+    /// How long the tasks were kept from running: from the freeze (or the first seize) until
+    /// they were let go (--leave-running) or killed.
+    pub frozen: Duration,
+    /// Of that, collecting everything but the pages, and streaming the pages to the image.
+    pub collect: Duration,
+    pub write_pages: Duration,
 }
 
 /// Dump the tree rooted at `root` (a host pid), found by walking /proc children. Tasks created
 /// while seizing are picked up by walking again until nothing new appears.
 pub fn dump_tree(root: i32, dir: &Path, opts: &DumpOptions) -> Result<DumpSummary> {
+    let stopped = Instant::now();
     let mut seized: Vec<i32> = Vec::new();
     let result = (|| {
         loop {
@@ -49,12 +57,13 @@ pub fn dump_tree(root: i32, dir: &Path, opts: &DumpOptions) -> Result<DumpSummar
         }
         Ok(())
     })();
-    finish_seized(&seized, result, dir, opts)
+    finish_seized(&seized, result, dir, opts, stopped)
 }
 
 /// Dump every task of a container's cgroup: freeze it so nothing forks while the tasks are
 /// seized, seize + interrupt all, thaw (the interrupts then stop every task), collect.
 pub fn dump_cgroup(cgroup: &crate::cgroups::Manager, dir: &Path, opts: &DumpOptions) -> Result<DumpSummary> {
+    let stopped = Instant::now();
     cgroup.freeze()?;
     let mut seized = Vec::new();
     let result = (|| {
@@ -74,12 +83,13 @@ pub fn dump_cgroup(cgroup: &crate::cgroups::Manager, dir: &Path, opts: &DumpOpti
         }
         Ok(thawed?)
     });
-    finish_seized(&seized, result, dir, opts)
+    finish_seized(&seized, result, dir, opts, stopped)
 }
 
 /// Dump a set of tasks the caller already stopped from running away (e.g. a frozen cgroup it
 /// will thaw itself): they are seized and interrupted one by one.
 pub fn dump_pids(pids: &[i32], dir: &Path, opts: &DumpOptions) -> Result<DumpSummary> {
+    let stopped = Instant::now();
     let mut seized = Vec::new();
     let result = (|| {
         for &pid in pids {
@@ -88,7 +98,7 @@ pub fn dump_pids(pids: &[i32], dir: &Path, opts: &DumpOptions) -> Result<DumpSum
         }
         Ok(())
     })();
-    finish_seized(&seized, result, dir, opts)
+    finish_seized(&seized, result, dir, opts, stopped)
 }
 
 fn walk_tree(root: i32) -> Result<Vec<i32>> {
@@ -163,13 +173,32 @@ fn settle_signals(pid: i32) -> Result<()> {
 }
 
 /// Collect and write; on any error detach everything (the tasks keep running) and report it.
-fn finish_seized(seized: &[i32], seized_ok: Result<()>, dir: &Path, opts: &DumpOptions) -> Result<DumpSummary> {
-    let result = seized_ok.and_then(|()| collect_and_write(seized, dir));
+/// With --leave-running the tasks are let go as soon as their pages are in the image: the
+/// metadata and the manifest are written while they run.
+fn finish_seized(
+    seized: &[i32],
+    seized_ok: Result<()>,
+    dir: &Path,
+    opts: &DumpOptions,
+    stopped: Instant,
+) -> Result<DumpSummary> {
+    let mut released: Option<Instant> = None;
+    let mut release = || {
+        if opts.leave_running {
+            detach_all(seized);
+            released = Some(Instant::now());
+        }
+    };
+    let result = seized_ok.and_then(|()| collect_and_write(seized, dir, &mut release));
     match &result {
         Ok(_) if !opts.leave_running => kill_all(seized),
         _ => detach_all(seized),
     }
-    result
+    let released = released.unwrap_or_else(Instant::now);
+    result.map(|mut s| {
+        s.frozen = released.duration_since(stopped);
+        s
+    })
 }
 
 /// Kill the dumped tasks while they are still stopped (so they run no further), then wait for
@@ -197,7 +226,11 @@ fn detach_all(pids: &[i32]) {
     }
 }
 
-fn collect_and_write(pids: &[i32], dir: &Path) -> Result<DumpSummary> {
+/// Collect every task (all refusals happen here, before the image directory is touched), then
+/// stream each task's pages to the image; `release` is called as soon as nothing more is read
+/// from the tasks, then the metadata and, last, the manifest are written.
+fn collect_and_write(pids: &[i32], dir: &Path, release: &mut dyn FnMut()) -> Result<DumpSummary> {
+    let started = Instant::now();
     let mut statuses = BTreeMap::new();
     for &pid in pids {
         let path = format!("/proc/{pid}/status");
@@ -211,33 +244,59 @@ fn collect_and_write(pids: &[i32], dir: &Path) -> Result<DumpSummary> {
         .unwrap_or(0);
     let (namespaces, ns_parents) = super::pidns::read(pids, root)?;
     let tree = build_tree(&statuses, &namespaces, &ns_parents)?;
-    let mut collected: Vec<Collected> = Vec::new();
+    let mut collected: Vec<(i32, Collected)> = Vec::new();
     for entry in &tree.tasks {
         let mut c = dump_task::collect(entry.host_pid)?;
         c.task.pid = entry.pid;
         super::relocate::relativize(&mut c.task, entry.host_pid)?;
-        collected.push(c);
+        collected.push((entry.host_pid, c));
     }
+    let collect = started.elapsed();
     // Everything is known and acceptable: only now touch the image directory.
-    let mut host = HostRecord::current()?;
-    if let Some(c) = collected.first() {
-        let xstate = image::from_hex(&c.task.xstate).unwrap_or_default();
-        host.xsave.ptrace_size = xstate.len() as u32;
-        host.xsave.xcr0 = xstate_xcr0(&xstate);
-    }
     let mut w = ImageWriter::create(dir)?;
-    let mut pages = 0;
-    for c in &collected {
-        let pid = c.task.pid;
-        w.write_json(&image::task_json(pid), &c.task)?;
-        w.write_json(&image::task_pagemap(pid), &c.pagemap)?;
-        w.write_bytes(&image::task_pages(pid), &c.pages)?;
-        pages += c.pages.len() as u64 / 4096;
-    }
-    w.write_json(image::TREE, &tree)?;
-    w.finish(host)?;
+    let written = (|| {
+        let mut pagemaps = Vec::new();
+        for (host_pid, c) in &collected {
+            let mut out = w.stream(&image::task_pages(c.task.pid))?;
+            pagemaps.push(dump_task::write_pages(*host_pid, &c.task.vmas, &mut out)?);
+            w.close(out)?;
+        }
+        Ok(pagemaps)
+    })();
+    let write_pages = started.elapsed() - collect;
+    let written = written.and_then(|pagemaps| {
+        release();
+        let mut host = HostRecord::current()?;
+        if let Some((_, c)) = collected.first() {
+            let xstate = image::from_hex(&c.task.xstate).unwrap_or_default();
+            host.xsave.ptrace_size = xstate.len() as u32;
+            host.xsave.xcr0 = xstate_xcr0(&xstate);
+        }
+        let mut pages = 0;
+        for ((_, c), pagemap) in collected.iter().zip(&pagemaps) {
+            let pid = c.task.pid;
+            w.write_json(&image::task_json(pid), &c.task)?;
+            w.write_json(&image::task_pagemap(pid), pagemap)?;
+            pages += pagemap.iter().map(|e| e.nr_pages).sum::<u64>();
+        }
+        w.write_json(image::TREE, &tree)?;
+        Ok((pages, host))
+    });
+    let pages = match written {
+        Ok((pages, host)) => {
+            w.finish(host)?;
+            pages
+        }
+        Err(e) => {
+            w.abandon();
+            return Err(e);
+        }
+    };
     Ok(DumpSummary {
         tasks: tree.tasks.iter().map(|t| (t.pid, t.host_pid)).collect(),
         pages,
+        frozen: Duration::ZERO,
+        collect,
+        write_pages,
     })
 }

@@ -1,10 +1,14 @@
 //! Collect one seized, interrupted, single-threaded task: /proc, ptrace register sets, memory,
 //! fds, and the few values only the task itself can tell (injected read-only syscalls).
 
+use std::io::{IoSlice, IoSliceMut};
 use std::os::unix::fs::{FileExt, MetadataExt};
 
+use nix::sys::uio::{process_vm_readv, RemoteIoVec};
+
 use super::image::{
-    AltStack, Creds, Fd, FdKind, FileIdentity, MmFields, PagemapEntry, Rlimit, Rseq, SigAction, TaskImage, Vma, VmaKind,
+    AltStack, Creds, Fd, FdKind, FileIdentity, MmFields, PagemapEntry, Rlimit, Rseq, SigAction, StreamFile, TaskImage,
+    Vma, VmaKind,
 };
 use super::plan::{fixup_restart, PAGE};
 use super::procfs::{self, SmapsVma, Status};
@@ -12,11 +16,10 @@ use super::remote::{self, Remote};
 use super::{proc_err, CheckpointError, Result};
 use crate::sys::ptrace as sp;
 
-/// What one task contributes to the image.
+/// What one task contributes to the image besides its pages (streamed later by
+/// [`write_pages`], so that no page is held in memory).
 pub struct Collected {
     pub task: TaskImage,
-    pub pagemap: Vec<PagemapEntry>,
-    pub pages: Vec<u8>,
 }
 
 fn read(path: String) -> Result<String> {
@@ -83,7 +86,6 @@ pub fn collect(pid: i32) -> Result<Collected> {
     let smaps = procfs::parse_smaps(&read(format!("/proc/{pid}/smaps"))?);
     let vmas = classify_vmas(pid, &smaps)?;
     let fds = collect_fds(pid)?;
-    let (pagemap, pages) = collect_pages(pid, &vmas)?;
     let stat = procfs::parse_stat_mm(&read(format!("/proc/{pid}/stat"))?)
         .ok_or_else(|| unsupported(pid, "unreadable /proc/<pid>/stat"))?;
     let auxv_path = format!("/proc/{pid}/auxv");
@@ -164,7 +166,7 @@ pub fn collect(pid: i32) -> Result<Collected> {
         vmas,
         fds,
     };
-    Ok(Collected { task, pagemap, pages })
+    Ok(Collected { task })
 }
 
 const REFUSED_VMFLAGS: [(&str, &str); 7] = [
@@ -238,51 +240,128 @@ const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAP: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
 
-/// Pages to dump (CHECKPOINT.md §5.2): present or swapped; for private file mappings only the
-/// COWed (anonymous) ones; all-zero anonymous pages are left out (they read back as zero).
-fn collect_pages(pid: i32, vmas: &[Vma]) -> Result<(Vec<PagemapEntry>, Vec<u8>)> {
+/// Pages read per batch: one pagemap read, one process_vm_readv (at most this many iovecs,
+/// below IOV_MAX) and one writev. 2 MiB stays in the caches between the read, the zero-page
+/// check, the digest and the write.
+const BATCH_PAGES: u64 = 512;
+
+/// Stream the pages of `vmas` that the image must hold (CHECKPOINT.md §5.2: present or swapped;
+/// for private file mappings only the COWed, anonymous ones; all-zero anonymous pages are left
+/// out, they read back as zero) to `out`, in address order; returns the page file's pagemap.
+/// Readable mappings are read with process_vm_readv, a batch at a time; unreadable ones
+/// (PROT_NONE, execute-only), which process_vm_readv refuses, through /proc/<pid>/mem.
+pub fn write_pages(pid: i32, vmas: &[Vma], out: &mut StreamFile) -> Result<Vec<PagemapEntry>> {
     let pm_path = format!("/proc/{pid}/pagemap");
     let pagemap = std::fs::File::open(&pm_path).map_err(proc_err(&pm_path))?;
     let mem_path = format!("/proc/{pid}/mem");
-    let mem = std::fs::File::open(&mem_path).map_err(proc_err(&mem_path))?;
+    let mut mem: Option<std::fs::File> = None;
     let mut entries: Vec<PagemapEntry> = Vec::new();
-    let mut pages = Vec::new();
+    let mut buf = vec![0u8; (BATCH_PAGES * PAGE) as usize];
+    let mut raw = vec![0u8; (BATCH_PAGES * 8) as usize];
     for v in vmas
         .iter()
         .filter(|v| matches!(v.kind, VmaKind::Anon | VmaKind::FilePrivate))
     {
-        let n = (v.len() / PAGE) as usize;
-        let mut raw = vec![0u8; n * 8];
-        pagemap
-            .read_exact_at(&mut raw, v.start / PAGE * 8)
-            .map_err(proc_err(&pm_path))?;
-        let mut last_end = u64::MAX; // entries never span two VMAs
-        for (i, word) in remote::words(&raw).into_iter().enumerate() {
-            let present = word & (PM_PRESENT | PM_SWAP) != 0;
-            if !present || (v.kind == VmaKind::FilePrivate && word & PM_FILE != 0) {
-                continue;
+        let vma_entries = entries.len(); // entries never span two VMAs
+        let mut batch_start = v.start;
+        while batch_start < v.end {
+            let n = ((v.end - batch_start) / PAGE).min(BATCH_PAGES) as usize;
+            let raw = &mut raw[..n * 8];
+            pagemap
+                .read_exact_at(raw, batch_start / PAGE * 8)
+                .map_err(proc_err(&pm_path))?;
+            // Runs of wanted pages: (index of the first page in the batch, pages).
+            let mut runs: Vec<(usize, usize)> = Vec::new();
+            for (i, w) in raw.chunks_exact(8).enumerate() {
+                let word = u64::from_ne_bytes(w.try_into().expect("8 bytes"));
+                let wanted =
+                    word & (PM_PRESENT | PM_SWAP) != 0 && !(v.kind == VmaKind::FilePrivate && word & PM_FILE != 0);
+                if !wanted {
+                    continue;
+                }
+                match runs.last_mut() {
+                    Some((first, len)) if *first + *len == i => *len += 1,
+                    _ => runs.push((i, 1)),
+                }
             }
-            let addr = v.start + i as u64 * PAGE;
-            let mut page = vec![0u8; PAGE as usize];
-            mem.read_exact_at(&mut page, addr).map_err(|e| CheckpointError::Proc {
-                path: format!("{mem_path} at {addr:#x}"),
-                source: e,
-            })?;
-            if v.kind == VmaKind::Anon && page.iter().all(|&b| b == 0) {
-                continue;
+            if !runs.is_empty() {
+                let total: usize = runs.iter().map(|r| r.1).sum::<usize>() * PAGE as usize;
+                let data = &mut buf[..total];
+                let addr = |first: usize| batch_start + first as u64 * PAGE;
+                let mut done = 0usize;
+                if v.prot() & libc::PROT_READ != 0 {
+                    let remote: Vec<RemoteIoVec> = runs
+                        .iter()
+                        .map(|&(first, len)| RemoteIoVec {
+                            base: addr(first) as usize,
+                            len: len * PAGE as usize,
+                        })
+                        .collect();
+                    // A short read (a page that went away, or a fault) is finished below.
+                    done = process_vm_readv(nix::unistd::Pid::from_raw(pid), &mut [IoSliceMut::new(data)], &remote)
+                        .unwrap_or(0);
+                }
+                if done < total {
+                    let mem = match &mut mem {
+                        Some(m) => m,
+                        None => mem.insert(std::fs::File::open(&mem_path).map_err(proc_err(&mem_path))?),
+                    };
+                    let mut off = 0usize;
+                    for &(first, len) in &runs {
+                        let bytes = len * PAGE as usize;
+                        if off + bytes > done {
+                            let skip = done.saturating_sub(off);
+                            let at = addr(first) + skip as u64;
+                            mem.read_exact_at(&mut data[off + skip..off + bytes], at).map_err(|e| {
+                                CheckpointError::Proc {
+                                    path: format!("{mem_path} at {at:#x}"),
+                                    source: e,
+                                }
+                            })?;
+                        }
+                        off += bytes;
+                    }
+                }
+                // Keep the runs of pages that are not all zero (anonymous memory only: a zero
+                // page of a private file mapping differs from the file's page).
+                let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(runs.len());
+                let mut off = 0usize;
+                for &(first, len) in &runs {
+                    let mut start: Option<usize> = None; // page index where the current kept run began
+                    for p in 0..=len {
+                        let keep = p < len && {
+                            let page = &data[off + p * PAGE as usize..off + (p + 1) * PAGE as usize];
+                            v.kind != VmaKind::Anon || !is_zero(page)
+                        };
+                        match (keep, start) {
+                            (true, None) => start = Some(p),
+                            (false, Some(s)) => {
+                                slices.push(IoSlice::new(&data[off + s * PAGE as usize..off + p * PAGE as usize]));
+                                let vaddr = addr(first + s);
+                                let nr = (p - s) as u64;
+                                let mergeable = entries.len() > vma_entries;
+                                match entries.last_mut() {
+                                    Some(e) if mergeable && e.vaddr + e.nr_pages * PAGE == vaddr => e.nr_pages += nr,
+                                    _ => entries.push(PagemapEntry { vaddr, nr_pages: nr }),
+                                }
+                                start = None;
+                            }
+                            _ => {}
+                        }
+                    }
+                    off += len * PAGE as usize;
+                }
+                out.write_all_vectored(&slices)?;
             }
-            pages.extend_from_slice(&page);
-            match entries.last_mut() {
-                Some(e) if last_end == addr => e.nr_pages += 1,
-                _ => entries.push(PagemapEntry {
-                    vaddr: addr,
-                    nr_pages: 1,
-                }),
-            }
-            last_end = addr + PAGE;
+            batch_start += n as u64 * PAGE;
         }
     }
-    Ok((entries, pages))
+    Ok(entries)
+}
+
+/// All bytes zero; stops at the first non-zero 64-byte block (the usual case for a dirty page).
+fn is_zero(page: &[u8]) -> bool {
+    page.chunks_exact(64).all(|c| c.iter().fold(0u8, |a, &b| a | b) == 0)
 }
 
 fn collect_fds(pid: i32) -> Result<Vec<Fd>> {
@@ -438,4 +517,83 @@ fn run_queries(r: &Remote, base: &libc::user_regs_struct) -> Result<Inside> {
     })();
     r.call(base, "munmap", libc::SYS_munmap, &[scratch, PAGE])?;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::seedmem;
+    use std::os::fd::AsFd;
+
+    /// Map `pages` pages somewhere free (MAP_FIXED_NOREPLACE probing), `rw`.
+    fn map_somewhere(pages: u64) -> u64 {
+        let mut addr = 0x6100_0000_0000u64 + (std::process::id() as u64 % 4096) * (1 << 24);
+        loop {
+            match seedmem::mmap_fixed(
+                addr,
+                pages * PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE,
+                None,
+                0,
+            ) {
+                Ok(()) => return addr,
+                Err(_) => addr += 1 << 32,
+            }
+        }
+    }
+
+    fn vma(start: u64, pages: u64, perms: &str) -> Vma {
+        Vma {
+            start,
+            end: start + pages * PAGE,
+            perms: perms.into(),
+            offset: 0,
+            kind: VmaKind::Anon,
+            name: String::new(),
+            vmflags: vec![],
+            file: None,
+        }
+    }
+
+    /// Present, zero, absent, unreadable and adjacent mappings, read from this very process.
+    #[test]
+    fn pages_are_streamed_with_holes_for_zero_and_absent_pages() {
+        let t = tempfile::tempdir().unwrap();
+        let pattern = |i: u64| -> Vec<u8> {
+            let mut p = vec![0u8; PAGE as usize];
+            match i {
+                1 => {}                        // all zero: left out
+                2 => p[PAGE as usize - 1] = 7, // zero but for its last byte: kept
+                _ => p.iter_mut().enumerate().for_each(|(j, b)| *b = (i as u8) ^ (j as u8)),
+            }
+            p
+        };
+        let src = t.path().join("src");
+        std::fs::write(&src, (0..8).flat_map(pattern).collect::<Vec<u8>>()).unwrap();
+        let src = std::fs::File::open(&src).unwrap();
+        // a: 6 pages, pages 0-3 filled from the pattern (page 1 zero), 4-5 never touched.
+        let a = map_somewhere(6);
+        seedmem::pread_into(src.as_fd(), a, 4 * PAGE, 0).unwrap();
+        // b: 2 pages filled (patterns 4, 5) then made PROT_NONE (process_vm_readv refuses it);
+        // c right after b, rw, pattern 6: a separate VMA whose entry must not merge with b's.
+        let b = map_somewhere(3);
+        seedmem::pread_into(src.as_fd(), b, 3 * PAGE, 4 * PAGE).unwrap();
+        seedmem::mprotect(b, 2 * PAGE, libc::PROT_NONE).unwrap();
+        let c = b + 2 * PAGE;
+        let vmas = [vma(a, 6, "rw-p"), vma(b, 2, "---p"), vma(c, 1, "rw-p")];
+
+        let mut w = crate::checkpoint::image::ImageWriter::create(&t.path().join("img")).unwrap();
+        let mut out = w.stream("task/1.pages").unwrap();
+        let me = std::process::id() as i32;
+        let entries = write_pages(me, &vmas, &mut out).unwrap();
+        assert_eq!(out.size(), 6 * PAGE);
+        w.close(out).unwrap();
+        let want = |vaddr, nr_pages| PagemapEntry { vaddr, nr_pages };
+        assert_eq!(entries, vec![want(a, 1), want(a + 2 * PAGE, 2), want(b, 2), want(c, 1)]);
+        let data = std::fs::read(t.path().join("img/task/1.pages")).unwrap();
+        let expect: Vec<u8> = [0, 2, 3, 4, 5, 6].into_iter().flat_map(pattern).collect();
+        assert!(data == expect, "page file contents differ");
+        let _ = seedmem::mprotect(b, 2 * PAGE, libc::PROT_READ);
+    }
 }

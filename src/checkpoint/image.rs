@@ -1,10 +1,13 @@
-//! The image format (CHECKPOINT.md §5), version 1.2 (1.1 added `Creds::securebits` and
+//! The image format (CHECKPOINT.md §5), version 1.3 (1.1 added `Creds::securebits` and
 //! `Creds::dumpable`; a 1.0 image reads as securebits 0 and an unknown dumpable flag; 1.2 added
 //! nested pid namespaces: `TreeEntry::{nspid, nspgid, nssid, pid_ns, pid_ns_for_children}` and
-//! `Tree::pid_namespaces`; an older image reads as one level, the container's):
+//! `Tree::pid_namespaces`; an older image reads as one level, the container's; 1.3 made the
+//! per-file digest XXH3-128 instead of SHA-256, so that a 1 GiB page file is checksummed at
+//! memory speed while it is written and again before a restore; older images still verify
+//! with their SHA-256):
 //!
 //! ```text
-//! <dir>/manifest.json            format, engine, created, host record, files [{name, size, sha256}]
+//! <dir>/manifest.json            format, engine, created, host record, files [{name, size, xxh3_128}]
 //! <dir>/tree.json                root pid, tasks (container-level pid, ppid, pgid, sid, NSpid
 //!                                vectors from the container's level down), pid namespaces
 //! <dir>/task/<pid>.json          everything about one process but its memory contents
@@ -13,21 +16,25 @@
 //! ```
 //!
 //! The manifest is written last (by rename), so a directory without one is an unfinished dump.
-//! `verify` reads every file listed and compares size and SHA-256 before a single process is
+//! Page files are streamed ([`ImageWriter::stream`]): the dump never holds a whole page file,
+//! and the digest is computed on each run as it is written. The digest guards against
+//! corruption and truncation, not against a forger (who could rewrite the manifest as well).
+//! `verify` reads every file listed and compares size and digest before a single process is
 //! created; `load` returns the decoded image only after `verify` passed.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{IoSlice, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use xxhash_rust::xxh3::Xxh3;
 
 use super::host::HostRecord;
 use super::CheckpointError;
 
 pub const FORMAT_MAJOR: u32 = 1;
-pub const FORMAT_MINOR: u32 = 2;
+pub const FORMAT_MINOR: u32 = 3;
 pub const MANIFEST: &str = "manifest.json";
 pub const TREE: &str = "tree.json";
 
@@ -41,7 +48,12 @@ pub struct FormatVersion {
 pub struct FileEntry {
     pub name: String,
     pub size: u64,
-    pub sha256: String,
+    /// XXH3-128 of the contents, hex (format 1.3 and later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xxh3_128: Option<String>,
+    /// SHA-256 of the contents, hex (formats 1.0 to 1.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -368,10 +380,71 @@ pub fn from_hex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+fn xxh3_hex(h: &Xxh3) -> String {
+    format!("{:032x}", h.digest128())
+}
+
 /// Writes image files into a directory, remembering size and digest of each for the manifest.
 pub struct ImageWriter {
     dir: PathBuf,
     files: Vec<FileEntry>,
+}
+
+/// One image file being written piece by piece (a page file): digested as it goes.
+pub struct StreamFile {
+    name: String,
+    path: PathBuf,
+    file: std::fs::File,
+    hasher: Xxh3,
+    size: u64,
+}
+
+impl StreamFile {
+    /// Append `bufs` in order (one writev where the kernel takes it all).
+    pub fn write_all_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Result<(), CheckpointError> {
+        for b in bufs {
+            self.hasher.update(b);
+            self.size += b.len() as u64;
+        }
+        let io = |source| CheckpointError::Image {
+            path: self.path.clone(),
+            source,
+        };
+        let mut i = 0; // first slice not fully written
+        let mut skip = 0; // bytes of bufs[i] already written
+        while i < bufs.len() {
+            if skip == bufs[i].len() {
+                i += 1;
+                skip = 0;
+                continue;
+            }
+            let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity((bufs.len() - i).min(1024));
+            iov.push(IoSlice::new(&bufs[i][skip..]));
+            iov.extend(bufs[i + 1..].iter().take(1023).map(|b| IoSlice::new(b)));
+            let mut n = match self.file.write_vectored(&iov) {
+                Ok(0) => return Err(io(std::io::ErrorKind::WriteZero.into())),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io(e)),
+            };
+            while n > 0 {
+                let left = bufs[i].len() - skip;
+                if n >= left {
+                    n -= left;
+                    i += 1;
+                    skip = 0;
+                } else {
+                    skip += n;
+                    n = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
 }
 
 impl ImageWriter {
@@ -391,14 +464,9 @@ impl ImageWriter {
     }
 
     pub fn write_bytes(&mut self, name: &str, data: &[u8]) -> Result<(), CheckpointError> {
-        let path = self.dir.join(name);
-        std::fs::write(&path, data).map_err(|source| CheckpointError::Image { path, source })?;
-        self.files.push(FileEntry {
-            name: name.to_string(),
-            size: data.len() as u64,
-            sha256: to_hex(&Sha256::digest(data)),
-        });
-        Ok(())
+        let mut s = self.stream(name)?;
+        s.write_all_vectored(&[IoSlice::new(data)])?;
+        self.close(s)
     }
 
     pub fn write_json<T: Serialize>(&mut self, name: &str, value: &T) -> Result<(), CheckpointError> {
@@ -406,8 +474,50 @@ impl ImageWriter {
         self.write_bytes(name, &data)
     }
 
-    /// Write the manifest last, atomically.
+    /// Start writing `name` piece by piece; [`ImageWriter::close`] records it.
+    pub fn stream(&mut self, name: &str) -> Result<StreamFile, CheckpointError> {
+        let path = self.dir.join(name);
+        let file = std::fs::File::create(&path).map_err(|source| CheckpointError::Image {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(StreamFile {
+            name: name.to_string(),
+            path,
+            file,
+            hasher: Xxh3::new(),
+            size: 0,
+        })
+    }
+
+    pub fn close(&mut self, s: StreamFile) -> Result<(), CheckpointError> {
+        self.files.push(FileEntry {
+            name: s.name,
+            size: s.size,
+            xxh3_128: Some(xxh3_hex(&s.hasher)),
+            sha256: None,
+        });
+        Ok(())
+    }
+
+    /// Remove what was written so far (a dump that failed half-way); best effort.
+    pub fn abandon(self) {
+        for f in &self.files {
+            let _ = std::fs::remove_file(self.dir.join(&f.name));
+        }
+        let _ = std::fs::remove_dir(self.dir.join("task"));
+    }
+
+    /// Write the manifest last, atomically (on failure, remove what was written).
     pub fn finish(self, host: HostRecord) -> Result<(), CheckpointError> {
+        let dir = self.dir.clone();
+        let files = self.files.clone();
+        self.write_manifest(host).inspect_err(|_| {
+            ImageWriter { dir, files }.abandon();
+        })
+    }
+
+    fn write_manifest(self, host: HostRecord) -> Result<(), CheckpointError> {
         let manifest = Manifest {
             format: FormatVersion {
                 major: FORMAT_MAJOR,
@@ -464,23 +574,47 @@ fn read_manifest(dir: &Path) -> Result<Manifest, CheckpointError> {
     Ok(manifest)
 }
 
-fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
+/// The digest a manifest entry names: (algorithm, expected hex).
+fn expected_digest(entry: &FileEntry) -> Result<(&'static str, &str), CheckpointError> {
+    match (&entry.xxh3_128, &entry.sha256) {
+        (Some(d), _) => Ok(("XXH3-128", d)),
+        (None, Some(d)) => Ok(("SHA-256", d)),
+        (None, None) => Err(CheckpointError::Corrupt(format!(
+            "the manifest gives no checksum for {}",
+            entry.name
+        ))),
+    }
+}
+
+/// Size and digest (hex) of a file, read in 1 MiB pieces.
+fn digest_file(path: &Path, algorithm: &str) -> std::io::Result<(u64, String)> {
     let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
+    let mut sha = (algorithm == "SHA-256").then(Sha256::new);
+    let mut xxh = Xxh3::new();
     loop {
-        let n = f.read(&mut buf)?;
+        let n = match f.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             break;
         }
         size += n as u64;
-        h.update(&buf[..n]);
+        match &mut sha {
+            Some(h) => h.update(&buf[..n]),
+            None => xxh.update(&buf[..n]),
+        }
     }
-    Ok((size, to_hex(&h.finalize())))
+    Ok(match sha {
+        Some(h) => (size, to_hex(&h.finalize())),
+        None => (size, xxh3_hex(&xxh)),
+    })
 }
 
-/// Check every file of the manifest (presence, size, SHA-256) and that the image was made on a
+/// Check every file of the manifest (presence, size, digest) and that the image was made on a
 /// compatible host. Nothing is decoded beyond the manifest.
 pub fn verify(dir: &Path) -> Result<Manifest, CheckpointError> {
     let manifest = read_manifest(dir)?;
@@ -499,7 +633,8 @@ pub fn verify_files(dir: &Path, manifest: &Manifest) -> Result<(), CheckpointErr
             )));
         }
         let path = dir.join(&entry.name);
-        let (size, digest) = sha256_file(&path).map_err(|source| CheckpointError::Image {
+        let (algorithm, expected) = expected_digest(entry)?;
+        let (size, digest) = digest_file(&path, algorithm).map_err(|source| CheckpointError::Image {
             path: path.clone(),
             source,
         })?;
@@ -510,11 +645,10 @@ pub fn verify_files(dir: &Path, manifest: &Manifest) -> Result<(), CheckpointErr
                 entry.size
             )));
         }
-        if digest != entry.sha256 {
+        if !digest.eq_ignore_ascii_case(expected) {
             return Err(CheckpointError::Corrupt(format!(
-                "{}: SHA-256 {digest} does not match the manifest's {}",
+                "{}: checksum mismatch, {algorithm} {digest} where the manifest has {expected}",
                 path.display(),
-                entry.sha256
             )));
         }
     }
@@ -756,7 +890,10 @@ mod tests {
         data[5] ^= 1;
         std::fs::write(&pages, &data).unwrap();
         let e = verify(t.path()).unwrap_err().to_string();
-        assert!(e.contains("SHA-256") && e.contains("1.pages"), "{e}");
+        assert!(
+            e.contains("checksum mismatch") && e.contains("XXH3-128") && e.contains("1.pages"),
+            "{e}"
+        );
         data.pop();
         std::fs::write(&pages, &data).unwrap();
         let e = verify(t.path()).unwrap_err().to_string();
@@ -764,6 +901,35 @@ mod tests {
         std::fs::remove_file(&pages).unwrap();
         let e = verify(t.path()).unwrap_err().to_string();
         assert!(e.contains("1.pages"), "{e}");
+    }
+
+    /// Format 1.0-1.2 images carry SHA-256 digests; they still verify (and fail) with them.
+    #[test]
+    fn sha256_images_of_format_1_2_still_verify() {
+        let t = tempfile::tempdir().unwrap();
+        write_sample(t.path());
+        let path = t.path().join(MANIFEST);
+        let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        m["format"]["minor"] = 2.into();
+        for f in m["files"].as_array_mut().unwrap() {
+            let data = std::fs::read(t.path().join(f["name"].as_str().unwrap())).unwrap();
+            let f = f.as_object_mut().unwrap();
+            f.remove("xxh3_128");
+            f.insert("sha256".into(), to_hex(&Sha256::digest(&data)).into());
+        }
+        std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+        load(t.path()).expect("a 1.2 image verifies with SHA-256");
+        let pages = t.path().join(task_pages(1));
+        let mut data = std::fs::read(&pages).unwrap();
+        data[4096] ^= 2;
+        std::fs::write(&pages, &data).unwrap();
+        let e = verify(t.path()).unwrap_err().to_string();
+        assert!(e.contains("checksum mismatch, SHA-256"), "{e}");
+        // An entry with no digest at all is refused.
+        m["files"][0].as_object_mut().unwrap().remove("sha256");
+        std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+        let e = verify(t.path()).unwrap_err().to_string();
+        assert!(e.contains("no checksum"), "{e}");
     }
 
     #[test]

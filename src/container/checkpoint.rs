@@ -39,12 +39,16 @@ pub fn checkpoint(g: &Global, opts: &CheckpointOpts) -> Result<(), Error> {
     );
     let line = match &summary {
         Ok(s) => format!(
-            "dumped {} task(s) of {} (container pid -> host pid: {:?}), {} page(s), in {:.3}s",
+            "dumped {} task(s) of {} (container pid -> host pid: {:?}), {} page(s), in {:.3}s; \
+             frozen {:.3}s (collect {:.3}s, pages {:.3}s)",
             s.tasks.len(),
             opts.id,
             s.tasks,
             s.pages,
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            s.frozen.as_secs_f64(),
+            s.collect.as_secs_f64(),
+            s.write_pages.as_secs_f64(),
         ),
         Err(e) => format!("dump of {} failed: {e}", opts.id),
     };
