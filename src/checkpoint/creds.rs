@@ -115,6 +115,9 @@ pub struct Current {
     pub securebits: u32,
     /// /proc/sys/kernel/cap_last_cap.
     pub last_cap: u32,
+    /// PR_GET_DUMPABLE of the restorer, inherited by the seeds (amber's init is not dumpable
+    /// until it execs, so a restore in a container starts from 0).
+    pub dumpable: bool,
 }
 
 impl Current {
@@ -142,6 +145,7 @@ impl Current {
             no_new_privs: s.no_new_privs,
             securebits,
             last_cap,
+            dumpable: nix::sys::prctl::get_dumpable().map_err(|e| CheckpointError::Sys("PR_GET_DUMPABLE", e.into()))?,
         })
     }
 }
@@ -341,7 +345,7 @@ pub fn plan(pid: i32, want: &Creds, have: &Current) -> Result<Vec<CredStep>> {
     // 2 (suid_dumpable) cannot be set with PR_SET_DUMPABLE; a uid change already leaves the
     // task at the sysctl's value, which is what such a task had.
     if let Some(d @ (0 | 1)) = want.dumpable {
-        if d == 0 || ids_change {
+        if (d == 1) != have.dumpable || ids_change {
             steps.push(CredStep::Dumpable(d));
         }
     }
@@ -363,6 +367,7 @@ mod tests {
             cap_eff: NO_SYS_RESOURCE,
             cap_bnd: NO_SYS_RESOURCE,
             last_cap: 40,
+            dumpable: true,
             ..Default::default()
         }
     }
@@ -397,6 +402,12 @@ mod tests {
         let mut want = same_as(&have);
         want.dumpable = Some(1);
         assert_eq!(plan(1, &want, &have).unwrap(), vec![], "dumpable 1 is already so");
+        // A non-dumpable restorer (amber's init before exec) must make it dumpable again.
+        let not_dumpable = Current {
+            dumpable: false,
+            ..root()
+        };
+        assert_eq!(plan(1, &want, &not_dumpable).unwrap(), vec![CredStep::Dumpable(1)]);
         want.dumpable = Some(0);
         assert_eq!(plan(1, &want, &have).unwrap(), vec![CredStep::Dumpable(0)]);
     }
