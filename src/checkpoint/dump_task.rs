@@ -179,6 +179,14 @@ const REFUSED_VMFLAGS: [(&str, &str); 7] = [
     ("uw", "userfaultfd-wp"),
 ];
 
+/// A shared mapping of a file that can never become writable (no `w` now, no `mw` flag).
+fn read_only_file(v: &SmapsVma, name: &str) -> bool {
+    name.starts_with('/')
+        && !name.ends_with(" (deleted)")
+        && v.perms.as_bytes().get(1) != Some(&b'w')
+        && !v.has_flag("mw")
+}
+
 pub fn classify_vmas(pid: i32, smaps: &[SmapsVma]) -> Result<Vec<Vma>> {
     let mut out = Vec::new();
     for v in smaps {
@@ -193,6 +201,7 @@ pub fn classify_vmas(pid: i32, smaps: &[SmapsVma]) -> Result<Vec<Vma>> {
             "[vvar]" => VmaKind::Vvar,
             "[vvar_vclock]" => VmaKind::VvarVclock,
             "[vdso]" => VmaKind::Vdso,
+            n if v.shared() && read_only_file(v, n) => VmaKind::FileSharedRo,
             _ if v.shared() => return Err(what("shared mappings are not supported in v1")),
             "" | "[heap]" | "[stack]" => VmaKind::Anon,
             n if n.starts_with("[anon:") => VmaKind::Anon,
@@ -211,7 +220,7 @@ pub fn classify_vmas(pid: i32, smaps: &[SmapsVma]) -> Result<Vec<Vma>> {
         if v.fields.get("ProtectionKey").is_some_and(|k| k != "0") {
             return Err(what("memory protection keys are not supported in v1"));
         }
-        let file = if kind == VmaKind::FilePrivate {
+        let file = if matches!(kind, VmaKind::FilePrivate | VmaKind::FileSharedRo) {
             let path = format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end);
             let m = std::fs::metadata(&path).map_err(proc_err(&path))?;
             Some(FileIdentity {

@@ -231,6 +231,9 @@ pub enum VmaKind {
     Anon,
     /// Private file mapping; only pages written since (COWed) are in the page file.
     FilePrivate,
+    /// Shared file mapping that can never be written (no write permission, no VM_MAYWRITE: the
+    /// file was opened read-only), e.g. glibc's gconv-modules.cache: its content is the file's.
+    FileSharedRo,
     Vvar,
     VvarVclock,
     Vdso,

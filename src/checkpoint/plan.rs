@@ -560,7 +560,7 @@ pub struct Layout {
 const PREMAP_GAP: u64 = 2 << 20;
 
 pub fn is_restored_memory(v: &Vma) -> bool {
-    matches!(v.kind, VmaKind::Anon | VmaKind::FilePrivate)
+    matches!(v.kind, VmaKind::Anon | VmaKind::FilePrivate | VmaKind::FileSharedRo)
 }
 
 fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {

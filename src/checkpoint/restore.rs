@@ -210,7 +210,11 @@ fn kill_all(root: i32, pidfd: &OwnedFd, ns: PidNamespace) {
 /// layout, and free pids. (Credentials are checked by `plan_tasks`, also before any clone.)
 fn check_restorable(image: &Image, opts: &RestoreOptions) -> Result<()> {
     for (pid, t) in &image.tasks {
-        for v in t.vmas.iter().filter(|v| v.kind == VmaKind::FilePrivate) {
+        for v in t
+            .vmas
+            .iter()
+            .filter(|v| matches!(v.kind, VmaKind::FilePrivate | VmaKind::FileSharedRo))
+        {
             let Some(id) = &v.file else { continue };
             let m = std::fs::metadata(&v.name)
                 .map_err(|e| CheckpointError::Restore(format!("pid {pid}: mapped file {}: {e}", v.name)))?;

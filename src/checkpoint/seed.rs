@@ -274,7 +274,13 @@ fn premap(image: &Image, task: &TaskImage, layout: &Layout) -> SeedResult<()> {
         }
         let rw = libc::PROT_READ | libc::PROT_WRITE;
         let what = |e: std::io::Error| format!("premapping {:x}-{:x} {:?} at {addr:#x}: {e}", v.start, v.end, v.name);
-        if v.kind == VmaKind::FilePrivate {
+        if v.kind == VmaKind::FileSharedRo {
+            // read-only and shared: the file's pages, nothing to fill
+            let file = std::fs::File::open(&v.name).map_err(what)?;
+            let prot = libc::PROT_READ;
+            seedmem::mmap_fixed(addr, v.len(), prot, libc::MAP_SHARED, Some(file.as_fd()), v.offset).map_err(what)?;
+            continue;
+        } else if v.kind == VmaKind::FilePrivate {
             let file = std::fs::File::open(&v.name).map_err(what)?;
             seedmem::mmap_fixed(addr, v.len(), rw, flags, Some(file.as_fd()), v.offset).map_err(what)?;
         } else {
