@@ -6,8 +6,12 @@
 # The rootfs holds Debian's static busybox plus one *relative* symlink per applet
 # (an absolute link would point at the host's /bin/busybox, which does not exist
 # inside the container), a passwd/group with a few users, and /etc/hostname.
+# Mount points the tests use exist already (a runtime would create a missing one in
+# this shared tree): /t and /out (survival programs and their results), and
+# lib -> usr/lib, lib64 -> usr/lib64 (empty) so that a test binding the host's /usr at
+# /usr can run the host's dynamic binaries.
 # The result is cached: DEST/.stamp records the sha256 of the busybox it was built
-# from, and a second run with the same busybox exits at once. The tree is built in
+# from and the layout version, and a second run with both unchanged exits at once. The tree is built in
 # DEST.tmp and renamed into place, so a reader never sees a half-built rootfs.
 set -eu
 
@@ -23,7 +27,9 @@ if [ ! -x "$busybox" ]; then
     }
 fi
 
-sum=$(sha256sum "$busybox" | cut -d' ' -f1)
+# Bump when the layout below changes, so cached trees are rebuilt.
+layout=3
+sum="$(sha256sum "$busybox" | cut -d' ' -f1) layout $layout"
 if [ -f "$dest/.stamp" ] && [ "$(cat "$dest/.stamp")" = "$sum" ]; then
     exit 0
 fi
@@ -40,9 +46,11 @@ fi
 tmp="$dest.tmp"
 rm -rf "$tmp"
 mkdir -p "$tmp"
-for d in bin sbin usr/bin usr/sbin etc proc sys dev tmp root run var; do
+for d in bin sbin usr/bin usr/sbin usr/lib usr/lib64 etc proc sys dev tmp root run var t out; do
     mkdir -p "$tmp/$d"
 done
+ln -s usr/lib "$tmp/lib"
+ln -s usr/lib64 "$tmp/lib64"
 chmod 1777 "$tmp/tmp"
 chmod 0700 "$tmp/root"
 cp "$busybox" "$tmp/bin/busybox"
