@@ -5,7 +5,7 @@
 //! -Werror` against `survival.h` into `<repo>/target/survival/`), or any other file `<name>.<ext>`
 //! (a script, copied there) run through [`Opts::interpreter`]. The protocol is in `survival.h`:
 //! argv[1] is the output dir (`/out`), the program writes `/out/<name>.ready` (first line: its pid
-//! in the container), waits for SIGUSR2, then writes `/out/<name>.result` (`PASS` or `FAIL: ...`).
+//! in the container; ready once that line is complete), waits for SIGUSR2, then writes `/out/<name>.result` (`PASS` or `FAIL: ...`).
 //!
 //! [`survive`] runs a program as the container's init ([`Place::Init`]) or as a grandchild of it
 //! ([`Place::Deep`]: init sh -> sh -> program), checkpoints the container (kill), checks the old
@@ -36,6 +36,10 @@ pub struct Opts<'a> {
     /// Run the program file through this interpreter (`["/usr/bin/bash"]` for `<name>.sh`): the
     /// argv becomes `interpreter... /t/<file> /out args...`. `None`: a C program, `<name>.c`.
     pub interpreter: Option<Vec<String>>,
+    /// The program starts and ends children all the time (a shell loop running commands): only
+    /// the processes that live from the ready file to the checkpoint must come back at their
+    /// pids (others may have come and gone). `false`: the whole tree must come back exactly.
+    pub tree_changes: bool,
     /// How long the program may take to write its ready file.
     pub ready_timeout: Duration,
     /// How long it may take to write its result after SIGUSR2.
@@ -48,6 +52,7 @@ impl Default for Opts<'_> {
             args: Vec::new(),
             edit_bundle: None,
             interpreter: None,
+            tree_changes: false,
             ready_timeout: Duration::from_secs(20),
             result_timeout: Duration::from_secs(20),
         }
@@ -266,7 +271,8 @@ pub fn survive_with(name: &str, place: Place, opts: &Opts) {
     c.run_console(c.command(&["run", "-d", "--bundle", &bundle_s, &c.id]), &[])
         .assert_ok();
     let deadline = Instant::now() + opts.ready_timeout;
-    while !ready_file.exists() {
+    // complete once the first line is (a program writing it non-atomically, e.g. a shell builtin)
+    while !fs::read_to_string(&ready_file).unwrap_or_default().contains('\n') {
         if Instant::now() >= deadline || result_file.exists() || exit_file.exists() {
             panic!("{}", early("the program did not become ready"));
         }
@@ -290,7 +296,22 @@ pub fn survive_with(name: &str, place: Place, opts: &Opts) {
         assert!(before.len() >= 3, "deep: expected sh -> sh -> {name}: {before:?}");
     }
 
-    let starts: Vec<(i32, Option<u64>)> = before.iter().map(|(p, _)| (*p, proc_start_time(*p))).collect();
+    // every process seen must be gone after the checkpoint
+    let mut seen = before.clone();
+    let before = if opts.tree_changes {
+        // the long-lived processes: there at the ready file and still there now
+        let now = container_pids(&c);
+        seen.extend(now.iter().cloned());
+        before.into_iter().filter(|p| now.contains(p)).collect()
+    } else {
+        before
+    };
+    assert!(
+        before.iter().any(|(_, v)| v[0] == target),
+        "{name} ({target}) exited before the checkpoint\n{}",
+        logs()
+    );
+    let starts: Vec<(i32, Option<u64>)> = seen.iter().map(|(p, _)| (*p, proc_start_time(*p))).collect();
     let cp = c.rt(&["checkpoint", "--image-path", &img_s, "--work-path", &work_s, &c.id]);
     assert!(cp.ok(), "checkpoint of {name} ({place:?}) failed: {cp}\n{}", logs());
     // the dumped tree is gone (a zombie waiting for its reaper counts as gone)
@@ -333,9 +354,19 @@ pub fn survive_with(name: &str, place: Place, opts: &Opts) {
     let st = c.state_json();
     assert_eq!(st["status"], "running", "restored {name}: {st}\n{}", logs());
     let after = container_pids(&c);
+    let (got, want) = if opts.tree_changes {
+        // the long-lived processes all came back (the others are free to come and go)
+        let v = vectors(&after);
+        (
+            vectors(&before).into_iter().filter(|x| v.contains(x)).collect(),
+            vectors(&before),
+        )
+    } else {
+        (vectors(&after), vectors(&before))
+    };
     assert_eq!(
-        vectors(&after),
-        vectors(&before),
+        got,
+        want,
         "{name} ({place:?}): container-level NSpid vectors changed across checkpoint/restore\n{}",
         logs()
     );
@@ -350,6 +381,17 @@ pub fn survive_with(name: &str, place: Place, opts: &Opts) {
 
     let deadline = Instant::now() + opts.result_timeout;
     while !result_file.exists() {
+        // a program that died (or exited without a result) will not write one any more
+        let gone = match place {
+            Place::Init => c.status().as_deref() != Some("running"),
+            Place::Deep => exit_file.exists(),
+        };
+        if gone {
+            std::thread::sleep(Duration::from_millis(100));
+            if !result_file.exists() {
+                panic!("{}", early("the program ended without a result after SIGUSR2"));
+            }
+        }
         if Instant::now() >= deadline {
             panic!("{}", early("no result after SIGUSR2"));
         }
