@@ -897,6 +897,29 @@ mod tests {
     }
 
     #[test]
+    fn images_without_namespaces_plan_one_level() {
+        // A format 1.1 tree: no vectors, no namespaces.
+        let entry = |pid, ppid| TreeEntry {
+            pid,
+            ppid,
+            pgid: 1,
+            sid: 1,
+            ..Default::default()
+        };
+        let t = Tree {
+            root: 1,
+            host_levels: 1,
+            tasks: vec![entry(1, 0), entry(7, 1), entry(9, 7)],
+            ..Default::default()
+        };
+        let p = plan_pids(&t).unwrap();
+        assert_eq!(p[&9].clone.set_tid, vec![9]);
+        assert!(!p[&9].clone.new_pidns && p[&9].clone.enter.is_none());
+        assert_eq!((p[&1].children.clone(), p[&7].children.clone()), (vec![7], vec![9]));
+        assert_eq!(p[&7].children_ns, ChildrenNs::Own);
+    }
+
+    #[test]
     fn corrupt_pid_plans_are_refused() {
         let (s, n, parents) = nested();
         let good = build_tree(&s, &n, &parents).unwrap();

@@ -248,6 +248,22 @@ fn check_restorable(image: &Image, opts: &RestoreOptions) -> Result<()> {
             )));
         }
     }
+    // Every level's pid must be below pid_max (nested namespaces inherit the restorer's). Pids
+    // in nested namespaces cannot be in use: the restore creates those namespaces; the
+    // container's level is checked below, and duplicates inside the image by plan_pids.
+    let pid_max: i32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(i32::MAX);
+    for t in &image.tree.tasks {
+        if let Some(p) = t.levels().into_iter().find(|&p| p >= pid_max) {
+            return Err(CheckpointError::Restore(format!(
+                "pid {} (NSpid {:?}): pid {p} is not below this pid namespace's pid_max {pid_max}",
+                t.pid,
+                t.levels()
+            )));
+        }
+    }
     match opts.pid_ns {
         PidNamespace::New if image.tree.root != 1 => Err(CheckpointError::Restore(format!(
             "the root task was pid {}; only a tree whose root is pid 1 can be restored into a new pid namespace",

@@ -22,8 +22,9 @@ use super::tests_root::{count, skip_reason, tempdir, wait_for, Killer, BUSYBOX, 
 use crate::spawn::{spawn, SpawnPlan};
 
 /// Pid 1 of the first nested namespace (N1): a second-level subtree and a plain member.
-const L1: &str = "unshare -p -f sh l2.sh & sleep 1000 & wait";
-/// Pid 1 of N2 (three levels: container, N1, N2), with one member.
+const L1: &str = "unshare -p -f setsid sh l2.sh & sleep 1000 & wait";
+/// Pid 1 of N2 (three levels: container, N1, N2) and leader of its own session, with one
+/// member.
 const L2: &str = "sleep 1000 & echo > l2ready; wait";
 /// The container's init: builds the subtrees, enters N1 through its init with nsenter (whose
 /// child is a setns'ed member of N1), then counts. /proc is this namespace's own (see spawn).
@@ -77,13 +78,30 @@ fn spawn_container(dir: &Path, own_proc: bool, script: &str) -> i32 {
 
 /// Every process under `root` (host view): host pid -> NSpid from the root's level down.
 fn tree_vectors(root: i32) -> BTreeMap<i32, Vec<i32>> {
+    tree_status(root, |s| s.nspid)
+}
+
+/// Every process under `root`: host pid -> (NSsid, NSpgid) from the root's level down.
+fn tree_sessions(root: i32) -> BTreeMap<i32, Vec<i32>> {
+    tree_status(root, |s| [s.nssid, s.nspgid].concat())
+}
+
+fn tree_status(root: i32, field: impl Fn(super::procfs::Status) -> Vec<i32>) -> BTreeMap<i32, Vec<i32>> {
     let level = super::tests_root::nspid(root).len() - 1;
     let mut out = BTreeMap::new();
     let mut queue = vec![root];
     while let Some(pid) = queue.pop() {
-        let v = super::tests_root::nspid(pid);
-        if v.len() > level {
-            out.insert(pid, v[level..].to_vec());
+        let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let status = super::procfs::parse_status(&text);
+        let n = status.nspid.len();
+        let v = field(status);
+        // NSsid and NSpgid concatenated: cut each half at the root's level.
+        let cut: Vec<i32> = v
+            .chunks(n.max(1))
+            .flat_map(|c| c.get(level..).unwrap_or_default().to_vec())
+            .collect();
+        if n > level {
+            out.insert(pid, cut);
         }
         let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
         queue.extend(super::procfs::parse_children(&children));
@@ -119,6 +137,14 @@ fn nested_pid_namespaces_keep_every_level() {
     wait_for("the counter to reach 2", Duration::from_secs(10), || count(&work) >= 2);
 
     let before = tree_vectors(root);
+    let sessions_before = tree_sessions(root);
+    // The N2 init leads its own session: NSsid [container pid, N1 pid, 1].
+    assert!(
+        sessions_before
+            .iter()
+            .any(|(h, s)| before[h].len() == 3 && before[h][2] == 1 && s[..3] == before[h][..]),
+        "no session leader in N2: {sessions_before:?}"
+    );
     let mut shapes: Vec<(usize, i32)> = before.values().map(|v| (v.len(), *v.last().unwrap())).collect();
     shapes.sort();
     for want in [(2, 1), (2, 2), (3, 1), (3, 2)] {
@@ -182,6 +208,18 @@ fn nested_pid_namespaces_keep_every_level() {
         }
     }
     assert!(seen.contains(&entered.1), "the setns'ed child {entered:?} is back");
+    // Sessions and groups at every level (0 where the leader is not visible).
+    let sessions_after = tree_sessions(restored.root_pid);
+    for t in &dumped.tree.tasks {
+        let (Some(b), Some(a)) = (
+            sessions_before.get(&t.host_pid),
+            sessions_after.get(&restored.pids[&t.pid]),
+        ) else {
+            continue;
+        };
+        assert_eq!(a, b, "NSsid+NSpgid of pid {} {:?}", t.pid, t.nspid);
+        assert_eq!(a[..t.nssid.len()], t.nssid[..], "image NSsid of pid {}", t.pid);
+    }
     assert!(seen.iter().any(|v| v.len() == 3), "the third level is back: {seen:?}");
     // pid_for_children as dumped: unshare and nsenter keep theirs (their next child would be
     // born in the nested namespace).
