@@ -32,3 +32,77 @@ fn nested_pidns_as_init() {
 fn nested_pidns_deep() {
     survive_with("nested_pidns", Place::Deep, &opts());
 }
+
+/// A process in a nested user namespace cannot be restored: the checkpoint is refused naming it
+/// and the namespace, and the container keeps running, untouched.
+#[test]
+fn nested_user_namespace_is_refused_and_the_container_keeps_running() {
+    use amber_integration::*;
+    use std::time::{Duration, Instant};
+    if !is_amber() {
+        eprintln!("skipped: native checkpoint/restore is amber's (runc needs CRIU)");
+        return;
+    }
+    let out = tempfile::Builder::new()
+        .prefix("amber-it-nsu-out.")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let images = tempfile::Builder::new()
+        .prefix("amber-it-nsu-img.")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let mut b =
+        Bundle::sh("unshare -U sleep 100000 & i=0; while :; do i=$((i+1)); echo $i > /out/count; sleep 0.1; done");
+    b.bind(out.path(), "/out", &["rw"]);
+    let c = Container::new("nsu", b);
+    c.bundle.write();
+    let bundle = c.bundle.path_str();
+    c.run_console(c.command(&["run", "-d", "--bundle", &bundle, &c.id]), &[])
+        .assert_ok();
+    let count = || -> u64 {
+        std::fs::read_to_string(out.path().join("count"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let init = c.pid();
+    let user_ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+    // The unshared sleep: the container's process whose user namespace is not the init's.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let inner = loop {
+        let ps = c.rt(&["ps", "--format", "json", &c.id]);
+        let pids: Vec<i32> = serde_json::from_str(ps.stdout.trim()).unwrap_or_default();
+        if let Some(p) = pids
+            .into_iter()
+            .find(|&p| user_ns(p).is_some() && user_ns(p) != user_ns(init))
+        {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no process in a nested user namespace: {ps}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let img = images.path().join("img").to_string_lossy().into_owned();
+    let cp = c.rt(&["checkpoint", "--image-path", &img, &c.id]);
+    assert!(!cp.ok(), "a nested user namespace was checkpointed: {cp}");
+    assert!(
+        cp.stderr.contains(&format!("pid {inner}")) && cp.stderr.contains("nested user namespace"),
+        "{cp}"
+    );
+    assert_eq!(c.state_json()["status"], "running");
+    let now = count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count() <= now {
+        assert!(
+            Instant::now() < deadline,
+            "the container stopped counting after the refused checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for pid in [init, inner] {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        assert!(
+            status.contains("TracerPid:\t0") && !status.contains("State:\tT"),
+            "pid {pid}: {status}"
+        );
+    }
+}
