@@ -27,6 +27,18 @@ pub enum Place {
     Deep,
 }
 
+/// How the checkpoint is taken and restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Variant {
+    /// `checkpoint` (the tree is killed), then `restore` under the same id.
+    #[default]
+    Kill,
+    /// `checkpoint --leave-running`: the original goes on and must pass; then the image is
+    /// restored as a fresh container (a new id, a copy of the output dir as it was at the
+    /// checkpoint), which must pass too.
+    LeaveRunningClone,
+}
+
 /// Options for [`survive_with`].
 pub struct Opts<'a> {
     /// Extra arguments after the output dir.
@@ -40,6 +52,8 @@ pub struct Opts<'a> {
     /// the processes that live from the ready file to the checkpoint must come back at their
     /// pids (others may have come and gone). `false`: the whole tree must come back exactly.
     pub tree_changes: bool,
+    /// Kill and restore (default), or leave running and clone.
+    pub variant: Variant,
     /// How long the program may take to write its ready file.
     pub ready_timeout: Duration,
     /// How long it may take to write its result after SIGUSR2.
@@ -53,6 +67,7 @@ impl Default for Opts<'_> {
             edit_bundle: None,
             interpreter: None,
             tree_changes: false,
+            variant: Variant::Kill,
             ready_timeout: Duration::from_secs(20),
             result_timeout: Duration::from_secs(20),
         }
@@ -191,7 +206,7 @@ pub fn survive(name: &str, place: Place) {
     survive_with(name, place, &Opts::default())
 }
 
-/// [`survive`] with options (extra args, bundle edits, an interpreter for scripts).
+/// [`survive`] with options (extra args, bundle edits, an interpreter for scripts, the variant).
 #[track_caller]
 pub fn survive_with(name: &str, place: Place, opts: &Opts) {
     if !is_amber() {
@@ -206,217 +221,364 @@ pub fn survive_with(name: &str, place: Place, opts: &Opts) {
         "survival program names are [A-Za-z0-9_-]: {name:?}"
     );
     let file = program_file(name, opts.interpreter.is_some());
-    let out = tempfile::Builder::new()
-        .prefix("amber-it-sv-out.")
-        .tempdir_in("/tmp")
-        .expect("out tempdir");
     let images = tempfile::Builder::new()
         .prefix("amber-it-sv-img.")
         .tempdir_in("/tmp")
         .expect("image tempdir");
-    // the container may run as another user: let it write its results
-    fs::set_permissions(out.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("chmod out");
-
-    let mut argv: Vec<String> = opts.interpreter.clone().unwrap_or_default();
-    argv.push(format!("/t/{file}"));
-    argv.push("/out".into());
-    argv.extend(opts.args.iter().cloned());
-    let args: Vec<String> = match place {
-        Place::Init => argv,
-        Place::Deep => {
-            // Neither shell may exec away: each runs a command after the program's.
-            let outer = format!("/bin/sh -c '\"$@\"; echo $? >/out/{name}.exit' sv \"$@\"; sleep 100000");
-            let mut v = vec!["/bin/sh".to_string(), "-c".into(), outer, "sv".into()];
-            v.extend(argv);
-            v
-        }
-    };
-    let mut bundle = Bundle::new();
-    bundle.args(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    bundle.bind(&build_dir(), "/t", &["ro"]);
-    bundle.bind(out.path(), "/out", &["rw"]);
-    if let Some(edit) = opts.edit_bundle {
-        edit(&mut bundle);
-    }
-    let c = Container::new(&format!("sv-{name}"), bundle);
-    c.bundle.write();
-    let bundle_s = c.bundle.path_str();
     let img = images.path().join("img");
     let work = images.path().join("work");
     let img_s = img.to_string_lossy().into_owned();
     let work_s = work.to_string_lossy().into_owned();
-    let result_file = out.path().join(format!("{name}.result"));
-    let exit_file = out.path().join(format!("{name}.exit"));
-    let logs = || {
+    let run = Run::new(name, &file, place, opts, &work, out_dir());
+    run.start();
+    let target = run.wait_ready();
+    let before = run.tree(target);
+    let what = format!("{name} ({place:?}, {:?})", opts.variant);
+
+    match opts.variant {
+        Variant::Kill => {
+            // every process seen must be gone after the checkpoint
+            let starts: Vec<(i32, Option<u64>)> = before.seen.iter().map(|&p| (p, proc_start_time(p))).collect();
+            let cp = run
+                .c
+                .rt(&["checkpoint", "--image-path", &img_s, "--work-path", &work_s, &run.c.id]);
+            assert!(cp.ok(), "checkpoint of {what} failed: {cp}\n{}", run.logs());
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                // a zombie waiting for its reaper counts as gone
+                let alive: Vec<i32> = starts
+                    .iter()
+                    .filter(|(p, t)| t.is_some() && proc_start_time(*p) == *t && !proc_is_zombie(*p))
+                    .map(|(p, _)| *p)
+                    .collect();
+                if alive.is_empty() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "after checkpoint (kill) of {what}, processes {alive:?} are still alive"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            run.c.state().assert_fail();
+            run.no_result_yet();
+            run.restore(&img_s, &work_s);
+            run.go(&before, target);
+        }
+        Variant::LeaveRunningClone => {
+            let cp = run.c.rt(&[
+                "checkpoint",
+                "--leave-running",
+                "--image-path",
+                &img_s,
+                "--work-path",
+                &work_s,
+                &run.c.id,
+            ]);
+            assert!(
+                cp.ok(),
+                "checkpoint --leave-running of {what} failed: {cp}\n{}",
+                run.logs()
+            );
+            assert_eq!(
+                run.c.status().as_deref(),
+                Some("running"),
+                "{what}: not running after checkpoint --leave-running\n{}",
+                run.logs()
+            );
+            // the clone gets the output dir as it was at the checkpoint
+            let out2 = out_dir();
+            let mut cp = Command::new("cp");
+            cp.arg("-a")
+                .arg(format!("{}/.", run.out.path().display()))
+                .arg(out2.path());
+            run_captured(cp, &[]).assert_ok();
+            // the original goes on untouched: same host processes, and it passes
+            run.go(&before, target);
+            // a fresh container from the image
+            let clone = Run::new(name, &file, place, opts, &work, out2);
+            clone.no_result_yet();
+            clone.restore(&img_s, &work_s);
+            clone.go(&before, target);
+        }
+    }
+}
+
+fn out_dir() -> tempfile::TempDir {
+    let out = tempfile::Builder::new()
+        .prefix("amber-it-sv-out.")
+        .tempdir_in("/tmp")
+        .expect("out tempdir");
+    // the container may run as another user: let it write its results
+    fs::set_permissions(out.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("chmod out");
+    out
+}
+
+/// The container's processes at the ready file: `procs` must come back (all of them, or with
+/// [`Opts::tree_changes`] the long-lived ones), `seen` must be gone after a checkpoint (kill).
+struct Tree {
+    procs: Vec<(i32, Vec<i32>)>,
+    seen: Vec<i32>,
+}
+
+impl Tree {
+    fn vectors(&self) -> Vec<Vec<i32>> {
+        self.procs.iter().map(|(_, v)| v.clone()).collect()
+    }
+}
+
+/// One container running a survival program, with its own output dir.
+struct Run<'a> {
+    name: &'a str,
+    place: Place,
+    opts: &'a Opts<'a>,
+    c: Container,
+    out: tempfile::TempDir,
+    work: &'a Path,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        name: &'a str,
+        file: &str,
+        place: Place,
+        opts: &'a Opts<'a>,
+        work: &'a Path,
+        out: tempfile::TempDir,
+    ) -> Self {
+        let mut argv: Vec<String> = opts.interpreter.clone().unwrap_or_default();
+        argv.push(format!("/t/{file}"));
+        argv.push("/out".into());
+        argv.extend(opts.args.iter().cloned());
+        let args: Vec<String> = match place {
+            Place::Init => argv,
+            Place::Deep => {
+                // Neither shell may exec away: each runs a command after the program's.
+                let outer = format!("/bin/sh -c '\"$@\"; echo $? >/out/{name}.exit' sv \"$@\"; sleep 100000");
+                let mut v = vec!["/bin/sh".to_string(), "-c".into(), outer, "sv".into()];
+                v.extend(argv);
+                v
+            }
+        };
+        let mut bundle = Bundle::new();
+        bundle.args(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        bundle.bind(&build_dir(), "/t", &["ro"]);
+        bundle.bind(out.path(), "/out", &["rw"]);
+        if let Some(edit) = opts.edit_bundle {
+            edit(&mut bundle);
+        }
+        let c = Container::new(&format!("sv-{name}"), bundle);
+        c.bundle.write();
+        Run {
+            name,
+            place,
+            opts,
+            c,
+            out,
+            work,
+        }
+    }
+
+    fn file(&self, ext: &str) -> PathBuf {
+        self.out.path().join(format!("{}.{ext}", self.name))
+    }
+
+    fn what(&self) -> String {
+        format!(
+            "{} ({:?}, {:?}, container {})",
+            self.name, self.place, self.opts.variant, self.c.id
+        )
+    }
+
+    fn logs(&self) -> String {
         format!(
             "--- result ---\n{}\n--- container stderr ---\n{}\n--- container stdout ---\n{}\n--- dump.log ---\n{}\n--- restore.log ---\n{}",
-            read_opt(&result_file),
-            c.stderr(),
-            c.stdout(),
-            read_opt(&work.join("dump.log")),
-            read_opt(&work.join("restore.log"))
+            read_opt(&self.file("result")),
+            self.c.stderr(),
+            self.c.stdout(),
+            read_opt(&self.work.join("dump.log")),
+            read_opt(&self.work.join("restore.log"))
         )
-    };
-    let ready_file = out.path().join(format!("{name}.ready"));
-    // An early result (the program failed its own setup) is reported as such.
-    let early = |what: &str| -> String {
+    }
+
+    /// A failure message with the program's exit code, the container's state and the logs.
+    fn early(&self, what: &str) -> String {
         format!(
-            "{what} ({name}, {place:?})\nexit: {}\nstate: {}\n{}",
-            read_opt(&exit_file),
-            c.rt(&["state", &c.id]),
-            logs()
+            "{what}: {}\nexit: {}\nstate: {}\n{}",
+            self.what(),
+            read_opt(&self.file("exit")),
+            self.c.rt(&["state", &self.c.id]),
+            self.logs()
         )
-    };
-
-    c.run_console(c.command(&["run", "-d", "--bundle", &bundle_s, &c.id]), &[])
-        .assert_ok();
-    let deadline = Instant::now() + opts.ready_timeout;
-    // complete once the first line is (a program writing it non-atomically, e.g. a shell builtin)
-    while !fs::read_to_string(&ready_file).unwrap_or_default().contains('\n') {
-        if Instant::now() >= deadline || result_file.exists() || exit_file.exists() {
-            panic!("{}", early("the program did not become ready"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let ready = fs::read_to_string(&ready_file).expect("read ready file");
-    let target: i32 = ready
-        .lines()
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or_else(|| panic!("ready file of {name} does not start with a pid: {ready:?}"));
-    let before = container_pids(&c);
-    let vectors = |v: &[(i32, Vec<i32>)]| v.iter().map(|(_, n)| n.clone()).collect::<Vec<_>>();
-    assert!(
-        before.iter().any(|(_, v)| v[0] == target),
-        "the ready pid {target} of {name} is not a process of the container: {before:?}"
-    );
-    if place == Place::Init {
-        assert_eq!(target, 1, "{name} as init must be pid 1");
-    } else {
-        assert!(before.len() >= 3, "deep: expected sh -> sh -> {name}: {before:?}");
     }
 
-    // every process seen must be gone after the checkpoint
-    let mut seen = before.clone();
-    let before = if opts.tree_changes {
-        // the long-lived processes: there at the ready file and still there now
-        let now = container_pids(&c);
-        seen.extend(now.iter().cloned());
-        before.into_iter().filter(|p| now.contains(p)).collect()
-    } else {
-        before
-    };
-    assert!(
-        before.iter().any(|(_, v)| v[0] == target),
-        "{name} ({target}) exited before the checkpoint\n{}",
-        logs()
-    );
-    let starts: Vec<(i32, Option<u64>)> = seen.iter().map(|(p, _)| (*p, proc_start_time(*p))).collect();
-    let cp = c.rt(&["checkpoint", "--image-path", &img_s, "--work-path", &work_s, &c.id]);
-    assert!(cp.ok(), "checkpoint of {name} ({place:?}) failed: {cp}\n{}", logs());
-    // the dumped tree is gone (a zombie waiting for its reaper counts as gone)
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let alive: Vec<i32> = starts
-            .iter()
-            .filter(|(p, t)| t.is_some() && proc_start_time(*p) == *t && !proc_is_zombie(*p))
-            .map(|(p, _)| *p)
-            .collect();
-        if alive.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "after checkpoint (kill) of {name}, processes {alive:?} are still alive"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    fn start(&self) {
+        let bundle = self.c.bundle.path_str();
+        self.c
+            .run_console(self.c.command(&["run", "-d", "--bundle", &bundle, &self.c.id]), &[])
+            .assert_ok();
     }
-    c.state().assert_fail();
-    assert!(
-        !result_file.exists(),
-        "{name} wrote its result before it was signalled: {}",
-        read_opt(&result_file)
-    );
 
-    let restore = c.command(&[
-        "restore",
-        "-d",
-        "--bundle",
-        &bundle_s,
-        "--image-path",
-        &img_s,
-        "--work-path",
-        &work_s,
-        &c.id,
-    ]);
-    let r = c.run_console(restore, &[]);
-    assert!(r.ok(), "restore of {name} ({place:?}) failed: {r}\n{}", logs());
-    let st = c.state_json();
-    assert_eq!(st["status"], "running", "restored {name}: {st}\n{}", logs());
-    let after = container_pids(&c);
-    let (got, want) = if opts.tree_changes {
-        // the long-lived processes all came back (the others are free to come and go)
-        let v = vectors(&after);
-        (
-            vectors(&before).into_iter().filter(|x| v.contains(x)).collect(),
-            vectors(&before),
-        )
-    } else {
-        (vectors(&after), vectors(&before))
-    };
-    assert_eq!(
-        got,
-        want,
-        "{name} ({place:?}): container-level NSpid vectors changed across checkpoint/restore\n{}",
-        logs()
-    );
-    let host = after
-        .iter()
-        .find(|(_, v)| v[0] == target)
-        .map(|(p, _)| *p)
-        .expect("target found above");
-    // SAFETY: kill(2) of the restored program, a process of this test's container.
-    let rc = unsafe { libc::kill(host, libc::SIGUSR2) };
-    assert_eq!(rc, 0, "kill({host}, SIGUSR2): {}", std::io::Error::last_os_error());
-
-    let deadline = Instant::now() + opts.result_timeout;
-    while !result_file.exists() {
-        // a program that died (or exited without a result) will not write one any more
-        let gone = match place {
-            Place::Init => c.status().as_deref() != Some("running"),
-            Place::Deep => exit_file.exists(),
-        };
-        if gone {
-            std::thread::sleep(Duration::from_millis(100));
-            if !result_file.exists() {
-                panic!("{}", early("the program ended without a result after SIGUSR2"));
+    /// Wait for the ready file (complete once its first line is: a program may write it
+    /// non-atomically, e.g. with a shell builtin); returns the pid in it.
+    fn wait_ready(&self) -> i32 {
+        let (ready, result, exit) = (self.file("ready"), self.file("result"), self.file("exit"));
+        let deadline = Instant::now() + self.opts.ready_timeout;
+        while !fs::read_to_string(&ready).unwrap_or_default().contains('\n') {
+            if Instant::now() >= deadline || result.exists() || exit.exists() {
+                panic!("{}", self.early("the program did not become ready"));
             }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        if Instant::now() >= deadline {
-            panic!("{}", early("no result after SIGUSR2"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        let text = fs::read_to_string(&ready).expect("read ready file");
+        text.lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("ready file of {} does not start with a pid: {text:?}", self.name))
     }
-    let result = fs::read_to_string(&result_file).expect("read result file");
-    assert!(
-        result.trim_end() == "PASS",
-        "{name} ({place:?}) did not survive checkpoint/restore: {}\n{}",
-        result.trim_end(),
-        logs()
-    );
-    // and it exits 0 afterwards
-    match place {
-        Place::Init => {
-            wait_for_timeout(&format!("{name} (init) to exit"), Duration::from_secs(10), || {
-                c.status().as_deref() != Some("running")
-            });
+
+    /// The tree at the ready file (see [`Tree`]).
+    fn tree(&self, target: i32) -> Tree {
+        let procs = container_pids(&self.c);
+        assert!(
+            procs.iter().any(|(_, v)| v[0] == target),
+            "the ready pid {target} of {} is not a process of the container: {procs:?}",
+            self.what()
+        );
+        if self.place == Place::Init {
+            assert_eq!(target, 1, "{} as init must be pid 1", self.name);
+        } else {
+            assert!(procs.len() >= 3, "deep: expected sh -> sh -> {}: {procs:?}", self.name);
         }
-        Place::Deep => {
-            wait_for_timeout(&format!("{name} to exit"), Duration::from_secs(10), || {
-                exit_file.exists()
-            });
-            let code = fs::read_to_string(&exit_file).unwrap_or_default();
-            assert_eq!(code.trim(), "0", "{name} exited {code:?} after PASS\n{}", logs());
+        let mut seen: Vec<i32> = procs.iter().map(|(p, _)| *p).collect();
+        let procs = if self.opts.tree_changes {
+            // the long-lived processes: there at the ready file and still there now
+            let now = container_pids(&self.c);
+            seen.extend(now.iter().map(|(p, _)| *p));
+            procs.into_iter().filter(|p| now.contains(p)).collect()
+        } else {
+            procs
+        };
+        assert!(
+            procs.iter().any(|(_, v)| v[0] == target),
+            "{} ({target}) exited before the checkpoint\n{}",
+            self.what(),
+            self.logs()
+        );
+        Tree { procs, seen }
+    }
+
+    fn no_result_yet(&self) {
+        assert!(
+            !self.file("result").exists(),
+            "{} wrote its result before it was signalled: {}",
+            self.what(),
+            read_opt(&self.file("result"))
+        );
+    }
+
+    /// `restore -d` the image into this run's container (its id and bundle).
+    fn restore(&self, img: &str, work: &str) {
+        let bundle = self.c.bundle.path_str();
+        let restore = self.c.command(&[
+            "restore",
+            "-d",
+            "--bundle",
+            &bundle,
+            "--image-path",
+            img,
+            "--work-path",
+            work,
+            &self.c.id,
+        ]);
+        let r = self.c.run_console(restore, &[]);
+        assert!(r.ok(), "restore of {} failed: {r}\n{}", self.what(), self.logs());
+        let st = self.c.state_json();
+        assert_eq!(
+            st["status"],
+            "running",
+            "restored {}: {st}\n{}",
+            self.what(),
+            self.logs()
+        );
+    }
+
+    /// Check the tree came back as `before`, signal the program, require PASS and exit 0.
+    fn go(&self, before: &Tree, target: i32) {
+        let after = container_pids(&self.c);
+        let want = before.vectors();
+        let got: Vec<Vec<i32>> = if self.opts.tree_changes {
+            // the long-lived processes all came back (the others are free to come and go)
+            let v: Vec<Vec<i32>> = after.iter().map(|(_, n)| n.clone()).collect();
+            want.iter().filter(|x| v.contains(x)).cloned().collect()
+        } else {
+            after.iter().map(|(_, n)| n.clone()).collect()
+        };
+        assert_eq!(
+            got,
+            want,
+            "{}: container-level NSpid vectors changed across checkpoint/restore\n{}",
+            self.what(),
+            self.logs()
+        );
+        let host = after
+            .iter()
+            .find(|(_, v)| v[0] == target)
+            .map(|(p, _)| *p)
+            .expect("target found above");
+        // SAFETY: kill(2) of the program, a process of this test's container.
+        let rc = unsafe { libc::kill(host, libc::SIGUSR2) };
+        assert_eq!(rc, 0, "kill({host}, SIGUSR2): {}", std::io::Error::last_os_error());
+
+        let (result_file, exit_file) = (self.file("result"), self.file("exit"));
+        let deadline = Instant::now() + self.opts.result_timeout;
+        while !result_file.exists() {
+            // a program that died (or exited without a result) will not write one any more
+            let gone = match self.place {
+                Place::Init => self.c.status().as_deref() != Some("running"),
+                Place::Deep => exit_file.exists(),
+            };
+            if gone {
+                std::thread::sleep(Duration::from_millis(100));
+                if !result_file.exists() {
+                    panic!("{}", self.early("the program ended without a result after SIGUSR2"));
+                }
+            }
+            if Instant::now() >= deadline {
+                panic!("{}", self.early("no result after SIGUSR2"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let result = fs::read_to_string(&result_file).expect("read result file");
+        assert!(
+            result.trim_end() == "PASS",
+            "{} did not survive checkpoint/restore: {}\n{}",
+            self.what(),
+            result.trim_end(),
+            self.logs()
+        );
+        // and it exits 0 afterwards
+        match self.place {
+            Place::Init => {
+                wait_for_timeout(
+                    &format!("{} (init) to exit", self.what()),
+                    Duration::from_secs(10),
+                    || self.c.status().as_deref() != Some("running"),
+                );
+            }
+            Place::Deep => {
+                wait_for_timeout(&format!("{} to exit", self.what()), Duration::from_secs(10), || {
+                    exit_file.exists()
+                });
+                let code = fs::read_to_string(&exit_file).unwrap_or_default();
+                assert_eq!(
+                    code.trim(),
+                    "0",
+                    "{} exited {code:?} after PASS\n{}",
+                    self.what(),
+                    self.logs()
+                );
+            }
         }
     }
 }

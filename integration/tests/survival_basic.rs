@@ -1,8 +1,10 @@
 //! Survival programs, steps 2, 3, 5 (registers) and 7 of CHECKPOINT.md §6: each runs as the
 //! container's init and deep in its tree, is checkpointed (kill) and restored, and must find its
-//! state intact (see `amber_integration::survival` and `integration/survival/`).
+//! state intact (see `amber_integration::survival` and `integration/survival/`); the `_clone`
+//! variants checkpoint with --leave-running (the original must pass) and restore the image into a
+//! fresh container (which must pass too).
 
-use amber_integration::survival::{survive, survive_with, Opts, Place};
+use amber_integration::survival::{survive, survive_with, Opts, Place, Variant};
 use amber_integration::Bundle;
 use std::path::Path;
 
@@ -16,6 +18,23 @@ fn identity_deep() {
     survive("identity", Place::Deep);
 }
 
+fn clone() -> Opts<'static> {
+    Opts {
+        variant: Variant::LeaveRunningClone,
+        ..Opts::default()
+    }
+}
+
+#[test]
+fn identity_as_init_clone() {
+    survive_with("identity", Place::Init, &clone());
+}
+
+#[test]
+fn identity_deep_clone() {
+    survive_with("identity", Place::Deep, &clone());
+}
+
 #[test]
 fn vdso_as_init() {
     survive("vdso", Place::Init);
@@ -27,6 +46,11 @@ fn vdso_deep() {
 }
 
 #[test]
+fn vdso_deep_clone() {
+    survive_with("vdso", Place::Deep, &clone());
+}
+
+#[test]
 fn fpu_as_init() {
     survive("fpu", Place::Init);
 }
@@ -34,6 +58,11 @@ fn fpu_as_init() {
 #[test]
 fn fpu_deep() {
     survive("fpu", Place::Deep);
+}
+
+#[test]
+fn fpu_deep_clone() {
+    survive_with("fpu", Place::Deep, &clone());
 }
 
 /// Debian's bash and coreutils from the host's /usr (dynamic: ld.so, libc, locale, rseq).
@@ -59,6 +88,18 @@ fn glibc_as_init() {
 #[test]
 fn glibc_deep() {
     survive_with("glibc", Place::Deep, &glibc_opts("wait"));
+}
+
+#[test]
+fn glibc_deep_clone() {
+    survive_with(
+        "glibc",
+        Place::Deep,
+        &Opts {
+            variant: Variant::LeaveRunningClone,
+            ..glibc_opts("wait")
+        },
+    );
 }
 
 /// The checkpoint lands in the middle of the coreutils loop.
