@@ -196,6 +196,76 @@ pub fn container_pids(c: &Container) -> Vec<(i32, Vec<i32>)> {
     out
 }
 
+/// One process of the container as the harness compares it across checkpoint/restore: all pids
+/// relative to the container's pid namespace (0: outside it).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Proc {
+    /// NSpid from the container's level inwards.
+    pub nspid: Vec<i32>,
+    /// The parent's pid in the container (0 for the init, whose parent is outside).
+    pub ppid: i32,
+    /// Process group and session ids in the container (NSpgid/NSsid at its level).
+    pub pgid: i32,
+    pub sid: i32,
+    /// 'Z' (zombie) or 'T' (stopped), '-' for everything else (running, sleeping...).
+    pub state: char,
+    /// The host pid (not compared).
+    pub host: i32,
+}
+
+/// `Key:` of a /proc/<pid>/status as numbers.
+fn status_nums(status: &str, key: &str) -> Vec<i32> {
+    status
+        .lines()
+        .find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))
+        .map(|l| {
+            l[key.len() + 1..]
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The container's processes with their place in the tree (see [`Proc`]), sorted by NSpid.
+/// Zombies are included; processes that vanish while being read are left out.
+pub fn container_tree(c: &Container) -> Vec<Proc> {
+    let init = c.pid();
+    let levels = host_nspid(init).len();
+    assert!(levels > 0, "container init {init} has no NSpid");
+    let ps = c.rt(&["ps", "--format", "json", &c.id]);
+    ps.assert_ok();
+    let pids: Vec<i32> =
+        serde_json::from_str(ps.stdout.trim()).unwrap_or_else(|e| panic!("ps output is not a JSON array ({e}): {ps}"));
+    let at = |v: Vec<i32>| v.get(levels - 1).copied().unwrap_or(0);
+    let mut out: Vec<Proc> = pids
+        .into_iter()
+        .filter_map(|p| {
+            c.note_pid(p);
+            let st = fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+            let nspid = status_nums(&st, "NSpid");
+            if nspid.len() < levels {
+                return None;
+            }
+            let parent = status_nums(&st, "PPid").first().copied().unwrap_or(0);
+            let state = status_field(&st, "State")
+                .and_then(|s| s.chars().next())
+                .filter(|s| matches!(s, 'Z' | 'T'))
+                .unwrap_or('-');
+            Some(Proc {
+                nspid: nspid[levels - 1..].to_vec(),
+                ppid: at(host_nspid(parent)),
+                pgid: at(status_nums(&st, "NSpgid")),
+                sid: at(status_nums(&st, "NSsid")),
+                state,
+                host: p,
+            })
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 fn read_opt(p: &Path) -> String {
     fs::read_to_string(p).unwrap_or_else(|e| format!("<{}: {e}>", p.display()))
 }
@@ -317,14 +387,13 @@ fn out_dir() -> tempfile::TempDir {
 /// The container's processes at the ready file: `procs` must come back (all of them, or with
 /// [`Opts::tree_changes`] the long-lived ones), `seen` must be gone after a checkpoint (kill).
 struct Tree {
-    procs: Vec<(i32, Vec<i32>)>,
+    procs: Vec<Proc>,
     seen: Vec<i32>,
 }
 
-impl Tree {
-    fn vectors(&self) -> Vec<Vec<i32>> {
-        self.procs.iter().map(|(_, v)| v.clone()).collect()
-    }
+/// A process as compared (without its host pid).
+fn strip(p: &Proc) -> Proc {
+    Proc { host: 0, ..p.clone() }
 }
 
 /// One container running a survival program, with its own output dir.
@@ -439,9 +508,9 @@ impl<'a> Run<'a> {
 
     /// The tree at the ready file (see [`Tree`]).
     fn tree(&self, target: i32) -> Tree {
-        let procs = container_pids(&self.c);
+        let procs = container_tree(&self.c);
         assert!(
-            procs.iter().any(|(_, v)| v[0] == target),
+            procs.iter().any(|p| p.nspid[0] == target),
             "the ready pid {target} of {} is not a process of the container: {procs:?}",
             self.what()
         );
@@ -450,17 +519,17 @@ impl<'a> Run<'a> {
         } else {
             assert!(procs.len() >= 3, "deep: expected sh -> sh -> {}: {procs:?}", self.name);
         }
-        let mut seen: Vec<i32> = procs.iter().map(|(p, _)| *p).collect();
+        let mut seen: Vec<i32> = procs.iter().map(|p| p.host).collect();
         let procs = if self.opts.tree_changes {
             // the long-lived processes: there at the ready file and still there now
-            let now = container_pids(&self.c);
-            seen.extend(now.iter().map(|(p, _)| *p));
+            let now = container_tree(&self.c);
+            seen.extend(now.iter().map(|p| p.host));
             procs.into_iter().filter(|p| now.contains(p)).collect()
         } else {
             procs
         };
         assert!(
-            procs.iter().any(|(_, v)| v[0] == target),
+            procs.iter().any(|p| p.nspid[0] == target),
             "{} ({target}) exited before the checkpoint\n{}",
             self.what(),
             self.logs()
@@ -505,26 +574,25 @@ impl<'a> Run<'a> {
 
     /// Check the tree came back as `before`, signal the program, require PASS and exit 0.
     fn go(&self, before: &Tree, target: i32) {
-        let after = container_pids(&self.c);
-        let want = before.vectors();
-        let got: Vec<Vec<i32>> = if self.opts.tree_changes {
-            // the long-lived processes all came back (the others are free to come and go)
-            let v: Vec<Vec<i32>> = after.iter().map(|(_, n)| n.clone()).collect();
-            want.iter().filter(|x| v.contains(x)).cloned().collect()
-        } else {
-            after.iter().map(|(_, n)| n.clone()).collect()
-        };
+        let after = container_tree(&self.c);
+        let want: Vec<Proc> = before.procs.iter().map(strip).collect();
+        // with tree_changes, only the long-lived processes (the others are free to come and go)
+        let got: Vec<Proc> = after
+            .iter()
+            .filter(|p| !self.opts.tree_changes || want.iter().any(|w| w.nspid == p.nspid))
+            .map(strip)
+            .collect();
         assert_eq!(
             got,
             want,
-            "{}: container-level NSpid vectors changed across checkpoint/restore\n{}",
+            "{}: the process tree (container-level NSpid, parent, pgid, sid, Z/T state) changed across checkpoint/restore\n{}",
             self.what(),
             self.logs()
         );
         let host = after
             .iter()
-            .find(|(_, v)| v[0] == target)
-            .map(|(p, _)| *p)
+            .find(|p| p.nspid[0] == target)
+            .map(|p| p.host)
             .expect("target found above");
         // SAFETY: kill(2) of the program, a process of this test's container.
         let rc = unsafe { libc::kill(host, libc::SIGUSR2) };
