@@ -1,6 +1,7 @@
 /* Step 2: a process's identity survives checkpoint/restore: pids, session and group, ids and
  * groups, umask, cwd, cmdline/environ/auxv as the kernel shows them, /proc/self/exe, comm,
- * personality, lowered rlimits, nice value and hostname. Everything is recorded before the
+ * personality, lowered rlimits, nice value and hostname, and the thread's kernel registrations
+ * glibc made at startup (rseq, robust list, clear_child_tid). Everything is recorded before the
  * checkpoint (with a few values changed from their defaults first) and compared after. */
 #include "survival.h"
 
@@ -9,6 +10,8 @@
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/rseq.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 
 #define NAME "identity"
@@ -38,7 +41,18 @@ struct ident {
     struct file_copy cmdline, environ, auxv;
     unsigned long aux[64]; /* getauxval(t) for t < 64 */
     char env_var[64];
+    long rseq_again;   /* rseq(registered area) again: -1 with EBUSY while registered */
+    int rseq_errno;
+    void *robust_head; /* get_robust_list */
+    size_t robust_len;
+    void *tid_address; /* PR_GET_TID_ADDRESS */
 };
+
+/* glibc's rseq area of this thread */
+static struct rseq *rseq_area(void)
+{
+    return (struct rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
+}
 
 static void snap_file(const char *path, struct file_copy *f)
 {
@@ -76,6 +90,12 @@ static void snap(struct ident *s)
     snap_file("/proc/self/auxv", &s->auxv);
     for (int t = 0; t < 64; t++)
         s->aux[t] = getauxval(t);
+    errno = 0;
+    /* glibc registers sizeof(struct rseq) (32) even when __rseq_size (the used part) is 20 */
+    s->rseq_again = __rseq_size ? syscall(SYS_rseq, rseq_area(), sizeof(struct rseq), 0, RSEQ_SIG) : -2;
+    s->rseq_errno = errno;
+    syscall(SYS_get_robust_list, 0, &s->robust_head, &s->robust_len);
+    prctl(PR_GET_TID_ADDRESS, &s->tid_address, 0, 0, 0);
     const char *v = getenv("SV_IDENTITY");
     snprintf(s->env_var, sizeof s->env_var, "%s", v ? v : "<unset>");
 }
@@ -155,6 +175,10 @@ int main(int argc, char **argv)
     SV_CHECK(before.rl[RLIMIT_NOFILE].rlim_cur == 321, "RLIMIT_NOFILE did not take");
     SV_CHECK(before.prio == 7, "nice did not take: %d", before.prio);
     SV_CHECK(before.auxv.len > 0, "no /proc/self/auxv");
+    SV_CHECK(before.rseq_again == -1 && before.rseq_errno == EBUSY,
+             "glibc's rseq area is not registered (rseq again: %ld, %s)", before.rseq_again, strerror(before.rseq_errno));
+    SV_CHECK(before.robust_head != NULL, "no robust list registered");
+    SV_CHECK(before.tid_address != NULL, "no clear_child_tid address");
     auxv_agrees(&before);
     if (sv_failures) {
         sv_finish(NAME);
@@ -214,6 +238,20 @@ int main(int argc, char **argv)
     auxv_agrees(&after);
     for (int t = 0; t < 64; t++)
         SV_CHECK(before.aux[t] == after.aux[t], "getauxval(%d) 0x%lx -> 0x%lx", t, before.aux[t], after.aux[t]);
+    SV_CHECK(after.rseq_again == -1 && after.rseq_errno == EBUSY,
+             "rseq registration lost: registering glibc's area again gave %ld (%s), expected EBUSY", after.rseq_again,
+             strerror(after.rseq_errno));
+    {
+        /* the kernel updated the area's cpu_id on the way out of the SIGUSR2 handler */
+        unsigned cpu = 0;
+        syscall(SYS_getcpu, &cpu, NULL, NULL);
+        int rcpu = (int)rseq_area()->cpu_id;
+        SV_CHECK(rcpu >= 0 && rcpu < 4096, "rseq cpu_id %d", rcpu);
+    }
+    SV_CHECK(before.robust_head == after.robust_head && before.robust_len == after.robust_len,
+             "robust list %p/%zu -> %p/%zu", before.robust_head, before.robust_len, after.robust_head, after.robust_len);
+    SV_CHECK(before.tid_address == after.tid_address, "clear_child_tid %p -> %p", before.tid_address,
+             after.tid_address);
     SV_CHECK(strcmp(after.env_var, "still-here") == 0, "setenv'd SV_IDENTITY is '%s'", after.env_var);
     /* argv as the program sees it matches /proc/self/cmdline */
     {
