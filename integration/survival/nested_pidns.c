@@ -9,8 +9,9 @@
  *        │            └─ E  pid 2 of N2
  *   ├─ F  M did setns(N1) (through /proc/<B>/ns/pid), fork, setns back: F lives in N1, its
  *   │     parent M is invisible there (getppid() == 0)
- *   └─ G  setns(N1) and fork, like `nsenter -p` (G keeps pid_for_children = N1)
- *        └─ H  in N1
+ *   ├─ G  setns(N1) and fork, like `nsenter -p` (G keeps pid_for_children = N1)
+ *   │    └─ H  in N1
+ *   └─ U  unshare(CLONE_NEWPID) and no fork yet: its next child will be pid 1 of a new namespace
  * Every process records its getpid(), getppid() and NSpid line (/proc here is the container's
  * pid namespace's, so NSpid reads from the container's level down) and writes them to
  * /out/nested_pidns.<role>.pre. After the restore M signals each one; each checks its own
@@ -23,7 +24,7 @@
 #include <sys/wait.h>
 
 #define NAME "nested_pidns"
-#define NROLES 9
+#define NROLES 10
 
 struct rec {
     pid_t pid, ppid;
@@ -117,7 +118,7 @@ static void member(const char *role, int levels, int last, int ppid_zero, int bo
         pause();
 }
 
-static const char *roles[NROLES] = {"m", "a", "b", "c", "d", "e", "f", "g", "h"};
+static const char *roles[NROLES] = {"m", "a", "b", "c", "d", "e", "f", "g", "h", "u"};
 
 /* Set up in its own child and return; the child never returns. */
 static pid_t spawn_role(void (*fn)(void))
@@ -162,6 +163,15 @@ static void role_a(void)
 static void role_f(void) { member("f", 2, 0, 1, 2); }
 static void role_h(void) { member("h", 2, 0, 1, 2); }
 
+static void role_u(void)
+{
+    if (unshare(CLONE_NEWPID) < 0) {
+        sv_log("u: unshare: %s", strerror(errno));
+        _exit(4);
+    }
+    member("u", 1, 0, 0, 2); /* its first child is the init of the namespace it unshared */
+}
+
 static pid_t pid_of_b;
 static void role_g(void)
 {
@@ -205,7 +215,8 @@ static void ns_link(pid_t pid, const char *kind, char *buf, size_t size)
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)pid, kind);
     ssize_t n = readlink(path, buf, size - 1);
-    if (n < 0)
+    /* ENOENT: pid_for_children with no init yet (U) */
+    if (n < 0 && errno != ENOENT)
         sv_log("readlink %s: %s", path, strerror(errno));
     buf[n < 0 ? 0 : n] = '\0';
 }
@@ -288,6 +299,7 @@ int main(int argc, char **argv)
     close(n1);
     close(self);
     spawn_role(role_g);
+    spawn_role(role_u);
     if (!all_files("pre", 10000)) {
         sv_fail(NAME, "not every process of the nested tree reported");
         return 1;
@@ -334,10 +346,11 @@ int main(int argc, char **argv)
         if (sv_read_file(p, res, sizeof res) >= 0 && strncmp(res, "PASS", 4))
             sv_failf(__LINE__, "%s reports %s", roles[i], res);
     }
-    /* Done: B's death ends N1 and N2; then A and G. */
+    /* Done: B's death ends N1 and N2; then A, G and U. */
     kill(after.pid[2], SIGKILL);
     kill(after.pid[1], SIGKILL);
     kill(after.pid[7], SIGKILL);
+    kill(after.pid[9], SIGKILL);
     while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
         ;
     return sv_finish(NAME);

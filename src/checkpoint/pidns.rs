@@ -9,6 +9,10 @@ use std::os::unix::fs::MetadataExt;
 use super::plan::TaskNs;
 use super::{CheckpointError, Result};
 
+/// Synthetic ids (minus the host pid) of pid namespaces not populated yet; nsfs inodes are
+/// 32-bit.
+const UNPOPULATED: u64 = u64::MAX;
+
 /// Kinds compared with the container init's (pid and pid_for_children are planned instead).
 const OTHER_KINDS: [&str; 8] = [
     "mnt",
@@ -38,7 +42,20 @@ pub fn read(pids: &[i32], root: i32) -> Result<(BTreeMap<i32, TaskNs>, BTreeMap<
     let container = ino(&format!("/proc/{root}/ns/pid"))?.unwrap_or(0);
     for &pid in pids {
         let pid_ns = ino(&format!("/proc/{pid}/ns/pid"))?.unwrap_or(0);
-        let for_children = ino(&format!("/proc/{pid}/ns/pid_for_children"))?.unwrap_or(pid_ns);
+        let pfc_path = format!("/proc/{pid}/ns/pid_for_children");
+        let for_children = match ino(&pfc_path)? {
+            Some(i) => i,
+            // The kernel hides a namespace that has no init yet: the task did
+            // unshare(CLONE_NEWPID) and has not forked since. Such a namespace is always a child
+            // of the task's own (unshare refuses otherwise, and setns needs an fd to it): name
+            // it by a synthetic id no inode can have.
+            None if std::fs::symlink_metadata(&pfc_path).is_ok() => {
+                let id = UNPOPULATED - pid as u64;
+                parents.insert(id, pid_ns);
+                id
+            }
+            None => pid_ns, // a kernel without pid_for_children
+        };
         let mut other = Vec::new();
         for kind in OTHER_KINDS {
             if let Some(i) = ino(&format!("/proc/{pid}/ns/{kind}"))? {

@@ -26,9 +26,9 @@ const L1: &str = "unshare -p -f setsid sh l2.sh & sleep 1000 & wait";
 /// Pid 1 of N2 (three levels: container, N1, N2) and leader of its own session, with one
 /// member.
 const L2: &str = "sleep 1000 & echo > l2ready; wait";
-/// The container's init: builds the subtrees, enters N1 through its init with nsenter (whose
-/// child is a setns'ed member of N1), then counts. /proc is this namespace's own (see spawn).
-const TOP: &str = "unshare -p -f sh l1.sh & u=$!; \
+/// The container's init: a sleep that unshared a pid namespace it has no child in yet, the
+/// subtrees, a setns'ed member of N1 (nsenter -p through N1's init), then it counts. /proc is this namespace's own (see spawn).
+const TOP: &str = "unshare -p sleep 1000 & unshare -p -f sh l1.sh & u=$!; \
     while [ ! -s l2ready ]; do sleep 0.05; done; \
     init1=$(cat /proc/$u/task/$u/children); \
     nsenter -p -t $init1 sh -c 'exec sleep 1000' & \
@@ -174,9 +174,14 @@ fn nested_pid_namespaces_keep_every_level() {
             assert_eq!(&t.nspid, v, "image vector of host pid {}", t.host_pid);
         }
     }
-    assert_eq!(dumped.tree.pid_namespaces.len(), 3, "{:?}", dumped.tree.pid_namespaces);
+    // The container's, N1, N2, and the empty one of `unshare -p sleep`.
+    assert_eq!(dumped.tree.pid_namespaces.len(), 4, "{:?}", dumped.tree.pid_namespaces);
+    assert_eq!(
+        dumped.tree.pid_namespaces.iter().filter(|s| s.init.is_none()).count(),
+        1
+    );
     let json = image::inspect_json(&img).unwrap();
-    assert!(json["tree"]["pid_namespaces"].as_array().is_some_and(|a| a.len() == 3));
+    assert!(json["tree"]["pid_namespaces"].as_array().is_some_and(|a| a.len() == 4));
     let at_dump = count(&work);
 
     let restored = restore(
@@ -231,17 +236,38 @@ fn nested_pid_namespaces_keep_every_level() {
             .iter()
             .find(|s| Some(s.id) == t.pid_ns_for_children)
             .unwrap();
-        let init_host = restored.pids[&target.init.unwrap()];
-        assert_eq!(
-            ns_ino(restored.pids[&t.pid], "pid_for_children"),
-            ns_ino(init_host, "pid"),
-            "pid_for_children of pid {}",
-            t.pid
-        );
+        let host = restored.pids[&t.pid];
+        match target.init {
+            Some(init) => assert_eq!(
+                ns_ino(host, "pid_for_children"),
+                ns_ino(restored.pids[&init], "pid"),
+                "pid_for_children of pid {}",
+                t.pid
+            ),
+            // unshared again: a namespace with no init yet, which the kernel does not show
+            None => {
+                let err = std::fs::metadata(format!("/proc/{host}/ns/pid_for_children")).unwrap_err();
+                assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "pid {}", t.pid);
+            }
+        }
         checked += 1;
     }
-    assert!(checked >= 3, "two unshare and one nsenter: {checked}");
+    assert!(checked >= 4, "three unshare and one nsenter: {checked}");
 
+    // A second dump of the restored tree (left running) sees the same tree: every vector, and
+    // the same tasks with a pid_for_children of their own.
+    let img2 = _t.path().join("image2");
+    dump_tree(restored.root_pid, &img2, &DumpOptions { leave_running: true }).expect("second dump");
+    let again = image::load_for_inspect(&img2).unwrap();
+    let shape = |t: &image::Tree| -> Vec<(Vec<i32>, bool)> {
+        t.tasks
+            .iter()
+            .filter(|e| e.nspid.len() > 1 || e.pid_ns_for_children.is_some())
+            .map(|e| (e.nspid.clone(), e.pid_ns_for_children.is_some()))
+            .collect()
+    };
+    assert_eq!(shape(&again.tree), shape(&dumped.tree));
+    assert_eq!(again.tree.pid_namespaces.len(), dumped.tree.pid_namespaces.len());
     wait_for("the restored counter to go on", Duration::from_secs(10), || {
         count(&work) >= at_dump + 2
     });
