@@ -3,7 +3,7 @@
 //! and one that stays there like `nsenter -p`; every process must come back with the same NSpid
 //! vector, parent and pid_for_children (see `integration/survival/nested_pidns.c`).
 
-use amber_integration::survival::{survive_with, Opts, Place};
+use amber_integration::survival::{survive_with, Opts, Place, Variant};
 use amber_integration::Bundle;
 
 /// unshare(CLONE_NEWPID) and setns need CAP_SYS_ADMIN, which runc's default set lacks.
@@ -31,6 +31,24 @@ fn nested_pidns_as_init() {
 #[test]
 fn nested_pidns_deep() {
     survive_with("nested_pidns", Place::Deep, &opts());
+}
+
+/// Checkpoint --leave-running (the original must pass), then the image as a fresh container.
+fn clone() -> Opts<'static> {
+    Opts {
+        variant: Variant::LeaveRunningClone,
+        ..opts()
+    }
+}
+
+#[test]
+fn nested_pidns_as_init_clone() {
+    survive_with("nested_pidns", Place::Init, &clone());
+}
+
+#[test]
+fn nested_pidns_deep_clone() {
+    survive_with("nested_pidns", Place::Deep, &clone());
 }
 
 /// A process in a nested user namespace cannot be restored: the checkpoint is refused naming it
