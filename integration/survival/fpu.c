@@ -1,5 +1,6 @@
-/* Step 5 (registers): general registers, the x87 stack and control word, MXCSR, xmm0-15 and (with
- * AVX) the upper halves of ymm0-15 hold distinctive values across checkpoint/restore. One asm
+/* Step 5 (registers): general registers, the x87 stack and control word, MXCSR, xmm0-15, (with
+ * AVX) the upper halves of ymm0-15 and (with AVX-512) zmm0-31 and k0-7 hold distinctive values
+ * across checkpoint/restore. One asm
  * block loads them, then spins until SIGUSR2 sets the go flag, checking the general registers
  * and xmm registers against the expected values on every iteration (the checkpoint lands inside
  * this loop); on exit it saves everything (xsave/fxsave) for C to compare. Between loading and
@@ -23,12 +24,15 @@ struct fpu_ctx {
     uint64_t exp_gpr[NGPR];
     uint64_t got_gpr[NGPR];
     unsigned char exp_ymm[16][32];
+    unsigned char exp_zmm[32][64]; /* zmm0-15 start with exp_ymm */
+    uint64_t exp_k[8];
     double x87[8];
     volatile sig_atomic_t *go;
     uint64_t iterations;
     uint32_t failed;   /* a per-iteration check failed ... */
     uint32_t fail_idx; /* ... this one: GPR index, or 100 + xmm number */
     uint32_t avx;
+    uint32_t avx512;
     uint32_t mxcsr;
     uint32_t default_mxcsr;
     uint16_t fcw;
@@ -48,6 +52,10 @@ static struct fpu_ctx ctx __attribute__((aligned(64)));
 #define GPR_SAVE(i, reg) "mov %%" reg ", %c[gg]+8*" #i "(%%rdi)\n\t"
 #define YMM_LOAD(n) "vmovdqu %c[ey]+32*" #n "(%%rdi), %%ymm" #n "\n\t"
 #define XMM_LOAD(n) "movdqu %c[ey]+32*" #n "(%%rdi), %%xmm" #n "\n\t"
+#define ZMM_LOAD(n) "vmovdqu64 %c[ez]+64*" #n "(%%rdi), %%zmm" #n "\n\t"
+#define K_LOAD(n) "kmovq %c[ek]+8*" #n "(%%rdi), %%k" #n "\n\t"
+#define ALL8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
+#define ALL32(M) ALL16(M) M(16) M(17) M(18) M(19) M(20) M(21) M(22) M(23) M(24) M(25) M(26) M(27) M(28) M(29) M(30) M(31)
 #define ALL_GPR(M)                                                                                                 \
     M(0, "rbx") M(1, "rcx") M(2, "rdx") M(3, "rsi") M(4, "rbp") M(5, "r8") M(6, "r9") M(7, "r10") M(8, "r11")     \
         M(9, "r12") M(10, "r13") M(11, "r14") M(12, "r15")
@@ -63,6 +71,11 @@ static void spin(struct fpu_ctx *c)
         "fninit\n\tfldcw %c[fcw](%%rdi)\n\t"
         FLD(0) FLD(1) FLD(2) FLD(3) FLD(4) FLD(5) FLD(6) FLD(7)
         "ldmxcsr %c[mx](%%rdi)\n\t"
+        "cmpl $0, %c[avx512](%%rdi)\n\tje 69f\n\t"
+        ALL32(ZMM_LOAD)
+        ALL8(K_LOAD)
+        "jmp 71f\n"
+        "69:\n\t"
         "cmpl $0, %c[avx](%%rdi)\n\tje 70f\n\t"
         ALL16(YMM_LOAD)
         "jmp 71f\n"
@@ -82,7 +95,8 @@ static void spin(struct fpu_ctx *c)
         "80:\n\t"
         ALL_GPR(GPR_SAVE)
         "cmpl $0, %c[avx](%%rdi)\n\tje 81f\n\t"
-        "mov $-1, %%eax\n\tmov $-1, %%edx\n\txsave %c[area](%%rdi)\n\tvzeroupper\n\tjmp 82f\n"
+        /* components 0-7 only (x87 ... Hi16_ZMM): the area has no room for AMX tiles */
+        "mov $0xff, %%eax\n\txor %%edx, %%edx\n\txsave %c[area](%%rdi)\n\tvzeroupper\n\tjmp 82f\n"
         "81:\n\t"
         "fxsave %c[area](%%rdi)\n"
         "82:\n\t"
@@ -91,7 +105,8 @@ static void spin(struct fpu_ctx *c)
         "lea 128(%%rsp), %%rsp\n\t"
         :
         : "D"(c), [eg] "i"(offsetof(struct fpu_ctx, exp_gpr)), [gg] "i"(offsetof(struct fpu_ctx, got_gpr)),
-          [ey] "i"(offsetof(struct fpu_ctx, exp_ymm)), [x87] "i"(offsetof(struct fpu_ctx, x87)),
+          [ey] "i"(offsetof(struct fpu_ctx, exp_ymm)), [ez] "i"(offsetof(struct fpu_ctx, exp_zmm)),
+          [ek] "i"(offsetof(struct fpu_ctx, exp_k)), [avx512] "i"(offsetof(struct fpu_ctx, avx512)), [x87] "i"(offsetof(struct fpu_ctx, x87)),
           [go] "i"(offsetof(struct fpu_ctx, go)), [it] "i"(offsetof(struct fpu_ctx, iterations)),
           [fa] "i"(offsetof(struct fpu_ctx, failed)), [fi] "i"(offsetof(struct fpu_ctx, fail_idx)),
           [avx] "i"(offsetof(struct fpu_ctx, avx)), [mx] "i"(offsetof(struct fpu_ctx, mxcsr)),
@@ -114,11 +129,26 @@ static int have_avx(void)
     return (lo & 6) == 6; /* the OS saves xmm and ymm state */
 }
 
-/* Offset of the AVX (ymm upper halves) component in a standard-format xsave area. */
-static unsigned avx_offset(void)
+/* AVX-512 usable: the CPU has AVX512F and the OS saves opmask, ZMM_Hi256 and Hi16_ZMM state. */
+static int have_avx512(void)
 {
     unsigned a, b, c, d;
-    __cpuid_count(0xd, 2, a, b, c, d);
+    if (!have_avx() || __get_cpuid_max(0, NULL) < 7)
+        return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    if (!(b & bit_AVX512F))
+        return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & 0xe0) == 0xe0;
+}
+
+/* Offset of xsave component `i` in a standard-format xsave area (2: AVX, 5: opmask, 6:
+ * ZMM_Hi256, 7: Hi16_ZMM). */
+static unsigned xsave_offset(unsigned i)
+{
+    unsigned a, b, c, d;
+    __cpuid_count(0xd, i, a, b, c, d);
     (void)a;
     (void)c;
     (void)d;
@@ -135,19 +165,25 @@ int main(int argc, char **argv)
 {
     sv_init(argc, argv);
     ctx.avx = have_avx();
-    sv_log("avx: %s", ctx.avx ? "yes" : "no");
+    ctx.avx512 = have_avx512();
+    sv_log("avx: %s, avx-512: %s", ctx.avx ? "yes" : "no", ctx.avx512 ? "yes" : "no");
     for (int i = 0; i < NGPR; i++)
         ctx.exp_gpr[i] = 0x0123456789abcdefULL * (uint64_t)(i + 3) ^ ((uint64_t)i << 56);
     for (int n = 0; n < 16; n++)
         for (int k = 0; k < 32; k++)
             ctx.exp_ymm[n][k] = (unsigned char)(0x5a ^ (n * 31 + k * 7 + (k >= 16 ? 0x80 : 0)));
+    for (int n = 0; n < 32; n++)
+        for (int k = 0; k < 64; k++)
+            ctx.exp_zmm[n][k] = n < 16 && k < 32 ? ctx.exp_ymm[n][k] : (unsigned char)(0xc3 ^ (n * 13 + k * 5));
+    for (int k = 0; k < 8; k++)
+        ctx.exp_k[k] = 0x8040201008040201ULL * (uint64_t)(k + 1) ^ 0x1234;
     for (int k = 0; k < 8; k++)
         ctx.x87[k] = (k + 1) * 3.14159265358979 + 1e-7 * k - (k & 1 ? 1234.5 : 0);
     ctx.fcw = FCW;
     ctx.mxcsr = MXCSR;
     ctx.default_mxcsr = 0x1F80;
     ctx.go = &sv_go;
-    unsigned ymm_off = ctx.avx ? avx_offset() : 0;
+    unsigned ymm_off = ctx.avx ? xsave_offset(2) : 0;
 
     sv_ready(NAME);
     sv_unblock_go();
@@ -200,6 +236,32 @@ int main(int argc, char **argv)
             hex(g, a + ymm_off + 16 * n, 16);
             SV_CHECK(memcmp(a + ymm_off + 16 * n, ctx.exp_ymm[n] + 16, 16) == 0, "ymm%d upper half %s, expected %s",
                      n, g, w);
+        }
+    }
+    if (ctx.avx512) {
+        uint64_t xstate_bv;
+        memcpy(&xstate_bv, a + 512, 8);
+        SV_CHECK((xstate_bv & 0xe0) == 0xe0, "AVX-512 state in init state after restore (XSTATE_BV %#llx)",
+                 (unsigned long long)xstate_bv);
+        unsigned k_off = xsave_offset(5), hi256_off = xsave_offset(6), hi16_off = xsave_offset(7);
+        for (int k = 0; k < 8; k++) {
+            uint64_t got;
+            memcpy(&got, a + k_off + 8 * k, 8);
+            SV_CHECK(got == ctx.exp_k[k], "k%d %#llx, expected %#llx", k, (unsigned long long)got,
+                     (unsigned long long)ctx.exp_k[k]);
+        }
+        for (int n = 0; n < 16; n++) {
+            char w[65], g[65];
+            hex(w, ctx.exp_zmm[n] + 32, 32);
+            hex(g, a + hi256_off + 32 * n, 32);
+            SV_CHECK(memcmp(a + hi256_off + 32 * n, ctx.exp_zmm[n] + 32, 32) == 0, "zmm%d upper 256 bits %s, expected %s",
+                     n, g, w);
+        }
+        for (int n = 16; n < 32; n++) {
+            char w[129], g[129];
+            hex(w, ctx.exp_zmm[n], 64);
+            hex(g, a + hi16_off + 64 * (n - 16), 64);
+            SV_CHECK(memcmp(a + hi16_off + 64 * (n - 16), ctx.exp_zmm[n], 64) == 0, "zmm%d %s, expected %s", n, g, w);
         }
     }
     sv_log("%llu rounds", (unsigned long long)ctx.iterations);
