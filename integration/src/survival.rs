@@ -37,6 +37,9 @@ pub enum Variant {
     /// restored as a fresh container (a new id, a copy of the output dir as it was at the
     /// checkpoint), which must pass too.
     LeaveRunningClone,
+    /// Kill and restore, then checkpoint (kill) the restored tree and restore it again: state
+    /// the engine restores once but would not dump right again shows up here.
+    KillTwice,
 }
 
 /// Options for [`survive_with`].
@@ -307,32 +310,18 @@ pub fn survive_with(name: &str, place: Place, opts: &Opts) {
 
     match opts.variant {
         Variant::Kill => {
-            // every process seen must be gone after the checkpoint
-            let starts: Vec<(i32, Option<u64>)> = before.seen.iter().map(|&p| (p, proc_start_time(p))).collect();
-            let cp = run
-                .c
-                .rt(&["checkpoint", "--image-path", &img_s, "--work-path", &work_s, &run.c.id]);
-            assert!(cp.ok(), "checkpoint of {what} failed: {cp}\n{}", run.logs());
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                // a zombie waiting for its reaper counts as gone
-                let alive: Vec<i32> = starts
-                    .iter()
-                    .filter(|(p, t)| t.is_some() && proc_start_time(*p) == *t && !proc_is_zombie(*p))
-                    .map(|(p, _)| *p)
-                    .collect();
-                if alive.is_empty() {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "after checkpoint (kill) of {what}, processes {alive:?} are still alive"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            run.c.state().assert_fail();
-            run.no_result_yet();
+            run.checkpoint_kill(&before.seen, &img_s, &work_s);
             run.restore(&img_s, &work_s);
+            run.go(&before, target);
+        }
+        Variant::KillTwice => {
+            run.checkpoint_kill(&before.seen, &img_s, &work_s);
+            run.restore(&img_s, &work_s);
+            run.check_tree(&before, target);
+            let seen: Vec<i32> = container_tree(&run.c).iter().map(|p| p.host).collect();
+            let img2 = images.path().join("img2").to_string_lossy().into_owned();
+            run.checkpoint_kill(&seen, &img2, &work_s);
+            run.restore(&img2, &work_s);
             run.go(&before, target);
         }
         Variant::LeaveRunningClone => {
@@ -546,6 +535,36 @@ impl<'a> Run<'a> {
         );
     }
 
+    /// `checkpoint` (kill): the processes `seen` (host pids) are gone afterwards, the container
+    /// is gone, the program has not written its result.
+    fn checkpoint_kill(&self, seen: &[i32], img: &str, work: &str) {
+        let starts: Vec<(i32, Option<u64>)> = seen.iter().map(|&p| (p, proc_start_time(p))).collect();
+        let cp = self
+            .c
+            .rt(&["checkpoint", "--image-path", img, "--work-path", work, &self.c.id]);
+        assert!(cp.ok(), "checkpoint of {} failed: {cp}\n{}", self.what(), self.logs());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            // a zombie waiting for its reaper counts as gone
+            let alive: Vec<i32> = starts
+                .iter()
+                .filter(|(p, t)| t.is_some() && proc_start_time(*p) == *t && !proc_is_zombie(*p))
+                .map(|(p, _)| *p)
+                .collect();
+            if alive.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "after checkpoint (kill) of {}, processes {alive:?} are still alive",
+                self.what()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.c.state().assert_fail();
+        self.no_result_yet();
+    }
+
     /// `restore -d` the image into this run's container (its id and bundle).
     fn restore(&self, img: &str, work: &str) {
         let bundle = self.c.bundle.path_str();
@@ -572,8 +591,8 @@ impl<'a> Run<'a> {
         );
     }
 
-    /// Check the tree came back as `before`, signal the program, require PASS and exit 0.
-    fn go(&self, before: &Tree, target: i32) {
+    /// Check the tree came back as `before`; returns the host pid of the program.
+    fn check_tree(&self, before: &Tree, target: i32) -> i32 {
         let after = container_tree(&self.c);
         let want: Vec<Proc> = before.procs.iter().map(strip).collect();
         // with tree_changes, only the long-lived processes (the others are free to come and go)
@@ -589,11 +608,16 @@ impl<'a> Run<'a> {
             self.what(),
             self.logs()
         );
-        let host = after
+        after
             .iter()
             .find(|p| p.nspid[0] == target)
             .map(|p| p.host)
-            .expect("target found above");
+            .expect("target found above")
+    }
+
+    /// Check the tree came back as `before`, signal the program, require PASS and exit 0.
+    fn go(&self, before: &Tree, target: i32) {
+        let host = self.check_tree(before, target);
         // SAFETY: kill(2) of the program, a process of this test's container.
         let rc = unsafe { libc::kill(host, libc::SIGUSR2) };
         assert_eq!(rc, 0, "kill({host}, SIGUSR2): {}", std::io::Error::last_os_error());

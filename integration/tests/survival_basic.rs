@@ -2,7 +2,7 @@
 //! container's init and deep in its tree, is checkpointed (kill) and restored, and must find its
 //! state intact (see `amber_integration::survival` and `integration/survival/`); the `_clone`
 //! variants checkpoint with --leave-running (the original must pass) and restore the image into a
-//! fresh container (which must pass too).
+//! fresh container (which must pass too), the `_twice` ones checkpoint and restore twice.
 
 use amber_integration::survival::{survive, survive_with, Opts, Place, Variant};
 use amber_integration::Bundle;
@@ -23,6 +23,18 @@ fn clone() -> Opts<'static> {
         variant: Variant::LeaveRunningClone,
         ..Opts::default()
     }
+}
+
+fn twice() -> Opts<'static> {
+    Opts {
+        variant: Variant::KillTwice,
+        ..Opts::default()
+    }
+}
+
+#[test]
+fn identity_deep_twice() {
+    survive_with("identity", Place::Deep, &twice());
 }
 
 #[test]
@@ -51,6 +63,11 @@ fn vdso_deep_clone() {
 }
 
 #[test]
+fn vdso_as_init_twice() {
+    survive_with("vdso", Place::Init, &twice());
+}
+
+#[test]
 fn fpu_as_init() {
     survive("fpu", Place::Init);
 }
@@ -63,6 +80,11 @@ fn fpu_deep() {
 #[test]
 fn fpu_deep_clone() {
     survive_with("fpu", Place::Deep, &clone());
+}
+
+#[test]
+fn fpu_as_init_twice() {
+    survive_with("fpu", Place::Init, &twice());
 }
 
 /// Debian's bash and coreutils from the host's /usr (dynamic: ld.so, libc, locale, rseq).
@@ -97,6 +119,18 @@ fn glibc_deep_clone() {
         Place::Deep,
         &Opts {
             variant: Variant::LeaveRunningClone,
+            ..glibc_opts("wait")
+        },
+    );
+}
+
+#[test]
+fn glibc_as_init_twice() {
+    survive_with(
+        "glibc",
+        Place::Init,
+        &Opts {
+            variant: Variant::KillTwice,
             ..glibc_opts("wait")
         },
     );
