@@ -91,6 +91,25 @@ fn mtime(p: &Path) -> Option<SystemTime> {
     fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
+/// Hold an exclusive flock on `target/survival/.lock` (threads and test binaries alike), so that
+/// a program is built once and never replaced under a test that runs it.
+fn build_lock() -> fs::File {
+    use std::os::fd::AsRawFd;
+    let dir = build_dir();
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    let path = dir.join(".lock");
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    // SAFETY: flock(2) on a descriptor we own; the lock goes with the File.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock {}: {}", path.display(), std::io::Error::last_os_error());
+    f
+}
+
 fn tmp_name(dest: &Path) -> PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -100,15 +119,14 @@ fn tmp_name(dest: &Path) -> PathBuf {
 }
 
 /// Build `integration/survival/<name>.c` into `target/survival/<name>` if the binary is missing
-/// or older than the source or `survival.h`; returns the binary. Safe when several test binaries
-/// build at once (each builds to its own temp name and renames).
+/// or older than the source or `survival.h`; returns the binary. Safe when several tests or test
+/// binaries build at once (a lock file; the binary is built under a temp name and renamed).
 pub fn build(name: &str) -> PathBuf {
     let src = source_dir().join(format!("{name}.c"));
     let header = source_dir().join("survival.h");
     assert!(src.is_file(), "no survival program {}", src.display());
-    let dir = build_dir();
-    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-    let bin = dir.join(name);
+    let _lock = build_lock();
+    let bin = build_dir().join(name);
     let newest = mtime(&src).max(mtime(&header));
     if mtime(&bin).is_some_and(|b| Some(b) >= newest) {
         return bin;
@@ -134,9 +152,8 @@ pub fn build(name: &str) -> PathBuf {
 pub fn stage(file: &str) -> PathBuf {
     let src = source_dir().join(file);
     assert!(src.is_file(), "no survival program {}", src.display());
-    let dir = build_dir();
-    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-    let dest = dir.join(file);
+    let _lock = build_lock();
+    let dest = build_dir().join(file);
     if fs::read(&dest).ok() == fs::read(&src).ok() {
         return dest;
     }
