@@ -10,6 +10,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::dump_task::{self, Collected};
+use super::files;
 use super::host::{xstate_xcr0, HostRecord};
 use super::image::{self, ImageWriter};
 use super::plan::build_tree;
@@ -245,11 +246,24 @@ fn collect_and_write(pids: &[i32], dir: &Path, release: &mut dyn FnMut()) -> Res
     let (namespaces, ns_parents) = super::pidns::read(pids, root)?;
     let tree = build_tree(&statuses, &namespaces, &ns_parents)?;
     let mut collected: Vec<(i32, Collected)> = Vec::new();
+    let root_host = tree.tasks.iter().find(|t| t.pid == tree.root).map_or(0, |t| t.host_pid);
+    let external = files::external_stdio(root_host);
     for entry in &tree.tasks {
-        let mut c = dump_task::collect(entry.host_pid)?;
+        let mut c = dump_task::collect(entry.host_pid, &external)?;
         c.task.pid = entry.pid;
-        super::relocate::relativize(&mut c.task, entry.host_pid)?;
         collected.push((entry.host_pid, c));
+    }
+    let mut linked: Vec<files::TaskFds> = collected
+        .iter_mut()
+        .map(|(host_pid, c)| files::TaskFds {
+            host_pid: *host_pid,
+            task: &mut c.task,
+            objects: &c.fd_objects,
+        })
+        .collect();
+    let objects = files::link_objects(&mut linked)?;
+    for (host_pid, c) in collected.iter_mut() {
+        super::relocate::relativize(&mut c.task, *host_pid)?;
     }
     let collect = started.elapsed();
     // Everything is known and acceptable: only now touch the image directory.
@@ -260,6 +274,9 @@ fn collect_and_write(pids: &[i32], dir: &Path, release: &mut dyn FnMut()) -> Res
             let mut out = w.stream(&image::task_pages(c.task.pid))?;
             pagemaps.push(dump_task::write_pages(*host_pid, &c.task.vmas, &mut out)?);
             w.close(out)?;
+        }
+        for (name, data) in &objects {
+            w.write_bytes(name, data)?;
         }
         Ok(pagemaps)
     })();

@@ -1,14 +1,14 @@
 //! Collect one seized, interrupted, single-threaded task: /proc, ptrace register sets, memory,
 //! fds, and the few values only the task itself can tell (injected read-only syscalls).
 
+use std::collections::BTreeSet;
 use std::io::{IoSlice, IoSliceMut};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 
 use super::image::{
-    AltStack, Creds, Fd, FdKind, FileIdentity, MmFields, PagemapEntry, Rlimit, Rseq, SigAction, StreamFile, TaskImage,
-    Vma, VmaKind,
+    AltStack, Creds, FileIdentity, MmFields, PagemapEntry, Rlimit, Rseq, SigAction, StreamFile, TaskImage, Vma, VmaKind,
 };
 use super::plan::{fixup_restart, PAGE};
 use super::procfs::{self, SmapsVma, Status};
@@ -20,6 +20,8 @@ use crate::sys::ptrace as sp;
 /// [`write_pages`], so that no page is held in memory).
 pub struct Collected {
     pub task: TaskImage,
+    /// (st_dev, st_ino) of the object behind each of `task.fds` (for `files::link_objects`).
+    pub fd_objects: Vec<(u64, u64)>,
 }
 
 fn read(path: String) -> Result<String> {
@@ -63,7 +65,8 @@ pub fn precheck(pid: i32, s: &Status) -> Result<()> {
     Ok(())
 }
 
-pub fn collect(pid: i32) -> Result<Collected> {
+/// `external`: the container's stdio pipes (`files::external_stdio`).
+pub fn collect(pid: i32, external: &BTreeSet<String>) -> Result<Collected> {
     let mut status = procfs::parse_status(&read(format!("/proc/{pid}/status"))?);
     if status.tracer_pid == nix::unistd::gettid().as_raw() {
         status.tracer_pid = 0; // that's us
@@ -85,7 +88,9 @@ pub fn collect(pid: i32) -> Result<Collected> {
     }
     let smaps = procfs::parse_smaps(&read(format!("/proc/{pid}/smaps"))?);
     let vmas = classify_vmas(pid, &smaps)?;
-    let fds = collect_fds(pid)?;
+    let found = super::files::collect_fds(pid, external)?;
+    let fd_objects = found.iter().map(|f| f.object).collect();
+    let fds = found.into_iter().map(|f| f.fd).collect();
     let stat = procfs::parse_stat_mm(&read(format!("/proc/{pid}/stat"))?)
         .ok_or_else(|| unsupported(pid, "unreadable /proc/<pid>/stat"))?;
     let auxv_path = format!("/proc/{pid}/auxv");
@@ -166,7 +171,7 @@ pub fn collect(pid: i32) -> Result<Collected> {
         vmas,
         fds,
     };
-    Ok(Collected { task })
+    Ok(Collected { task, fd_objects })
 }
 
 const REFUSED_VMFLAGS: [(&str, &str); 7] = [
@@ -178,14 +183,6 @@ const REFUSED_VMFLAGS: [(&str, &str); 7] = [
     ("um", "userfaultfd"),
     ("uw", "userfaultfd-wp"),
 ];
-
-/// A shared mapping of a file that can never become writable (no `w` now, no `mw` flag).
-fn read_only_file(v: &SmapsVma, name: &str) -> bool {
-    name.starts_with('/')
-        && !name.ends_with(" (deleted)")
-        && v.perms.as_bytes().get(1) != Some(&b'w')
-        && !v.has_flag("mw")
-}
 
 pub fn classify_vmas(pid: i32, smaps: &[SmapsVma]) -> Result<Vec<Vma>> {
     let mut out = Vec::new();
@@ -201,8 +198,7 @@ pub fn classify_vmas(pid: i32, smaps: &[SmapsVma]) -> Result<Vec<Vma>> {
             "[vvar]" => VmaKind::Vvar,
             "[vvar_vclock]" => VmaKind::VvarVclock,
             "[vdso]" => VmaKind::Vdso,
-            n if v.shared() && read_only_file(v, n) => VmaKind::FileSharedRo,
-            _ if v.shared() => return Err(what("shared mappings are not supported in v1")),
+            _ if v.shared() => shared_kind(pid, v).map_err(|m| what(&m))?,
             "" | "[heap]" | "[stack]" => VmaKind::Anon,
             n if n.starts_with("[anon:") => VmaKind::Anon,
             n if n.starts_with('/') && !n.ends_with(" (deleted)") => VmaKind::FilePrivate,
@@ -220,7 +216,8 @@ pub fn classify_vmas(pid: i32, smaps: &[SmapsVma]) -> Result<Vec<Vma>> {
         if v.fields.get("ProtectionKey").is_some_and(|k| k != "0") {
             return Err(what("memory protection keys are not supported in v1"));
         }
-        let file = if matches!(kind, VmaKind::FilePrivate | VmaKind::FileSharedRo) {
+        let shmem = (kind == VmaKind::Shmem).then_some(v.inode);
+        let file = if matches!(kind, VmaKind::FilePrivate | VmaKind::FileShared) {
             let path = format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end);
             let m = std::fs::metadata(&path).map_err(proc_err(&path))?;
             Some(FileIdentity {
@@ -240,9 +237,41 @@ pub fn classify_vmas(pid: i32, smaps: &[SmapsVma]) -> Result<Vec<Vma>> {
             name: v.name.clone(),
             vmflags: v.vmflags.clone(),
             file,
+            shmem,
         });
     }
     Ok(out)
+}
+
+/// A MAP_SHARED mapping: shared anonymous memory (one object per shmem inode, dumped once by
+/// `files::link_objects`) or a regular file mapped again at restore; the rest is refused.
+fn shared_kind(pid: i32, v: &SmapsVma) -> std::result::Result<VmaKind, String> {
+    let path = format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end);
+    let name = v.name.as_str();
+    if name == "/dev/zero (deleted)" {
+        // MAP_SHARED|MAP_ANONYMOUS, or a shared mapping of /dev/zero (the same thing).
+        return Ok(VmaKind::Shmem);
+    }
+    if name.starts_with("/SYSV") {
+        return Err("SysV shared memory is not supported yet".into());
+    }
+    if name.starts_with("/memfd:") {
+        return Err("shared memfd mappings are not supported yet".into());
+    }
+    if name.ends_with(" (deleted)") {
+        return Err("shared mapping of a deleted file is not supported yet".into());
+    }
+    if !name.starts_with('/') {
+        return Err("unsupported kind of shared mapping".into());
+    }
+    let m = std::fs::metadata(&path).map_err(|e| format!("{path}: {e}"))?;
+    if m.file_type().is_char_device() || m.file_type().is_block_device() {
+        return Err("shared mappings of devices are not supported".into());
+    }
+    if !m.is_file() {
+        return Err("shared mapping of something that is not a regular file".into());
+    }
+    Ok(VmaKind::FileShared)
 }
 
 const PM_PRESENT: u64 = 1 << 63;
@@ -371,41 +400,6 @@ pub fn write_pages(pid: i32, vmas: &[Vma], out: &mut StreamFile) -> Result<Vec<P
 /// All bytes zero; stops at the first non-zero 64-byte block (the usual case for a dirty page).
 fn is_zero(page: &[u8]) -> bool {
     page.chunks_exact(64).all(|c| c.iter().fold(0u8, |a, &b| a | b) == 0)
-}
-
-fn collect_fds(pid: i32) -> Result<Vec<Fd>> {
-    let dir = format!("/proc/{pid}/fd");
-    let mut fds = Vec::new();
-    for entry in std::fs::read_dir(&dir).map_err(proc_err(&dir))? {
-        let entry = entry.map_err(proc_err(&dir))?;
-        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let target = link(format!("{dir}/{fd}"))?;
-        let (pos, flags) = procfs::parse_fdinfo(&read(format!("/proc/{pid}/fdinfo/{fd}"))?);
-        let is_tty = target.starts_with("/dev/pts/") || target.starts_with("/dev/tty") || target == "/dev/console";
-        let kind = if target == "/dev/null" {
-            FdKind::DevNull
-        } else if target.starts_with("pipe:[") || is_tty {
-            FdKind::External { key: target.clone() }
-        } else if target.starts_with('/')
-            && !target.ends_with(" (deleted)")
-            && std::fs::metadata(format!("{dir}/{fd}")).is_ok_and(|m| m.is_file())
-        {
-            FdKind::Regular {
-                path: target.clone(),
-                pos,
-            }
-        } else {
-            return Err(unsupported(
-                pid,
-                format!("fd {fd} -> {target}: v1 dumps only /dev/null, regular files and external pipes/terminals"),
-            ));
-        };
-        fds.push(Fd { fd, flags, kind });
-    }
-    fds.sort_by_key(|f| f.fd);
-    Ok(fds)
 }
 
 struct Inside {
@@ -562,6 +556,7 @@ mod tests {
             name: String::new(),
             vmflags: vec![],
             file: None,
+            shmem: None,
         }
     }
 

@@ -4,7 +4,8 @@
 //! `Tree::pid_namespaces`; an older image reads as one level, the container's; 1.3 made the
 //! per-file digest XXH3-128 instead of SHA-256, so that a 1 GiB page file is checksummed at
 //! memory speed while it is written and again before a restore; older images still verify
-//! with their SHA-256):
+//! with their SHA-256; 1.4 added open file descriptions shared between descriptors
+//! (`Fd::desc`), more kinds of fds, shared mappings and the object files below):
 //!
 //! ```text
 //! <dir>/manifest.json            format, engine, created, host record, files [{name, size, xxh3_128}]
@@ -13,6 +14,10 @@
 //! <dir>/task/<pid>.json          everything about one process but its memory contents
 //! <dir>/task/<pid>.pagemap.json  [{vaddr, nr_pages}] in page-file order
 //! <dir>/task/<pid>.pages         raw 4 KiB pages
+//! <dir>/files/pipe-<ino>.data    bytes buffered in a pipe or FIFO (only when there are some)
+//! <dir>/files/ghost-<id>.data    contents of a file that was unlinked while open
+//! <dir>/shmem/<id>.json          a shared anonymous memory object: size + pagemap (offsets)
+//! <dir>/shmem/<id>.pages         its non-zero pages
 //! ```
 //!
 //! The manifest is written last (by rename), so a directory without one is an unfinished dump.
@@ -34,7 +39,7 @@ use super::host::HostRecord;
 use super::CheckpointError;
 
 pub const FORMAT_MAJOR: u32 = 1;
-pub const FORMAT_MINOR: u32 = 3;
+pub const FORMAT_MINOR: u32 = 4;
 pub const MANIFEST: &str = "manifest.json";
 pub const TREE: &str = "tree.json";
 
@@ -231,8 +236,12 @@ pub enum VmaKind {
     Anon,
     /// Private file mapping; only pages written since (COWed) are in the page file.
     FilePrivate,
-    /// Shared file mapping that can never be written (no write permission, no VM_MAYWRITE: the
-    /// file was opened read-only), e.g. glibc's gconv-modules.cache: its content is the file's.
+    /// MAP_SHARED file mapping: the file is mapped again, its pages live in the file.
+    FileShared,
+    /// MAP_SHARED anonymous memory (shmem, "/dev/zero (deleted)"): one object per
+    /// `Vma::shmem` id, mapped by every VMA and task that shared it; pages in shmem/<id>.pages.
+    Shmem,
+    /// A read-only shared file mapping as format 1.3 wrote it: restored as `FileShared`.
     FileSharedRo,
     Vvar,
     VvarVclock,
@@ -255,6 +264,9 @@ pub struct Vma {
     /// For file mappings: size, mtime (ns) and inode of the file at dump time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileIdentity>,
+    /// For `Shmem`: the object's id (its inode number at dump; format 1.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shmem: Option<u64>,
 }
 
 impl Vma {
@@ -282,6 +294,37 @@ impl Vma {
     pub fn growsdown(&self) -> bool {
         self.vmflags.iter().any(|f| f == "gd")
     }
+    /// MAP_SHARED (the file or shmem object is mapped again, nothing is copied into it).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.kind, VmaKind::FileShared | VmaKind::FileSharedRo | VmaKind::Shmem)
+    }
+    /// The mapping may be made writable (smaps "mw"): a shared file must be opened O_RDWR.
+    pub fn may_write(&self) -> bool {
+        self.vmflags.iter().any(|f| f == "mw")
+    }
+}
+
+/// A shared anonymous memory object (shmem/<id>.json); its pages are in shmem/<id>.pages.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShmemObject {
+    pub id: u64,
+    /// Size of the object (i_size of the shmem file) in bytes.
+    pub size: u64,
+    /// Non-zero pages: `vaddr` is the byte offset in the object.
+    pub pagemap: Vec<PagemapEntry>,
+}
+
+pub fn shmem_json(id: u64) -> String {
+    format!("shmem/{id}.json")
+}
+pub fn shmem_pages(id: u64) -> String {
+    format!("shmem/{id}.pages")
+}
+pub fn pipe_data(ino: u64) -> String {
+    format!("files/pipe-{ino}.data")
+}
+pub fn ghost_data(id: u32) -> String {
+    format!("files/ghost-{id}.data")
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -302,6 +345,47 @@ pub enum FdKind {
     /// A pipe or terminal passed in from outside (stdio): the restorer supplies a descriptor
     /// for `key` ("pipe:[123]", "/dev/pts/0").
     External { key: String },
+    /// A directory (O_DIRECTORY), reopened by path at the same offset.
+    Directory { path: String, pos: u64 },
+    /// A character device that is not a terminal (/dev/zero, /dev/urandom, ...), reopened by
+    /// path; the restore checks the node still has device number `rdev`.
+    Device { path: String, rdev: u64 },
+    /// A regular file unlinked while open ("ghost"): its contents are in files/ghost-<id>.data;
+    /// the restore creates it again (at `path` when that name is free), opens it, unlinks it.
+    Ghost {
+        id: u32,
+        path: String,
+        pos: u64,
+        /// st_mode permission bits, owner and size at dump.
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        size: u64,
+    },
+    /// One end of a pipe that is not the container's stdio (the end is in `Fd::flags`).
+    /// `data` bytes were buffered in it (files/pipe-<ino>.data); `size` is F_GETPIPE_SZ.
+    Pipe { ino: u64, size: u32, data: u64 },
+    /// A FIFO (named pipe) opened by path; buffered data and size as for `Pipe`.
+    Fifo {
+        path: String,
+        ino: u64,
+        size: u32,
+        data: u64,
+    },
+}
+
+impl FdKind {
+    /// The path a descriptor was opened at, for the kinds opened by path.
+    pub fn path_mut(&mut self) -> Option<&mut String> {
+        match self {
+            FdKind::Regular { path, .. }
+            | FdKind::Directory { path, .. }
+            | FdKind::Device { path, .. }
+            | FdKind::Ghost { path, .. }
+            | FdKind::Fifo { path, .. } => Some(path),
+            FdKind::DevNull | FdKind::External { .. } | FdKind::Pipe { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -311,6 +395,15 @@ pub struct Fd {
     pub flags: u32,
     #[serde(flatten)]
     pub kind: FdKind,
+    /// The open file description (format 1.2): descriptors with the same non-zero `desc`, in
+    /// one task or several, share one description (offset, status flags) and are restored as
+    /// one. 0: a description of its own.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub desc: u32,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -480,6 +573,12 @@ impl ImageWriter {
     /// Start writing `name` piece by piece; [`ImageWriter::close`] records it.
     pub fn stream(&mut self, name: &str) -> Result<StreamFile, CheckpointError> {
         let path = self.dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| CheckpointError::Image {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
         let file = std::fs::File::create(&path).map_err(|source| CheckpointError::Image {
             path: path.clone(),
             source,
@@ -555,6 +654,34 @@ pub struct Image {
 impl Image {
     pub fn pages_path(&self, pid: i32) -> PathBuf {
         self.dir.join(task_pages(pid))
+    }
+
+    /// The path of an object file the manifest lists with `size` bytes (so `verify` checked
+    /// its digest).
+    pub fn object_path(&self, name: &str, size: u64) -> Result<PathBuf, CheckpointError> {
+        match self.manifest.files.iter().find(|f| f.name == name) {
+            Some(f) if f.size == size => Ok(self.dir.join(name)),
+            Some(f) => Err(CheckpointError::Corrupt(format!(
+                "{name}: {} bytes, the image describes {size}",
+                f.size
+            ))),
+            None => Err(CheckpointError::Corrupt(format!("the manifest does not list {name}"))),
+        }
+    }
+
+    /// A shared memory object and the path of its page file.
+    pub fn shmem(&self, id: u64) -> Result<(ShmemObject, PathBuf), CheckpointError> {
+        let name = shmem_json(id);
+        if !self.manifest.files.iter().any(|f| f.name == name) {
+            return Err(CheckpointError::Corrupt(format!("the manifest does not list {name}")));
+        }
+        let obj: ShmemObject = read_json(&self.dir, &name)?;
+        let bytes: u64 = obj.pagemap.iter().map(|e| e.nr_pages * 4096).sum();
+        if obj.id != id || obj.pagemap.iter().any(|e| e.vaddr + e.nr_pages * 4096 > obj.size) {
+            return Err(CheckpointError::Corrupt(format!("{name}: pages outside the object")));
+        }
+        let pages = self.object_path(&shmem_pages(id), bytes)?;
+        Ok((obj, pages))
     }
 }
 
@@ -795,6 +922,7 @@ mod tests {
                     fd: 0,
                     flags: 0o100000,
                     kind: FdKind::DevNull,
+                    desc: 1,
                 },
                 Fd {
                     fd: 1,
@@ -803,11 +931,23 @@ mod tests {
                         path: "/tmp/x".into(),
                         pos: 12,
                     },
+                    desc: 2,
                 },
                 Fd {
                     fd: 2,
                     flags: 0o1,
                     kind: FdKind::External { key: "pipe:[7]".into() },
+                    desc: 0,
+                },
+                Fd {
+                    fd: 3,
+                    flags: 0o4000,
+                    kind: FdKind::Pipe {
+                        ino: 9,
+                        size: 65536,
+                        data: 0,
+                    },
+                    desc: 3,
                 },
             ],
         }
@@ -851,6 +991,12 @@ mod tests {
         let json = inspect_json(t.path()).unwrap();
         assert_eq!(json["tasks"][0]["pages_bytes"], 8192);
         assert_eq!(json["tasks"][0]["fds"][2]["type"], "external");
+        assert_eq!(json["tasks"][0]["fds"][3]["type"], "pipe");
+        assert_eq!(json["tasks"][0]["fds"][3]["desc"], 3);
+        assert!(
+            json["tasks"][0]["fds"][2].get("desc").is_none(),
+            "no desc: 0 is left out"
+        );
         assert_eq!(json["manifest"]["format"]["major"], FORMAT_MAJOR);
         // A second dump into the same directory is refused.
         assert!(matches!(

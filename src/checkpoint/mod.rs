@@ -20,6 +20,7 @@
 pub mod creds;
 pub mod dump;
 mod dump_task;
+mod files;
 pub mod host;
 pub mod image;
 mod pidns;

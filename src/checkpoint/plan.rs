@@ -549,7 +549,7 @@ pub fn check_sessions(tree: &Tree) -> Result<(), CheckpointError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     pub stub: u64,
-    /// (index into TaskImage::vmas, premap address), for Anon and FilePrivate VMAs.
+    /// (index into TaskImage::vmas, premap address), for the VMAs `is_restored_memory` names.
     pub premaps: Vec<(usize, u64)>,
     /// The whole area [start, end) the stub and premaps occupy.
     pub area: (u64, u64),
@@ -560,7 +560,10 @@ pub struct Layout {
 const PREMAP_GAP: u64 = 2 << 20;
 
 pub fn is_restored_memory(v: &Vma) -> bool {
-    matches!(v.kind, VmaKind::Anon | VmaKind::FilePrivate | VmaKind::FileSharedRo)
+    matches!(
+        v.kind,
+        VmaKind::Anon | VmaKind::FilePrivate | VmaKind::FileShared | VmaKind::FileSharedRo | VmaKind::Shmem
+    )
 }
 
 fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
@@ -948,6 +951,7 @@ mod tests {
             name: String::new(),
             vmflags: vec![],
             file: None,
+            shmem: None,
         }
     }
 

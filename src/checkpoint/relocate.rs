@@ -68,29 +68,20 @@ pub fn relativize(task: &mut TaskImage, host_pid: i32) -> Result<()> {
         v.name = inside(&root, &v.name).ok_or_else(|| outside("mapped file", &v.name))?;
     }
     for f in task.fds.iter_mut() {
-        if let FdKind::Regular { path, .. } = &f.kind {
-            match inside(&root, path) {
-                Some(p) => {
-                    f.kind = FdKind::Regular {
-                        path: p,
-                        pos: pos_of(&f.kind),
-                    }
-                }
-                // The container's stdio, opened by whoever created it: handed over again.
-                None if f.fd <= 2 => f.kind = FdKind::External { key: path.clone() },
-                None => return Err(outside(&format!("fd {}", f.fd), path)),
+        let regular = matches!(f.kind, FdKind::Regular { .. });
+        let Some(path) = f.kind.path_mut() else { continue };
+        match inside(&root, path) {
+            Some(p) => *path = p,
+            // The container's stdio, opened by whoever created it: handed over again.
+            None if f.fd <= 2 && regular => {
+                let key = path.clone();
+                f.kind = FdKind::External { key };
             }
+            None => return Err(outside(&format!("fd {}", f.fd), &path.clone())),
         }
     }
     task.root = "/".into();
     Ok(())
-}
-
-fn pos_of(kind: &FdKind) -> u64 {
-    match kind {
-        FdKind::Regular { pos, .. } => *pos,
-        _ => 0,
-    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::creds;
+use super::files;
 use super::image::{self, FdKind, Image, VmaKind};
 use super::plan::{plan_layout, plan_pids};
 use super::procfs;
@@ -55,7 +56,17 @@ pub struct Restored {
 pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored> {
     let image = image::load(dir)?; // every checksum and the host record, before any clone
     check_restorable(&image, opts)?;
-    let plans = plan_tasks(&image, opts)?;
+    let mut plans = plan_tasks(&image, opts)?;
+    // Every file and shared memory object once, above every task's descriptors; the seeds
+    // inherit them and dup3 theirs into place.
+    let base = plans.values().map(|p| p.helper_base).max().unwrap_or(3);
+    let objects = files::build(&image, base)?;
+    let keep = objects.all();
+    for (pid, plan) in plans.iter_mut() {
+        plan.objects = objects.fds.get(pid).cloned().unwrap_or_default();
+        plan.shmem = objects.shmem.clone();
+        plan.keep = keep.clone();
+    }
     let (ready_r, ready_w) = pipe()?;
     let (hold_r, hold_w) = pipe()?;
     let ctx = SeedCtx {
@@ -79,7 +90,7 @@ pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored> {
     let root = spawn(&root_plan, || seed::run(&ctx, root_id))?;
     drop(ready_w);
     drop(hold_r);
-    let result = take_over(&image, &plans, root.pid, ready_r);
+    let result = take_over(&image, &plans, root.pid, ready_r, objects);
     match result {
         Ok(pids) => {
             drop(hold_w);
@@ -102,8 +113,11 @@ fn take_over(
     plans: &BTreeMap<i32, TaskPlan>,
     root_host: i32,
     ready_r: OwnedFd,
+    objects: files::Objects,
 ) -> Result<BTreeMap<i32, i32>> {
     let exe_fds = wait_ready(ready_r, plans.len())?;
+    // Every seed holds its descriptors now: ours would keep pipes open behind the tree's back.
+    drop(objects);
     let hosts = resolve_host_pids(root_host)?;
     let mut pids = BTreeMap::new();
     for t in &image.tree.tasks {
@@ -210,11 +224,12 @@ fn kill_all(root: i32, pidfd: &OwnedFd, ns: PidNamespace) {
 /// layout, and free pids. (Credentials are checked by `plan_tasks`, also before any clone.)
 fn check_restorable(image: &Image, opts: &RestoreOptions) -> Result<()> {
     for (pid, t) in &image.tasks {
-        for v in t
-            .vmas
-            .iter()
-            .filter(|v| matches!(v.kind, VmaKind::FilePrivate | VmaKind::FileSharedRo))
-        {
+        for v in t.vmas.iter().filter(|v| {
+            matches!(
+                v.kind,
+                VmaKind::FilePrivate | VmaKind::FileShared | VmaKind::FileSharedRo
+            )
+        }) {
             let Some(id) = &v.file else { continue };
             let m = std::fs::metadata(&v.name)
                 .map_err(|e| CheckpointError::Restore(format!("pid {pid}: mapped file {}: {e}", v.name)))?;
@@ -292,6 +307,18 @@ fn plan_tasks(image: &Image, opts: &RestoreOptions) -> Result<BTreeMap<i32, Task
     let occupied: Vec<(u64, u64)> = procfs::parse_smaps(&maps).iter().map(|v| (v.start, v.end)).collect();
     let mut pid_plans = plan_pids(&image.tree)?;
     let mut plans = BTreeMap::new();
+    let root_stdio: BTreeMap<String, RawFd> = image
+        .tasks
+        .get(&image.tree.root)
+        .map(|t| t.fds.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter(|f| f.fd <= 2)
+        .filter_map(|f| match &f.kind {
+            FdKind::External { key } => Some((key.clone(), f.fd)),
+            _ => None,
+        })
+        .collect();
     for t in &image.tree.tasks {
         let pid_plan = pid_plans
             .remove(&t.pid)
@@ -303,6 +330,8 @@ fn plan_tasks(image: &Image, opts: &RestoreOptions) -> Result<BTreeMap<i32, Task
                 let src = match opts.external_fds.get(key) {
                     Some(&fd) => fd,
                     None if f.fd <= 2 => f.fd,
+                    // The root's stdio, inherited by a descendant at another number.
+                    None if root_stdio.contains_key(key) => root_stdio[key],
                     None => {
                         return Err(CheckpointError::Restore(format!(
                             "pid {} fd {}: no descriptor given for external {key}",
@@ -325,6 +354,9 @@ fn plan_tasks(image: &Image, opts: &RestoreOptions) -> Result<BTreeMap<i32, Task
                 layout: plan_layout(task, &occupied)?,
                 helper_base: task.fds.iter().map(|f| f.fd + 1).max().unwrap_or(3).max(3),
                 externals,
+                objects: BTreeMap::new(),
+                shmem: BTreeMap::new(),
+                keep: Vec::new(),
                 creds: creds::plan(t.pid, &task.creds, &me)?,
             },
         );

@@ -10,9 +10,9 @@ use std::os::fd::{AsFd, RawFd};
 use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
 use nix::sys::stat::Mode;
-use nix::unistd::{close, dup3, lseek, Whence};
+use nix::unistd::{close, dup3};
 
-use super::image::{FdKind, Image, TaskImage, VmaKind};
+use super::image::{FdKind, Image, TaskImage, Vma, VmaKind};
 use super::plan::{ChildrenNs, ClonePlan, Layout, PAGE};
 use crate::spawn::{spawn, SpawnPlan};
 use crate::sys::seedmem::{self, KernelSigaction};
@@ -35,6 +35,13 @@ pub struct TaskPlan {
     pub helper_base: i32,
     /// image fd -> the restorer's descriptor (inherited by the seed) to install there.
     pub externals: BTreeMap<i32, RawFd>,
+    /// image fd -> the restorer's file object (`files::build`, above every helper_base).
+    pub objects: BTreeMap<i32, RawFd>,
+    /// shmem object id -> the restorer's descriptor of it.
+    pub shmem: BTreeMap<u64, RawFd>,
+    /// Every object descriptor of the restore: kept until the transplant's close_range, since
+    /// children may still need theirs.
+    pub keep: Vec<RawFd>,
     /// Injected last by the restorer (`transplant::prepare`); the seed keeps the restorer's.
     pub creds: Vec<super::creds::CredStep>,
 }
@@ -113,7 +120,7 @@ fn setup(ctx: &SeedCtx, pid: i32, helpers: &mut Helpers) -> SeedResult<i32> {
     let comm = CString::new(task.comm.clone()).map_err(|_| "comm contains NUL".to_string())?;
     nix::sys::prctl::set_name(&comm).map_err(errno("PR_SET_NAME"))?;
     seedmem::map_stub(plan.layout.stub).map_err(|e| format!("mapping the stub at {:#x}: {e}", plan.layout.stub))?;
-    premap(ctx.image, task, &plan.layout)?;
+    premap(ctx.image, task, plan)?;
     let exe = open(task.exe.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(errno(format!("opening exe {}", task.exe)))?;
     let exe_fd = move_above(exe, plan.helper_base)?;
@@ -212,6 +219,7 @@ fn restore_fds(task: &TaskImage, plan: &TaskPlan, helpers: &mut Helpers) -> Seed
     let keep: Vec<RawFd> = [helpers.ready_w, helpers.hold_r]
         .into_iter()
         .chain(sources.values().copied())
+        .chain(plan.keep.iter().copied())
         .collect();
     let open_now: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
         .map_err(|e| format!("listing /proc/self/fd: {e}"))?
@@ -222,41 +230,27 @@ fn restore_fds(task: &TaskImage, plan: &TaskPlan, helpers: &mut Helpers) -> Seed
     }
     for f in &task.fds {
         let flags = OFlag::from_bits_truncate(f.flags as i32);
-        let reopen = flags & !(OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_EXCL | OFlag::O_CLOEXEC) | OFlag::O_NOCTTY;
-        let tmp = match &f.kind {
-            FdKind::DevNull => open("/dev/null", reopen, Mode::empty()).map_err(errno("opening /dev/null"))?,
-            FdKind::Regular { path, pos } => {
-                let fd = open(path.as_str(), reopen, Mode::empty()).map_err(errno(format!("opening {path}")))?;
-                lseek(fd, *pos as i64, Whence::SeekSet).map_err(errno(format!("seeking {path}")))?;
-                fd
-            }
-            FdKind::External { key } => {
-                let src = sources
-                    .get(&f.fd)
-                    .ok_or_else(|| format!("fd {}: no descriptor supplied for external {key}", f.fd))?;
-                nix::unistd::dup(*src).map_err(errno(format!("dup of external {key}")))?
-            }
+        // Every source lives at or above helper_base, above every image descriptor.
+        let src = match &f.kind {
+            FdKind::External { key } => sources
+                .get(&f.fd)
+                .ok_or_else(|| format!("fd {}: no descriptor supplied for external {key}", f.fd))?,
+            _ => plan
+                .objects
+                .get(&f.fd)
+                .ok_or_else(|| format!("fd {}: the restorer did not create its file", f.fd))?,
         };
         let cloexec = flags.contains(OFlag::O_CLOEXEC);
-        if tmp == f.fd {
-            let fdflags = if cloexec {
-                nix::fcntl::FdFlag::FD_CLOEXEC
-            } else {
-                nix::fcntl::FdFlag::empty()
-            };
-            fcntl(tmp, FcntlArg::F_SETFD(fdflags)).map_err(errno("F_SETFD"))?;
-        } else {
-            dup3(tmp, f.fd, if cloexec { OFlag::O_CLOEXEC } else { OFlag::empty() })
-                .map_err(errno(format!("installing fd {}", f.fd)))?;
-            let _ = close(tmp);
-        }
+        dup3(*src, f.fd, if cloexec { OFlag::O_CLOEXEC } else { OFlag::empty() })
+            .map_err(errno(format!("installing fd {}", f.fd)))?;
     }
     Ok(())
 }
 
 /// Map every private VMA of the image in the layout's premap area and fill it from the page
 /// file; the transplant later moves each into place with one mremap.
-fn premap(image: &Image, task: &TaskImage, layout: &Layout) -> SeedResult<()> {
+fn premap(image: &Image, task: &TaskImage, plan: &TaskPlan) -> SeedResult<()> {
+    let layout = &plan.layout;
     let pages_path = image.pages_path(task.pid);
     let pages = std::fs::File::open(&pages_path).map_err(|e| format!("opening {}: {e}", pages_path.display()))?;
     let pagemap = &image.pagemaps[&task.pid];
@@ -274,13 +268,14 @@ fn premap(image: &Image, task: &TaskImage, layout: &Layout) -> SeedResult<()> {
         }
         let rw = libc::PROT_READ | libc::PROT_WRITE;
         let what = |e: std::io::Error| format!("premapping {:x}-{:x} {:?} at {addr:#x}: {e}", v.start, v.end, v.name);
-        if v.kind == VmaKind::FileSharedRo {
-            // read-only and shared: the file's pages, nothing to fill
-            let file = std::fs::File::open(&v.name).map_err(what)?;
-            let prot = libc::PROT_READ;
-            seedmem::mmap_fixed(addr, v.len(), prot, libc::MAP_SHARED, Some(file.as_fd()), v.offset).map_err(what)?;
+        if v.is_shared() {
+            // The same file or shmem object again, at its final protection; nothing to fill.
+            let file = shared_object(v, plan).map_err(what)?;
+            seedmem::mmap_fixed(addr, v.len(), v.prot(), libc::MAP_SHARED, Some(file.as_fd()), v.offset)
+                .map_err(what)?;
             continue;
-        } else if v.kind == VmaKind::FilePrivate {
+        }
+        if v.kind == VmaKind::FilePrivate {
             let file = std::fs::File::open(&v.name).map_err(what)?;
             seedmem::mmap_fixed(addr, v.len(), rw, flags, Some(file.as_fd()), v.offset).map_err(what)?;
         } else {
@@ -295,4 +290,22 @@ fn premap(image: &Image, task: &TaskImage, layout: &Layout) -> SeedResult<()> {
         }
     }
     Ok(())
+}
+
+/// What a shared VMA maps: the restorer's shmem object, or its file opened again (for writing
+/// when the mapping may be made writable).
+fn shared_object(v: &Vma, plan: &TaskPlan) -> std::io::Result<std::os::fd::OwnedFd> {
+    if v.kind == VmaKind::Shmem {
+        let raw = v
+            .shmem
+            .and_then(|id| plan.shmem.get(&id))
+            .ok_or_else(|| std::io::Error::other("no shared memory object"))?;
+        let fd = nix::unistd::dup(*raw)?;
+        return Ok(crate::sys::own_fresh_fd(fd));
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(v.may_write())
+        .open(&v.name)?;
+    Ok(file.into())
 }

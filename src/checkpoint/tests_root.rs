@@ -42,6 +42,11 @@ fn spawn_script(dir: &Path, new_pidns: bool, script: &str) -> i32 {
 }
 
 fn spawn_argv(dir: &Path, new_pidns: bool, argv: &[&str]) -> i32 {
+    spawn_argv_with(dir, new_pidns, argv, None)
+}
+
+/// `spawn_argv`, with `fd5` (a descriptor of ours) installed as the program's fd 5.
+fn spawn_argv_with(dir: &Path, new_pidns: bool, argv: &[&str], fd5: Option<i32>) -> i32 {
     let prog = CString::new(argv[0]).unwrap();
     let argv: Vec<CString> = argv.iter().map(|s| CString::new(*s).unwrap()).collect();
     let dir = CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
@@ -60,6 +65,9 @@ fn spawn_argv(dir: &Path, new_pidns: bool, argv: &[&str]) -> i32 {
             let _ = nix::unistd::dup2(null, fd);
         }
         let _ = crate::sys::cloexec_from(3);
+        if let Some(fd) = fd5 {
+            let _ = nix::unistd::dup2(fd, 5);
+        }
         let _ = nix::unistd::chdir(dir.as_c_str());
         let _ = nix::unistd::execv(&prog, &argv);
         127
@@ -281,14 +289,26 @@ fn unsupported_fds_are_refused_and_the_tree_keeps_running() {
         return;
     }
     let (_t, work, img) = tempdir("refuse");
-    let script = format!("exec 5</; {SCRIPT}");
-    let pid = spawn_script(&work, true, &script);
+    // A unix socket at fd 5 (sockets are not restored yet).
+    let (sock, _peer) = nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::Stream,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .unwrap();
+    let pid = spawn_argv_with(
+        &work,
+        true,
+        &[BUSYBOX, "sh", "-c", SCRIPT],
+        Some(std::os::fd::AsRawFd::as_raw_fd(&sock)),
+    );
     let _guard = Killer(pid);
     wait_for("the counter to reach 2", Duration::from_secs(10), || count(&work) >= 2);
     let err = dump_tree(pid, &img, &DumpOptions { leave_running: false }).unwrap_err();
     let text = err.to_string();
     assert!(
-        text.contains(&format!("pid {pid}")) && text.contains("fd 5 -> /"),
+        text.contains(&format!("pid {pid}")) && text.contains("fd 5 -> socket:["),
         "{text}"
     );
     assert!(!img.join(image::MANIFEST).exists(), "no image is written");
@@ -592,4 +612,139 @@ fn credentials_beyond_the_restorer_are_refused_before_cloning() {
     ))
     .unwrap_or_default();
     assert_eq!(children_before, children_after, "nothing was cloned");
+}
+
+/// Host pids of the tasks under `root` whose cmdline is exactly `argv`.
+fn find_by_cmdline(root: i32, argv: &[&str]) -> Vec<i32> {
+    let want: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    let mut out = Vec::new();
+    let mut queue = vec![root];
+    while let Some(pid) = queue.pop() {
+        if std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default() == want {
+            out.push(pid);
+        }
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        queue.extend(super::procfs::parse_children(&children));
+    }
+    out
+}
+
+/// The bytes buffered in the pipe or FIFO behind `/proc/<pid>/fd/<fd>` (consumed).
+fn drain(pid: i32, fd: i32) -> String {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(format!("/proc/{pid}/fd/{fd}"))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = f.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+fn fd_pos(pid: i32, fd: i32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap();
+    super::procfs::parse_fdinfo(&text).0
+}
+
+/// A shell pipeline with data in its pipe, a FIFO with data, a file unlinked while open, a
+/// directory, /dev/zero and a file whose description the shell shares with its children: all
+/// come back, each description once (kcmp), with offsets, data and the pipeline's two ends.
+#[test]
+fn pipes_ghosts_and_shared_descriptions() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping pipes_ghosts_and_shared_descriptions: {why}");
+        return;
+    }
+    let (_t, work, img) = tempdir("files");
+    let script = format!(
+        "exec 3<>data; printf 0123456789 >&3; exec 4</dev/zero; exec 6</; \
+         exec 7<>ghost; printf ghost-contents >&7; rm ghost; \
+         mkfifo fifo; exec 8<>fifo; printf fifo-data >&8; \
+         {{ printf pipe-data; exec {BUSYBOX} sleep 1000; }} | {BUSYBOX} sleep 1001 & \
+         {SCRIPT}"
+    );
+    let pid = spawn_script(&work, true, &script);
+    let guard = Killer(pid);
+    wait_for("the counter to reach 2", Duration::from_secs(10), || count(&work) >= 2);
+    wait_for("the pipeline", Duration::from_secs(10), || {
+        find_by_cmdline(pid, &[BUSYBOX, "sleep", "1000"]).len() == 1
+    });
+    dump_tree(pid, &img, &DumpOptions { leave_running: false }).expect("dump");
+    std::mem::forget(guard);
+    let dumped = image::load_for_inspect(&img).unwrap();
+    let root_fds = &dumped.tasks[&1].fds;
+    let kind = |fd: i32| root_fds.iter().find(|f| f.fd == fd).map(|f| f.kind.clone());
+    assert!(
+        matches!(kind(7), Some(image::FdKind::Ghost { size: 14, pos: 14, .. })),
+        "{:?}",
+        kind(7)
+    );
+    assert!(
+        matches!(kind(8), Some(image::FdKind::Fifo { data: 9, .. })),
+        "{:?}",
+        kind(8)
+    );
+    assert!(
+        matches!(kind(6), Some(image::FdKind::Directory { .. })),
+        "{:?}",
+        kind(6)
+    );
+    assert!(matches!(kind(4), Some(image::FdKind::Device { .. })), "{:?}", kind(4));
+    assert!(
+        dumped
+            .manifest
+            .files
+            .iter()
+            .any(|f| f.name.starts_with("files/pipe-") && f.size == 9),
+        "pipe data in the image"
+    );
+    assert!(!work.join("ghost").exists());
+
+    let restored = restore(
+        &img,
+        &RestoreOptions {
+            pid_ns: PidNamespace::New,
+            external_fds: BTreeMap::new(),
+            cgroup_fd: None,
+        },
+    )
+    .expect("restore");
+    let guard = Killer(restored.root_pid);
+    let root = restored.root_pid;
+    assert!(!work.join("ghost").exists(), "the ghost file is unlinked again");
+    assert_eq!(fd_pos(root, 3), 10);
+    let writer = find_by_cmdline(root, &[BUSYBOX, "sleep", "1000"]);
+    let reader = find_by_cmdline(root, &[BUSYBOX, "sleep", "1001"]);
+    assert_eq!((writer.len(), reader.len()), (1, 1), "the pipeline is back");
+    for other in [writer[0], reader[0]] {
+        let same = crate::sys::kcmp(root, other, crate::sys::KCMP_FILE, 3, 3).unwrap();
+        assert_eq!(same, 0, "fd 3 of {other} shares the shell's description again");
+    }
+    let ino = |pid: i32, fd: i32| {
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).unwrap())
+    };
+    assert_eq!(ino(writer[0], 1), ino(reader[0], 0), "both ends of one pipe");
+    assert_eq!(drain(reader[0], 0), "pipe-data");
+    assert_eq!(drain(root, 8), "fifo-data");
+    let ghost = std::fs::read_link(format!("/proc/{root}/fd/7")).unwrap();
+    assert!(ghost.to_string_lossy().ends_with("ghost (deleted)"), "{ghost:?}");
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{root}/fd/7")).unwrap(),
+        "ghost-contents"
+    );
+    assert_eq!(fd_pos(root, 7), 14);
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{root}/fd/6")).unwrap(),
+        Path::new("/")
+    );
+    let at_dump = count(&work);
+    wait_for("the restored counter to go on", Duration::from_secs(10), || {
+        count(&work) >= at_dump + 2
+    });
+    kill(Pid::from_raw(root), Signal::SIGTERM).unwrap();
+    let status = waitpid(Pid::from_raw(root), None).unwrap();
+    std::mem::forget(guard);
+    assert_eq!(status, WaitStatus::Exited(Pid::from_raw(root), 7), "the TERM trap ran");
 }

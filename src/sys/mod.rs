@@ -383,3 +383,81 @@ pub fn join_session_keyring(name: &str) -> io::Result<()> {
     }
     Ok(())
 }
+
+pub const KCMP_FILE: i32 = 0;
+
+/// kcmp(2): orders two kernel objects of two processes; 0 means they are the same object.
+/// With KCMP_FILE, `a` and `b` are descriptors of `pid1` and `pid2`: 0 means one open file
+/// description (dup, fork, SCM_RIGHTS), not merely one inode.
+pub fn kcmp(pid1: i32, pid2: i32, kind: i32, a: u64, b: u64) -> io::Result<i32> {
+    // SAFETY: integer-only syscall; the kernel reads no memory of ours for KCMP_FILE.
+    let ret = unsafe { libc::syscall(libc::SYS_kcmp, pid1, pid2, kind, a, b) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ret as i32)
+}
+
+/// FIONREAD: bytes waiting in a pipe (or socket, tty).
+pub fn fionread(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into the valid, writable integer we pass.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// A new shared anonymous memory object (what mmap(MAP_SHARED|MAP_ANONYMOUS) creates, named
+/// "/dev/zero (deleted)" in /proc/<pid>/maps) of `size` bytes, as a descriptor: mapped once
+/// here, reopened through /proc/self/map_files (needs CAP_SYS_ADMIN) and unmapped again. Where
+/// map_files is not open to us, a memfd ("/memfd:<name> (deleted)") of that size instead.
+pub fn shmem_object(size: u64, memfd_name: &str) -> io::Result<OwnedFd> {
+    // SAFETY: a fresh mapping at an address the kernel picks; nothing else refers to it, and it
+    // is unmapped below before anyone could.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let start = addr as u64;
+    let path = format!("/proc/self/map_files/{:x}-{:x}", start, start + size);
+    let opened = std::fs::OpenOptions::new().read(true).write(true).open(&path);
+    // SAFETY: the mapping made above, which no Rust reference covers.
+    unsafe { libc::munmap(addr, size as usize) };
+    match opened {
+        Ok(f) => Ok(f.into()),
+        Err(_) => {
+            let name = CString::new(memfd_name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+            // SAFETY: name is a valid NUL-terminated string that outlives the call.
+            let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: a fresh descriptor owned by nobody else.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            std::fs::File::from(fd.try_clone()?).set_len(size)?;
+            Ok(fd)
+        }
+    }
+}
+
+/// tee(2) with SPLICE_F_NONBLOCK: duplicate up to `len` bytes buffered in pipe `from` into pipe
+/// `to` without consuming them.
+pub fn tee(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    // SAFETY: integer-only syscall on two valid descriptors.
+    let ret = unsafe { libc::tee(from.as_raw_fd(), to.as_raw_fd(), len, libc::SPLICE_F_NONBLOCK) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ret as usize)
+}
