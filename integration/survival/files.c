@@ -32,6 +32,7 @@ enum {
     FD_SELF_W = 19,
     FD_FIFO = 20,    /* FIFO O_RDWR with data */
     FD_FIFO_RO = 21, /* the same FIFO again, O_RDONLY|O_NONBLOCK: another description */
+    FD_OPATH = 22,   /* O_PATH of files.data */
     FD_DUP = 200,    /* dup of FD_DATA: one description, CLOEXEC set on this one only */
     FD_LAST = 201,
 };
@@ -126,6 +127,7 @@ int main(int argc, char **argv)
     if (write(FD_DATA, "0123456789", 10) != 10 || lseek(FD_DATA, 4, SEEK_SET) != 4)
         die("files.data");
     place(dup(FD_DATA), FD_DUP);
+    place(open(at("files.data"), O_PATH), FD_OPATH);
     fcntl(FD_DUP, F_SETFD, FD_CLOEXEC);
     /* O_APPEND. */
     unlink(at("files.append"));
@@ -197,7 +199,7 @@ int main(int argc, char **argv)
         sigsuspend(&w); /* the child's data is in the pipe */
     sigprocmask(SIG_SETMASK, &old, NULL);
 
-    for (int fd = FD_DATA; fd <= FD_FIFO_RO; fd++)
+    for (int fd = FD_DATA; fd <= FD_OPATH; fd++)
         snap_flags(fd);
     snap_flags(FD_DUP);
     struct stat ghost_st, zero_st;
@@ -222,13 +224,17 @@ int main(int argc, char **argv)
     char buf[256];
     SV_CHECK(read(FD_DATA, buf, 2) == 2 && !memcmp(buf, "45", 2), "files.data read at 4");
     SV_CHECK(pos(FD_DUP) == 6, "dup of files.data at %ld, not 6 (not one description)", (long)pos(FD_DUP));
+    /* O_PATH: the same file, still no I/O. */
+    struct stat st, data_st;
+    SV_CHECK(fstat(FD_OPATH, &st) == 0 && fstat(FD_DATA, &data_st) == 0 && st.st_ino == data_st.st_ino,
+             "O_PATH fd: another file");
+    SV_CHECK(read(FD_OPATH, buf, 1) < 0 && errno == EBADF, "O_PATH fd can read");
     /* O_APPEND: a write after seeking to 0 still goes to the end. */
     lseek(FD_APPEND, 0, SEEK_SET);
     SV_CHECK(write(FD_APPEND, "def", 3) == 3, "append write");
     ssize_t n = sv_read_file(at("files.append"), buf, sizeof buf);
     SV_CHECK(n == 6 && !memcmp(buf, "abcdef", 6), "files.append is %.*s, not abcdef", (int)n, buf);
     /* Ghost file. */
-    struct stat st;
     SV_CHECK(fstat(FD_GHOST, &st) == 0 && st.st_nlink == 0, "ghost: nlink %lu", (unsigned long)st.st_nlink);
     SV_CHECK(st.st_size == ghost_st.st_size && (st.st_mode & 07777) == 0640,
              "ghost: size %ld mode %o, were %ld 0640", (long)st.st_size, st.st_mode & 07777, (long)ghost_st.st_size);

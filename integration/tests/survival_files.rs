@@ -23,3 +23,79 @@ fn maps_as_init() {
 fn maps_deep() {
     survive("maps", Place::Deep);
 }
+
+/// What is not restored yet (`kind`, see `integration/survival/refusals.c`) is refused at
+/// checkpoint with a message naming the process and `expect`; the container keeps running with
+/// its state intact (the program checks it after the failed checkpoint).
+fn refused(kind: &str, expect: &str) {
+    use amber_integration::*;
+    use std::time::{Duration, Instant};
+    if !is_amber() {
+        eprintln!("skipped: native checkpoint/restore is amber's (runc needs CRIU)");
+        return;
+    }
+    amber_integration::survival::build("refusals");
+    let tmp = |p: &str| tempfile::Builder::new().prefix(p).tempdir_in("/tmp").unwrap();
+    let out = tmp("amber-it-sv-out.");
+    let images = tmp("amber-it-sv-img.");
+    std::fs::set_permissions(out.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let mut bundle = Bundle::new();
+    bundle.args(&["/t/refusals", "/out", kind]);
+    bundle.bind(&amber_integration::survival::build_dir(), "/t", &["ro"]);
+    bundle.bind(out.path(), "/out", &["rw"]);
+    let c = Container::new(&format!("sv-refuse-{kind}"), bundle);
+    c.bundle.write();
+    let bundle_s = c.bundle.path_str();
+    c.run_console(c.command(&["run", "-d", "--bundle", &bundle_s, &c.id]), &[])
+        .assert_ok();
+    let ready = out.path().join("refusals.ready");
+    wait_for_timeout("the program to be ready", Duration::from_secs(20), || {
+        std::fs::read_to_string(&ready).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let pid = c.pid();
+    let img = images.path().join("img");
+    let cp = c.rt(&["checkpoint", "--image-path", &img.to_string_lossy(), &c.id]);
+    cp.assert_fail();
+    assert!(
+        cp.stderr.contains(&format!("pid {pid}")) && cp.stderr.contains(expect),
+        "the refusal names pid {pid} and {expect:?}: {cp}"
+    );
+    assert!(!img.join("manifest.json").exists(), "no image after a refusal");
+    assert_eq!(c.state_json()["status"], "running", "the container keeps running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains("TracerPid:\t0"), "detached: {status}");
+    // SAFETY: kill(2) of this test's container init.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGUSR2) }, 0);
+    let result = out.path().join("refusals.result");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !result.exists() {
+        assert!(Instant::now() < deadline, "no result after SIGUSR2: {}", c.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = std::fs::read_to_string(&result).unwrap();
+    assert_eq!(
+        text.trim_end(),
+        "PASS",
+        "{kind}: state after the refused checkpoint: {text}"
+    );
+}
+
+#[test]
+fn sockets_are_refused_and_the_container_keeps_running() {
+    refused("socket", "-> socket:[");
+}
+
+#[test]
+fn eventfds_are_refused_and_the_container_keeps_running() {
+    refused("eventfd", "fd 10 -> anon_inode:[eventfd]");
+}
+
+#[test]
+fn sysv_shm_is_refused_and_the_container_keeps_running() {
+    refused("sysvshm", "SysV shared memory");
+}
+
+#[test]
+fn file_locks_are_refused_and_the_container_keeps_running() {
+    refused("lock", "file locks");
+}

@@ -102,6 +102,8 @@ pub fn collect_fds(pid: i32, external: &BTreeSet<String>) -> Result<Vec<FoundFd>
             return Err(refuse("this kind of descriptor is not supported yet"));
         } else if target.starts_with("/memfd:") {
             return Err(refuse("memfd descriptors are not supported yet"));
+        } else if target.ends_with(" (deleted)") && !ft.is_file() {
+            return Err(refuse("a deleted directory, device or FIFO cannot be opened again"));
         } else if ft.is_char_device() {
             if !reopenable_device(meta.rdev()) {
                 return Err(refuse(&format!(
@@ -126,7 +128,8 @@ pub fn collect_fds(pid: i32, external: &BTreeSet<String>) -> Result<Vec<FoundFd>
                 path: target.clone(),
                 pos,
             }
-        } else if ft.is_file() && meta.nlink() == 0 {
+        } else if ft.is_file() && (meta.nlink() == 0 || target.ends_with(" (deleted)")) {
+            // Unlinked (or its name is gone while another link remains): copied.
             if meta.size() > GHOST_MAX {
                 return Err(refuse(&format!(
                     "unlinked file of {} bytes (ghost files are copied into the image, up to {GHOST_MAX})",

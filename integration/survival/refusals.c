@@ -1,0 +1,79 @@
+/* What the engine does not restore yet must be refused at checkpoint, naming the process and
+ * the object, and leave the container running untouched. argv[2] picks the object: "socket"
+ * (a unix socket pair at fd 10), "eventfd" (fd 10), "sysvshm" (an attached SysV segment),
+ * "memfd" (a memfd at fd 10), "lock" (an flock held on fd 10). After SIGUSR2 (sent once the
+ * checkpoint failed) the program checks the object still works. */
+#include "survival.h"
+
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/shm.h>
+#include <sys/socket.h>
+
+#define NAME "refusals"
+
+static void die(const char *what)
+{
+    sv_fail(NAME, "setup: %s: %s", what, strerror(errno));
+    exit(1);
+}
+
+static void at10(int fd)
+{
+    if (fd < 0)
+        die("creating the object");
+    if (fd != 10 && (dup2(fd, 10) < 0 || close(fd) < 0))
+        die("dup2");
+}
+
+int main(int argc, char **argv)
+{
+    sv_init(argc, argv);
+    const char *kind = argc > 2 ? argv[2] : "socket";
+    int sp[2] = {-1, -1};
+    char *shm = NULL;
+    char path[4096];
+    if (!strcmp(kind, "socket")) {
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) < 0)
+            die("socketpair");
+        at10(sp[0]);
+    } else if (!strcmp(kind, "eventfd")) {
+        at10(eventfd(5, 0));
+    } else if (!strcmp(kind, "sysvshm")) {
+        int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+        if (id < 0 || (shm = shmat(id, NULL, 0)) == (void *)-1)
+            die("shmget/shmat");
+        shmctl(id, IPC_RMID, NULL);
+        strcpy(shm, "sysv");
+    } else if (!strcmp(kind, "memfd")) {
+        at10(memfd_create("sv", 0));
+        if (write(10, "memfd", 5) != 5)
+            die("write memfd");
+    } else if (!strcmp(kind, "lock")) {
+        snprintf(path, sizeof path, "%s/refusals.lock", sv_out);
+        at10(open(path, O_RDWR | O_CREAT, 0644));
+        if (flock(10, LOCK_EX) < 0)
+            die("flock");
+    } else {
+        sv_fail(NAME, "unknown kind %s", kind);
+        return 1;
+    }
+    sv_ready(NAME);
+    sv_wait_go();
+    char buf[16] = "";
+    if (!strcmp(kind, "socket")) {
+        SV_CHECK(write(sp[1], "x", 1) == 1 && read(10, buf, 1) == 1 && buf[0] == 'x', "socket pair");
+    } else if (!strcmp(kind, "eventfd")) {
+        uint64_t v = 0;
+        SV_CHECK(read(10, &v, 8) == 8 && v == 5, "eventfd count %lu", (unsigned long)v);
+    } else if (!strcmp(kind, "sysvshm")) {
+        SV_CHECK(!strcmp(shm, "sysv"), "sysv segment");
+    } else if (!strcmp(kind, "memfd")) {
+        SV_CHECK(pread(10, buf, 5, 0) == 5 && !memcmp(buf, "memfd", 5), "memfd contents");
+    } else {
+        int other = open(path, O_RDWR);
+        SV_CHECK(other >= 0 && flock(other, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK, "the lock is held");
+    }
+    return sv_finish(NAME);
+}
