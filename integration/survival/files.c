@@ -13,6 +13,7 @@
 
 #include <dirent.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -33,6 +34,7 @@ enum {
     FD_FIFO = 20,    /* FIFO O_RDWR with data */
     FD_FIFO_RO = 21, /* the same FIFO again, O_RDONLY|O_NONBLOCK: another description */
     FD_OPATH = 22,   /* O_PATH of files.data */
+    FD_MEMFD = 23,   /* a memfd with data, offset 3, sealed against shrinking */
     FD_DUP = 200,    /* dup of FD_DATA: one description, CLOEXEC set on this one only */
     FD_LAST = 201,
 };
@@ -128,6 +130,10 @@ int main(int argc, char **argv)
         die("files.data");
     place(dup(FD_DATA), FD_DUP);
     place(open(at("files.data"), O_PATH), FD_OPATH);
+    place(memfd_create("sv-files", MFD_ALLOW_SEALING), FD_MEMFD);
+    if (write(FD_MEMFD, "memfd-data", 10) != 10 || lseek(FD_MEMFD, 3, SEEK_SET) != 3 ||
+        fcntl(FD_MEMFD, F_ADD_SEALS, F_SEAL_SHRINK) < 0)
+        die("memfd");
     fcntl(FD_DUP, F_SETFD, FD_CLOEXEC);
     /* O_APPEND. */
     unlink(at("files.append"));
@@ -199,7 +205,7 @@ int main(int argc, char **argv)
         sigsuspend(&w); /* the child's data is in the pipe */
     sigprocmask(SIG_SETMASK, &old, NULL);
 
-    for (int fd = FD_DATA; fd <= FD_OPATH; fd++)
+    for (int fd = FD_DATA; fd <= FD_MEMFD; fd++)
         snap_flags(fd);
     snap_flags(FD_DUP);
     struct stat ghost_st, zero_st;
@@ -229,10 +235,20 @@ int main(int argc, char **argv)
     SV_CHECK(fstat(FD_OPATH, &st) == 0 && fstat(FD_DATA, &data_st) == 0 && st.st_ino == data_st.st_ino,
              "O_PATH fd: another file");
     SV_CHECK(read(FD_OPATH, buf, 1) < 0 && errno == EBADF, "O_PATH fd can read");
+    /* memfd: contents, offset, seals, name. */
+    ssize_t n = pread(FD_MEMFD, buf, sizeof buf, 0);
+    SV_CHECK(n == 10 && !memcmp(buf, "memfd-data", 10), "memfd contents %.*s", (int)(n > 0 ? n : 0), buf);
+    SV_CHECK(pos(FD_MEMFD) == 3, "memfd offset %ld, not 3", (long)pos(FD_MEMFD));
+    SV_CHECK(fcntl(FD_MEMFD, F_GET_SEALS) == F_SEAL_SHRINK, "memfd seals %#x", fcntl(FD_MEMFD, F_GET_SEALS));
+    SV_CHECK(ftruncate(FD_MEMFD, 2) < 0 && errno == EPERM, "a sealed memfd shrank");
+    char mlink[256] = "";
+    snprintf(buf, sizeof buf, "/proc/self/fd/%d", FD_MEMFD);
+    SV_CHECK(readlink(buf, mlink, sizeof mlink - 1) > 0 && !strcmp(mlink, "/memfd:sv-files (deleted)"), "memfd link %s",
+             mlink);
     /* O_APPEND: a write after seeking to 0 still goes to the end. */
     lseek(FD_APPEND, 0, SEEK_SET);
     SV_CHECK(write(FD_APPEND, "def", 3) == 3, "append write");
-    ssize_t n = sv_read_file(at("files.append"), buf, sizeof buf);
+    n = sv_read_file(at("files.append"), buf, sizeof buf);
     SV_CHECK(n == 6 && !memcmp(buf, "abcdef", 6), "files.append is %.*s, not abcdef", (int)n, buf);
     /* Ghost file. */
     SV_CHECK(fstat(FD_GHOST, &st) == 0 && st.st_nlink == 0, "ghost: nlink %lu", (unsigned long)st.st_nlink);

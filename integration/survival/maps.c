@@ -71,7 +71,7 @@ static void compare_maps(void)
         unsigned long ia, ib;
         sscanf(la, "%63s %7s %31s %31s %lu %4095[^\n]", ra, pa, oa, da, &ia, na);
         sscanf(lb, "%63s %7s %31s %31s %lu %4095[^\n]", rb, pb, ob, db, &ib, nb);
-        int shmem = strstr(na, "/dev/zero (deleted)") != NULL;
+        int shmem = strstr(na, "/dev/zero (deleted)") || strstr(na, "/memfd:");
         SV_CHECK(!strcmp(ra, rb) && !strcmp(pa, pb) && !strcmp(oa, ob) && !strcmp(na, nb) &&
                      (shmem || (!strcmp(da, db) && ia == ib)),
                  "maps line %d changed: \"%s\" -> \"%s\"", line, la, lb);
@@ -142,6 +142,13 @@ int main(int argc, char **argv)
     munmap(shm2, PG);
     shm2 += PG;
 
+    /* A memfd mapped shared, its descriptor kept: one object. */
+    int mfd = memfd_create("sv-maps", 0);
+    if (mfd < 0 || ftruncate(mfd, 4 * PG) < 0)
+        die("memfd");
+    char *mem = map(4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    fill(mem, PG, 15);
+
     sigset_t s, old;
     sigemptyset(&s);
     sigaddset(&s, SIGUSR1);
@@ -201,6 +208,10 @@ int main(int argc, char **argv)
     SV_CHECK(check(shm, PG, 8) && check(shm + PG, PG, 10), "shared anonymous: the writes before the checkpoint");
     SV_CHECK(check(shm2, PG, 9) && check(shm2 + PG, PG, 11) && check(shm2 + 2 * PG, PG, 9),
              "shared anonymous at an offset");
+    SV_CHECK(check(mem, PG, 15), "memfd mapping contents");
+    fill(mem + PG, PG, 16);
+    if (pread(mfd, page, PG, PG) == (ssize_t)PG)
+        SV_CHECK(check(page, PG, 16), "memfd mapping and descriptor are not one object after the restore");
     fill(shm + 2 * PG, PG, 12);
     kill(child, SIGUSR1);
     int status = -1;

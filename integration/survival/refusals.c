@@ -1,13 +1,12 @@
 /* What the engine does not restore yet must be refused at checkpoint, naming the process and
  * the object, and leave the container running untouched. argv[2] picks the object: "socket"
  * (a unix socket pair at fd 10), "eventfd" (fd 10), "sysvshm" (an attached SysV segment),
- * "memfd" (a memfd at fd 10), "lock" (an flock held on fd 10). After SIGUSR2 (sent once the
+ * "lock" (an flock held on fd 10). After SIGUSR2 (sent once the
  * checkpoint failed) the program checks the object still works. */
 #include "survival.h"
 
 #include <sys/eventfd.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
 
@@ -46,10 +45,6 @@ int main(int argc, char **argv)
             die("shmget/shmat");
         shmctl(id, IPC_RMID, NULL);
         strcpy(shm, "sysv");
-    } else if (!strcmp(kind, "memfd")) {
-        at10(memfd_create("sv", 0));
-        if (write(10, "memfd", 5) != 5)
-            die("write memfd");
     } else if (!strcmp(kind, "lock")) {
         snprintf(path, sizeof path, "%s/refusals.lock", sv_out);
         at10(open(path, O_RDWR | O_CREAT, 0644));
@@ -69,8 +64,6 @@ int main(int argc, char **argv)
         SV_CHECK(read(10, &v, 8) == 8 && v == 5, "eventfd count %lu", (unsigned long)v);
     } else if (!strcmp(kind, "sysvshm")) {
         SV_CHECK(!strcmp(shm, "sysv"), "sysv segment");
-    } else if (!strcmp(kind, "memfd")) {
-        SV_CHECK(pread(10, buf, 5, 0) == 5 && !memcmp(buf, "memfd", 5), "memfd contents");
     } else {
         int other = open(path, O_RDWR);
         SV_CHECK(other >= 0 && flock(other, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK, "the lock is held");

@@ -275,9 +275,7 @@ fn collect_and_write(pids: &[i32], dir: &Path, release: &mut dyn FnMut()) -> Res
             pagemaps.push(dump_task::write_pages(*host_pid, &c.task.vmas, &mut out)?);
             w.close(out)?;
         }
-        for (name, data) in &objects {
-            w.write_bytes(name, data)?;
-        }
+        files::write_objects(objects, &mut w)?;
         Ok(pagemaps)
     })();
     let write_pages = started.elapsed() - collect;

@@ -255,8 +255,8 @@ fn shared_kind(pid: i32, v: &SmapsVma) -> std::result::Result<VmaKind, String> {
     if name.starts_with("/SYSV") {
         return Err("SysV shared memory is not supported yet".into());
     }
-    if name.starts_with("/memfd:") {
-        return Err("shared memfd mappings are not supported yet".into());
+    if name.starts_with("/memfd:") && name.ends_with(" (deleted)") {
+        return Ok(VmaKind::Shmem);
     }
     if name.ends_with(" (deleted)") {
         return Err("shared mapping of a deleted file is not supported yet".into());

@@ -100,8 +100,10 @@ pub fn collect_fds(pid: i32, external: &BTreeSet<String>) -> Result<Vec<FoundFd>
         } else if !target.starts_with('/') {
             // socket:[..], anon_inode:[eventfd], anon_inode:[eventpoll], /memfd:..., ...
             return Err(refuse("this kind of descriptor is not supported yet"));
-        } else if target.starts_with("/memfd:") {
-            return Err(refuse("memfd descriptors are not supported yet"));
+        } else if target.starts_with("/memfd:") && ft.is_file() {
+            FdKind::Memfd { id: meta.ino(), pos }
+        } else if target.starts_with("/secretmem") {
+            return Err(refuse("memfd_secret descriptors cannot be read"));
         } else if target.ends_with(" (deleted)") && !ft.is_file() {
             return Err(refuse("a deleted directory, device or FIFO cannot be opened again"));
         } else if ft.is_char_device() {
@@ -175,12 +177,19 @@ pub struct TaskFds<'a> {
     pub objects: &'a [(u64, u64)],
 }
 
-/// Object files for the image (name, contents).
-pub type Blobs = Vec<(String, Vec<u8>)>;
+/// Object files for the image, written by `write_objects` while the tasks are still seized.
+#[derive(Default)]
+pub struct DumpObjects {
+    /// (name, contents): pipe data, ghost files.
+    blobs: Vec<(String, Vec<u8>)>,
+    /// Shared memory objects: (object, a path that opens it: map_files or fd link). Their pages
+    /// are streamed to the image by `write_objects`.
+    shmem: Vec<(ShmemObject, String)>,
+}
 
 /// Number the open file descriptions (kcmp), ghost files and shared memory objects across all
 /// tasks, and read the data of each object once.
-pub fn link_objects(tasks: &mut [TaskFds<'_>]) -> Result<Blobs> {
+pub fn link_objects(tasks: &mut [TaskFds<'_>]) -> Result<DumpObjects> {
     // Descriptions: among descriptors of one object, kcmp tells which share a description.
     // Per object: one (host pid, fd, desc) for each description found so far.
     type Representatives = Vec<(i32, i32, u32)>;
@@ -213,7 +222,7 @@ pub fn link_objects(tasks: &mut [TaskFds<'_>]) -> Result<Blobs> {
         }
     }
 
-    let mut blobs = Blobs::new();
+    let mut blobs = Vec::new();
     // Pipes and FIFOs: size and buffered data, once per pipe.
     let mut pipes: BTreeMap<u64, (u32, u64)> = BTreeMap::new();
     // Ghost files: one id per inode.
@@ -262,22 +271,60 @@ pub fn link_objects(tasks: &mut [TaskFds<'_>]) -> Result<Blobs> {
             }
         }
     }
-    // Shared anonymous memory: one object per shmem inode.
-    let mut shmem: BTreeSet<u64> = BTreeSet::new();
+    // Shared memory (anonymous or memfd): one object per shmem inode, mapped or opened.
+    let mut shmem: Vec<(ShmemObject, String)> = Vec::new();
     for t in tasks.iter() {
-        for v in t.task.vmas.iter().filter(|v| v.kind == VmaKind::Shmem) {
-            let Some(id) = v.shmem else { continue };
-            if shmem.insert(id) {
-                let (obj, pages) = read_shmem(t.host_pid, v.start, v.end, id)?;
-                blobs.push((
-                    image::shmem_json(id),
-                    serde_json::to_vec_pretty(&obj).unwrap_or_default(),
-                ));
-                blobs.push((image::shmem_pages(id), pages));
+        let mapped = t.task.vmas.iter().filter(|v| v.kind == VmaKind::Shmem).filter_map(|v| {
+            let path = format!("/proc/{}/map_files/{:x}-{:x}", t.host_pid, v.start, v.end);
+            Some((v.shmem?, path, v.name.clone()))
+        });
+        let opened = t.task.fds.iter().filter_map(|f| match f.kind {
+            FdKind::Memfd { id, .. } => {
+                let path = format!("/proc/{}/fd/{}", t.host_pid, f.fd);
+                let name = std::fs::read_link(&path).ok()?.to_string_lossy().into_owned();
+                Some((id, path, name))
             }
+            _ => None,
+        });
+        for (id, path, name) in mapped.chain(opened).collect::<Vec<_>>() {
+            if shmem.iter().any(|(o, _)| o.id == id) {
+                continue;
+            }
+            let file = File::open(&path).map_err(proc_err(&path))?;
+            let memfd = name
+                .strip_prefix("/memfd:")
+                .map(|n| n.strip_suffix(" (deleted)").unwrap_or(n).to_string());
+            let seals = match &memfd {
+                Some(_) => fcntl(file.as_raw_fd(), FcntlArg::F_GET_SEALS).unwrap_or(0) as u32,
+                None => 0,
+            };
+            let obj = ShmemObject {
+                id,
+                size: file.metadata().map_err(proc_err(&path))?.size(),
+                pagemap: Vec::new(),
+                memfd,
+                seals,
+            };
+            shmem.push((obj, path));
         }
     }
-    Ok(blobs)
+    Ok(DumpObjects { blobs, shmem })
+}
+
+/// Write the objects `link_objects` found: data files, then each shared memory object's
+/// non-zero pages (streamed from the object) and its description.
+pub fn write_objects(objects: DumpObjects, w: &mut image::ImageWriter) -> Result<()> {
+    for (name, data) in &objects.blobs {
+        w.write_bytes(name, data)?;
+    }
+    for (mut obj, path) in objects.shmem {
+        let file = File::open(&path).map_err(proc_err(&path))?;
+        let mut out = w.stream(&image::shmem_pages(obj.id))?;
+        obj.pagemap = stream_shmem(&file, &path, obj.size, &mut out)?;
+        w.close(out)?;
+        w.write_json(&image::shmem_json(obj.id), &obj)?;
+    }
+    Ok(())
 }
 
 /// Size and buffered bytes of the pipe behind `fd` of `pid`, left in place: a reader is
@@ -316,41 +363,49 @@ fn read_pipe(pid: i32, fd: i32) -> Result<(u32, Vec<u8>)> {
     Ok((size as u32, bytes))
 }
 
-/// The non-zero pages of the shmem object mapped at [start, end) in `pid`.
-fn read_shmem(pid: i32, start: u64, end: u64, id: u64) -> Result<(ShmemObject, Vec<u8>)> {
-    let path = format!("/proc/{pid}/map_files/{start:x}-{end:x}");
-    let file = File::open(&path).map_err(proc_err(&path))?;
-    let size = file.metadata().map_err(proc_err(&path))?.size();
+/// Stream the non-zero pages of a shmem file (holes skipped with SEEK_DATA) to `out`; returns
+/// their pagemap (`vaddr` = offset in the object).
+fn stream_shmem(file: &File, path: &str, size: u64, out: &mut image::StreamFile) -> Result<Vec<PagemapEntry>> {
+    const CHUNK: u64 = 64 * PAGE;
     let mut pagemap: Vec<PagemapEntry> = Vec::new();
-    let mut pages = Vec::new();
-    let mut page = vec![0u8; PAGE as usize];
+    let mut buf = vec![0u8; CHUNK as usize];
     let mut off = 0;
     while off < size {
         // Holes read as zeros: skip to the next data.
-        let data = match nix::unistd::lseek(file.as_raw_fd(), off as i64, nix::unistd::Whence::SeekData) {
+        off = match nix::unistd::lseek(file.as_raw_fd(), off as i64, nix::unistd::Whence::SeekData) {
             Ok(d) => d as u64 / PAGE * PAGE,
             Err(nix::errno::Errno::ENXIO) => break,
             Err(_) => off,
         };
-        off = data;
         if off >= size {
             break;
         }
-        let n = file.read_at(&mut page, off).map_err(proc_err(&path))?;
-        if n > 0 && page[..n].iter().any(|&b| b != 0) {
-            page[n..].fill(0);
-            pages.extend_from_slice(&page);
-            match pagemap.last_mut() {
-                Some(e) if e.vaddr + e.nr_pages * PAGE == off => e.nr_pages += 1,
-                _ => pagemap.push(PagemapEntry {
-                    vaddr: off,
-                    nr_pages: 1,
-                }),
+        let len = CHUNK.min(size.div_ceil(PAGE) * PAGE - off) as usize;
+        let chunk = &mut buf[..len];
+        let mut got = 0;
+        while got < len {
+            match file.read_at(&mut chunk[got..], off + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(proc_err(path)(e)),
             }
         }
-        off += PAGE;
+        chunk[got..].fill(0);
+        for (i, page) in chunk.chunks(PAGE as usize).enumerate() {
+            if page.iter().all(|&b| b == 0) {
+                continue;
+            }
+            out.write_all_vectored(&[std::io::IoSlice::new(page)])?;
+            let at = off + i as u64 * PAGE;
+            match pagemap.last_mut() {
+                Some(e) if e.vaddr + e.nr_pages * PAGE == at => e.nr_pages += 1,
+                _ => pagemap.push(PagemapEntry { vaddr: at, nr_pages: 1 }),
+            }
+        }
+        off += len as u64;
     }
-    Ok((ShmemObject { id, size, pagemap }, pages))
+    Ok(pagemap)
 }
 
 /// The objects of an image, created by the restorer before the first clone.
@@ -361,9 +416,22 @@ pub struct Objects {
     pub fds: BTreeMap<i32, BTreeMap<i32, RawFd>>,
     /// shmem object id -> restorer descriptor of the object.
     pub shmem: BTreeMap<u64, RawFd>,
+    /// memfd seals to add once every seed has mapped its memory.
+    seals: Vec<(RawFd, u32)>,
 }
 
 impl Objects {
+    /// Once every seed is ready (holds its descriptors, mapped its memory): add the memfd
+    /// seals, then close the restorer's copies (they would keep pipes open behind the tree).
+    pub fn finish(self) -> Result<()> {
+        for &(fd, seals) in &self.seals {
+            let seals = nix::fcntl::SealFlag::from_bits_truncate(seals as i32);
+            fcntl(fd, FcntlArg::F_ADD_SEALS(seals))
+                .map_err(|e| CheckpointError::Restore(format!("sealing a memfd ({seals:?}): {e}")))?;
+        }
+        Ok(())
+    }
+
     /// Every descriptor the seeds must keep until they installed theirs.
     pub fn all(&self) -> Vec<RawFd> {
         self.owned.iter().map(|f| f.as_raw_fd()).collect()
@@ -437,7 +505,18 @@ pub fn build(image: &Image, base: RawFd) -> Result<Objects> {
                 objs.fds.entry(t.pid).or_default().insert(f.fd, raw);
                 continue;
             }
-            let fd = open_one(image, t.pid, f, &mut ghosts, &mut pipes)?;
+            let fd = match f.kind {
+                FdKind::Memfd { id, pos } => {
+                    let obj = shmem_of(image, &mut objs, id, &place)?;
+                    let path = format!("/proc/self/fd/{obj}");
+                    let fd = open_path(&path, reopen_flags(f.flags), 0)
+                        .map_err(|e| restore_err(t.pid, f, format!("opening memfd {id} again: {e}")))?;
+                    nix::unistd::lseek(fd.as_raw_fd(), pos as i64, nix::unistd::Whence::SeekSet)
+                        .map_err(|e| restore_err(t.pid, f, format!("seeking memfd {id} to {pos}: {e}")))?;
+                    fd
+                }
+                _ => open_one(image, t.pid, f, &mut ghosts, &mut pipes)?,
+            };
             let raw = place(&mut objs, fd)?;
             if f.desc != 0 {
                 descs.insert(f.desc, raw);
@@ -448,18 +527,32 @@ pub fn build(image: &Image, base: RawFd) -> Result<Objects> {
             let id = v
                 .shmem
                 .ok_or_else(|| CheckpointError::Corrupt(format!("pid {}: shmem VMA without an id", t.pid)))?;
-            if objs.shmem.contains_key(&id) {
-                continue;
-            }
-            let fd = shmem_object(image, id)?;
-            let raw = place(&mut objs, fd)?;
-            objs.shmem.insert(id, raw);
+            shmem_of(image, &mut objs, id, &place)?;
         }
     }
     // Pipe ends nobody holds go now (a reader whose writers are gone sees the data, then EOF);
     // ghost files are unlinked when `ghosts` drops.
     drop(pipes);
     Ok(objs)
+}
+
+/// The restorer's descriptor of shared memory object `id`, created on first use.
+fn shmem_of(
+    image: &Image,
+    objs: &mut Objects,
+    id: u64,
+    place: &dyn Fn(&mut Objects, OwnedFd) -> Result<RawFd>,
+) -> Result<RawFd> {
+    if let Some(&raw) = objs.shmem.get(&id) {
+        return Ok(raw);
+    }
+    let (fd, seals) = shmem_object(image, id)?;
+    let raw = place(objs, fd)?;
+    objs.shmem.insert(id, raw);
+    if seals != 0 {
+        objs.seals.push((raw, seals));
+    }
+    Ok(raw)
 }
 
 fn open_one(
@@ -483,6 +576,7 @@ fn open_one(
     };
     match &f.kind {
         FdKind::External { key } => Err(restore_err(pid, f, format!("external {key} is not an object"))),
+        FdKind::Memfd { id, .. } => Err(restore_err(pid, f, format!("memfd {id} is opened by build"))),
         FdKind::DevNull => open_path("/dev/null", flags, 0).map_err(opening("/dev/null")),
         FdKind::Device { path, rdev } => {
             let fd = open_path(path, flags, 0).map_err(opening(path))?;
@@ -660,10 +754,15 @@ fn create_ghost(
     Err(std::io::Error::from_raw_os_error(libc::EEXIST))
 }
 
-/// One shared anonymous memory object with the image's pages in it.
-fn shmem_object(image: &Image, id: u64) -> Result<OwnedFd> {
+/// One shared memory object with the image's pages in it (a memfd of the same name, or
+/// anonymous shared memory), and the seals to add at the end.
+fn shmem_object(image: &Image, id: u64) -> Result<(OwnedFd, u32)> {
     let (obj, pages_path) = image.shmem(id)?;
-    let fd = crate::sys::shmem_object(obj.size, "amber-shmem").map_err(|e| {
+    let made = match &obj.memfd {
+        Some(name) => crate::sys::memfd_create(name, libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING),
+        None => crate::sys::shmem_object(obj.size, "amber-shmem"),
+    };
+    let fd = made.map_err(|e| {
         CheckpointError::Restore(format!("creating shared memory object {id} of {} bytes: {e}", obj.size))
     })?;
     let file = File::from(fd);
@@ -671,6 +770,7 @@ fn shmem_object(image: &Image, id: u64) -> Result<OwnedFd> {
         path: pages_path.clone(),
         source,
     })?;
+    let fill = |e: std::io::Error| CheckpointError::Restore(format!("filling shared memory object {id}: {e}"));
     let mut buf = Vec::new();
     let mut off = 0u64;
     for e in &obj.pagemap {
@@ -682,9 +782,10 @@ fn shmem_object(image: &Image, id: u64) -> Result<OwnedFd> {
                 path: pages_path.clone(),
                 source,
             })?;
-        file.write_all_at(&buf, e.vaddr)
-            .map_err(|e| CheckpointError::Restore(format!("filling shared memory object {id}: {e}")))?;
+        file.write_all_at(&buf, e.vaddr).map_err(fill)?;
         off += len as u64;
     }
-    Ok(file.into())
+    // The last page may reach beyond the object's size.
+    file.set_len(obj.size).map_err(fill)?;
+    Ok((file.into(), obj.seals))
 }

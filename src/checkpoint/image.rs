@@ -238,7 +238,7 @@ pub enum VmaKind {
     FilePrivate,
     /// MAP_SHARED file mapping: the file is mapped again, its pages live in the file.
     FileShared,
-    /// MAP_SHARED anonymous memory (shmem, "/dev/zero (deleted)"): one object per
+    /// MAP_SHARED anonymous memory (shmem, "/dev/zero (deleted)") or memfd: one object per
     /// `Vma::shmem` id, mapped by every VMA and task that shared it; pages in shmem/<id>.pages.
     Shmem,
     /// A read-only shared file mapping as format 1.3 wrote it: restored as `FileShared`.
@@ -312,6 +312,12 @@ pub struct ShmemObject {
     pub size: u64,
     /// Non-zero pages: `vaddr` is the byte offset in the object.
     pub pagemap: Vec<PagemapEntry>,
+    /// A memfd: its name (without "/memfd:") and seals (F_GET_SEALS); None for anonymous
+    /// shared memory ("/dev/zero (deleted)").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memfd: Option<String>,
+    #[serde(default)]
+    pub seals: u32,
 }
 
 pub fn shmem_json(id: u64) -> String {
@@ -365,6 +371,9 @@ pub enum FdKind {
     /// One end of a pipe that is not the container's stdio (the end is in `Fd::flags`).
     /// `data` bytes were buffered in it (files/pipe-<ino>.data); `size` is F_GETPIPE_SZ.
     Pipe { ino: u64, size: u32, data: u64 },
+    /// A memfd: the shared memory object `id` (shmem/<id>.json, also mapped by any VMA with
+    /// that `Vma::shmem`), opened again at offset `pos`.
+    Memfd { id: u64, pos: u64 },
     /// A FIFO (named pipe) opened by path; buffered data and size as for `Pipe`.
     Fifo {
         path: String,
@@ -383,7 +392,7 @@ impl FdKind {
             | FdKind::Device { path, .. }
             | FdKind::Ghost { path, .. }
             | FdKind::Fifo { path, .. } => Some(path),
-            FdKind::DevNull | FdKind::External { .. } | FdKind::Pipe { .. } => None,
+            FdKind::DevNull | FdKind::External { .. } | FdKind::Pipe { .. } | FdKind::Memfd { .. } => None,
         }
     }
 }
@@ -677,7 +686,8 @@ impl Image {
         }
         let obj: ShmemObject = read_json(&self.dir, &name)?;
         let bytes: u64 = obj.pagemap.iter().map(|e| e.nr_pages * 4096).sum();
-        if obj.id != id || obj.pagemap.iter().any(|e| e.vaddr + e.nr_pages * 4096 > obj.size) {
+        let end = obj.size.div_ceil(4096) * 4096;
+        if obj.id != id || obj.pagemap.iter().any(|e| e.vaddr + e.nr_pages * 4096 > end) {
             return Err(CheckpointError::Corrupt(format!("{name}: pages outside the object")));
         }
         let pages = self.object_path(&shmem_pages(id), bytes)?;

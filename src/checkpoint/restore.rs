@@ -116,8 +116,8 @@ fn take_over(
     objects: files::Objects,
 ) -> Result<BTreeMap<i32, i32>> {
     let exe_fds = wait_ready(ready_r, plans.len())?;
-    // Every seed holds its descriptors now: ours would keep pipes open behind the tree's back.
-    drop(objects);
+    // Every seed holds its descriptors and mapped its memory now.
+    objects.finish()?;
     let hosts = resolve_host_pids(root_host)?;
     let mut pids = BTreeMap::new();
     for t in &image.tree.tasks {

@@ -437,18 +437,23 @@ pub fn shmem_object(size: u64, memfd_name: &str) -> io::Result<OwnedFd> {
     match opened {
         Ok(f) => Ok(f.into()),
         Err(_) => {
-            let name = CString::new(memfd_name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-            // SAFETY: name is a valid NUL-terminated string that outlives the call.
-            let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: a fresh descriptor owned by nobody else.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let fd = memfd_create(memfd_name, libc::MFD_CLOEXEC)?;
             std::fs::File::from(fd.try_clone()?).set_len(size)?;
             Ok(fd)
         }
     }
+}
+
+/// memfd_create(2).
+pub fn memfd_create(name: &str, flags: u32) -> io::Result<OwnedFd> {
+    let name = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: name is a valid NUL-terminated string that outlives the call.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// tee(2) with SPLICE_F_NONBLOCK: duplicate up to `len` bytes buffered in pipe `from` into pipe
