@@ -26,13 +26,18 @@ mkdir -p "$work/bundle" "$work/out"
 cd "$work/bundle"
 "$amber" spec
 # Point the template at the shared rootfs; the container counts into a host directory, with a
-# child process (sleep) most of the time.
+# child process (sleep) most of the time, next to a subtree in nested pid namespaces.
 python3 - "$repo/target/rootfs" "$work/out" <<'PY'
 import json, sys
 c = json.load(open("config.json"))
 c["root"]["path"] = sys.argv[1]
 c["process"]["terminal"] = False
-c["process"]["args"] = ["sh", "-c", "echo hello from pid $$ in $(hostname); i=0; while :; do i=$((i+1)); echo $i > /out/count.tmp; mv /out/count.tmp /out/count; sleep 3; done"]
+# Two nested pid namespaces inside the container (what no CRIU can checkpoint): unshare -p -f
+# makes a shell that is pid 1 of a second namespace, and inside it a sleep that is pid 1 of a third.
+c["process"]["args"] = ["sh", "-c", "echo hello from pid $$ in $(hostname); unshare -p -f sh -c 'unshare -p -f sleep 1000000 & sleep 1000000' & i=0; while :; do i=$((i+1)); echo $i > /out/count.tmp; mv /out/count.tmp /out/count; sleep 3; done"]
+# unshare(CLONE_NEWPID) needs CAP_SYS_ADMIN in the container's user namespace.
+for k in ("bounding", "effective", "permitted"):
+    c["process"]["capabilities"][k].append("CAP_SYS_ADMIN")
 c["mounts"].append({"destination": "/out", "type": "bind", "source": sys.argv[2], "options": ["rbind", "rw"]})
 json.dump(c, open("config.json", "w"), indent=2)
 PY
@@ -66,6 +71,15 @@ sleep 3.5
 echo "counter while checkpointed: $frozen -> $(cat "$work/out/count") (stopped)"
 "$amber" --root "$root" list -q | grep -qx "$id" && { echo "demo: container still listed after checkpoint" >&2; exit 1; }
 
+step amber checkpoint-inspect --image-path img
+"$amber" checkpoint-inspect --image-path "$work/img" > "$work/inspect.json"
+python3 - "$work/inspect.json" <<'PY2'
+import json, sys
+t = json.load(open(sys.argv[1]))["tree"]
+for e in t["tasks"]:
+    print("  dumped pid %-5s ppid %-5s NSpid (container level down) %s" % (e["pid"], e["ppid"], e.get("nspid") or [e["pid"]]))
+PY2
+
 step amber restore --image-path img "$id"
 "$amber" --root "$root" restore --detach --image-path "$work/img" --work-path "$work" --pid-file "$work/pid2" "$id" >> "$work/out/console" 2>&1
 cat "$work/restore.log"
@@ -73,8 +87,13 @@ after=$("$amber" --root "$root" ps --format nspid "$id")
 echo "pids before: $before"
 echo "pids after:  $after"
 inner() { echo "$1" | python3 -c 'import json,sys; print(sorted(p["nspid"] for p in json.load(sys.stdin)))'; }
-echo "container-level pid vectors before: $(inner "$before")  after: $(inner "$after")"
-[ "$(inner "$before")" = "$(inner "$after")" ] || echo "(a child finished or started between the two listings)"
+dumped=$(python3 -c 'import json,sys; print(sorted(e.get("nspid") or [e["pid"]] for e in json.load(open(sys.argv[1]))["tree"]["tasks"]))' "$work/inspect.json")
+echo "NSpid vectors in the image:    $dumped"
+echo "NSpid vectors after restore:   $(inner "$after")"
+[ "$dumped" = "$(inner "$after")" ] || { echo "demo: the restored pids differ from the dumped ones" >&2; exit 1; }
+echo "every process is back at its exact pid at every pid-namespace level"
+deepest=$(python3 -c 'import json,sys; print(max(len(e.get("nspid") or [1]) for e in json.load(open(sys.argv[1]))["tree"]["tasks"]))' "$work/inspect.json")
+[ "$deepest" -ge 3 ] || { echo "demo: expected a task 3 pid-namespace levels deep, deepest is $deepest" >&2; exit 1; }
 sleep 3.5
 echo "counter after restore: $frozen -> $(cat "$work/out/count") (continues)"
 step amber kill "$id" KILL
