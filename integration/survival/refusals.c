@@ -1,10 +1,12 @@
 /* What the engine does not restore yet must be refused at checkpoint, naming the process and
  * the object, and leave the container running untouched. argv[2] picks the object: "socket"
  * (a unix socket pair at fd 10), "eventfd" (fd 10), "sysvshm" (an attached SysV segment),
- * "lock" (an flock held on fd 10). After SIGUSR2 (sent once the
+ * "lock" (an flock held on fd 10), "async" (a pipe with O_ASYNC at fd 10), "clonefiles" (a
+ * child sharing the descriptor table, clone(CLONE_FILES)). After SIGUSR2 (sent once the
  * checkpoint failed) the program checks the object still works. */
 #include "survival.h"
 
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/shm.h>
@@ -16,6 +18,16 @@ static void die(const char *what)
 {
     sv_fail(NAME, "setup: %s: %s", what, strerror(errno));
     exit(1);
+}
+
+static char child_stack[65536] __attribute__((aligned(16)));
+
+static int sleeper(void *arg)
+{
+    (void)arg;
+    for (;;)
+        pause();
+    return 0;
 }
 
 static void at10(int fd)
@@ -50,6 +62,15 @@ int main(int argc, char **argv)
         at10(open(path, O_RDWR | O_CREAT, 0644));
         if (flock(10, LOCK_EX) < 0)
             die("flock");
+    } else if (!strcmp(kind, "async")) {
+        if (pipe(sp) < 0)
+            die("pipe");
+        at10(sp[0]);
+        if (fcntl(10, F_SETFL, O_ASYNC) < 0)
+            die("O_ASYNC");
+    } else if (!strcmp(kind, "clonefiles")) {
+        if (clone(sleeper, child_stack + sizeof child_stack, CLONE_FILES | SIGCHLD, NULL) < 0)
+            die("clone");
     } else {
         sv_fail(NAME, "unknown kind %s", kind);
         return 1;
@@ -64,6 +85,10 @@ int main(int argc, char **argv)
         SV_CHECK(read(10, &v, 8) == 8 && v == 5, "eventfd count %lu", (unsigned long)v);
     } else if (!strcmp(kind, "sysvshm")) {
         SV_CHECK(!strcmp(shm, "sysv"), "sysv segment");
+    } else if (!strcmp(kind, "async")) {
+        SV_CHECK(fcntl(10, F_GETFL) & O_ASYNC, "O_ASYNC");
+    } else if (!strcmp(kind, "clonefiles")) {
+        SV_CHECK(1, "alive");
     } else {
         int other = open(path, O_RDWR);
         SV_CHECK(other >= 0 && flock(other, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK, "the lock is held");

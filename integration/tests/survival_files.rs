@@ -99,3 +99,13 @@ fn sysv_shm_is_refused_and_the_container_keeps_running() {
 fn file_locks_are_refused_and_the_container_keeps_running() {
     refused("lock", "file locks");
 }
+
+#[test]
+fn signal_driven_io_is_refused_and_the_container_keeps_running() {
+    refused("async", "fd 10 -> pipe:[");
+}
+
+#[test]
+fn shared_descriptor_tables_are_refused_and_the_container_keeps_running() {
+    refused("clonefiles", "CLONE_FILES");
+}

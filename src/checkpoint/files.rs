@@ -34,13 +34,14 @@ fn unsupported(pid: i32, what: impl Into<String>) -> CheckpointError {
     CheckpointError::Unsupported { pid, what: what.into() }
 }
 
-/// Descriptors that are the container's stdio: the pipes among the root task's fds 0-2 (what
-/// runc and podman hand over and supply again at restore). Any other pipe is rebuilt.
+/// Descriptors that are the container's stdio: the pipes and terminals among the root task's
+/// fds 0-2 (what runc and podman hand over and supply again at restore). Any other pipe is
+/// rebuilt; any other terminal is refused.
 pub fn external_stdio(root_host: i32) -> BTreeSet<String> {
     (0..3)
         .filter_map(|fd| std::fs::read_link(format!("/proc/{root_host}/fd/{fd}")).ok())
         .map(|p| p.to_string_lossy().into_owned())
-        .filter(|t| t.starts_with("pipe:["))
+        .filter(|t| t.starts_with("pipe:[") || is_tty(t))
         .collect()
 }
 
@@ -82,6 +83,9 @@ pub fn collect_fds(pid: i32, external: &BTreeSet<String>) -> Result<Vec<FoundFd>
         if info.lines().any(|l| l.starts_with("lock:")) {
             return Err(refuse("file locks are not supported yet"));
         }
+        if flags as i32 & libc::O_ASYNC != 0 {
+            return Err(refuse("signal-driven I/O (O_ASYNC) is not supported yet"));
+        }
         let meta = std::fs::metadata(&link).map_err(proc_err(&link))?;
         let object = (meta.dev(), meta.ino());
         let ft = meta.file_type();
@@ -96,6 +100,11 @@ pub fn collect_fds(pid: i32, external: &BTreeSet<String>) -> Result<Vec<FoundFd>
                 }
             }
         } else if is_tty(&target) {
+            if !external.contains(&target) {
+                return Err(refuse(
+                    "a terminal other than the container's console (the root's stdio) is not supported yet",
+                ));
+            }
             FdKind::External { key: target.clone() }
         } else if !target.starts_with('/') {
             // socket:[..], anon_inode:[eventfd], anon_inode:[eventpoll], /memfd:..., ...
@@ -190,6 +199,18 @@ pub struct DumpObjects {
 /// Number the open file descriptions (kcmp), ghost files and shared memory objects across all
 /// tasks, and read the data of each object once.
 pub fn link_objects(tasks: &mut [TaskFds<'_>]) -> Result<DumpObjects> {
+    // Processes sharing one descriptor table (clone(CLONE_FILES) without CLONE_THREAD) would
+    // come back with a table each.
+    for (i, a) in tasks.iter().enumerate() {
+        for b in &tasks[i + 1..] {
+            if crate::sys::kcmp(a.host_pid, b.host_pid, crate::sys::KCMP_FILES, 0, 0).ok() == Some(0) {
+                return Err(unsupported(
+                    b.host_pid,
+                    format!("shares its descriptor table with pid {} (CLONE_FILES)", a.host_pid),
+                ));
+            }
+        }
+    }
     // Descriptions: among descriptors of one object, kcmp tells which share a description.
     // Per object: one (host pid, fd, desc) for each description found so far.
     type Representatives = Vec<(i32, i32, u32)>;
@@ -485,6 +506,15 @@ fn open_path(path: &str, flags: i32, mode: u32) -> std::io::Result<OwnedFd> {
 
 /// Create every file object of the image once, at descriptors >= `base`.
 pub fn build(image: &Image, base: RawFd) -> Result<Objects> {
+    // Room for the objects above `base` (at most one per descriptor and VMA).
+    let count: usize = image.tasks.values().map(|t| t.fds.len() + t.vmas.len()).sum();
+    let need = base as u64 + count as u64 + 16;
+    let (soft, hard) = crate::sys::getrlimit(libc::RLIMIT_NOFILE as i32)
+        .map_err(|e| CheckpointError::Sys("getrlimit(RLIMIT_NOFILE)", e))?;
+    if soft < need {
+        crate::sys::setrlimit(libc::RLIMIT_NOFILE as i32, need.min(hard), hard)
+            .map_err(|e| CheckpointError::Sys("raising RLIMIT_NOFILE for the restore", e))?;
+    }
     let mut objs = Objects::default();
     let mut ghosts = Ghosts(BTreeMap::new());
     let mut pipes: BTreeMap<u64, PipeState> = BTreeMap::new();

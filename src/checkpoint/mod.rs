@@ -5,10 +5,15 @@
 //! - dump: seize + interrupt every task, read /proc and ptrace register sets, a handful of
 //!   read-only syscalls injected through a `syscall` instruction of the task's own vdso
 //!   (sigactions, brk, tid address, altstack, itimers), memory through pagemap + /proc/pid/mem;
-//!   then write a checksummed image (`image`) and detach (leave running) or kill.
+//!   descriptors and shared memory objects (`files`: files, ghost files, directories, devices,
+//!   pipes and FIFOs with their data, memfds, MAP_SHARED memory; shared open file descriptions
+//!   found with kcmp); then write a checksummed image (`image`) and detach (leave running) or
+//!   kill.
 //! - restore: `image::load` verifies every checksum and the host record; seeds (forks of the
 //!   restorer running ordinary Rust, `seed`) are cloned top-down at exact pids by their real
-//!   parents, set up fds, cwd, rlimits, sigactions and premap + fill their memory; then the
+//!   parents (inheriting every file object, created once by the restorer before the first
+//!   clone, `files::build`), dup3 their fds into place, set cwd, rlimits, sigactions and
+//!   premap + fill their memory (shared mappings map the same objects again); then the
 //!   restorer seizes each seed and transplants the address space through a stub page
 //!   (`transplant`), changes its credentials last (`creds`: groups, uids/gids, capability
 //!   sets, securebits, no_new_privs, dumpable), sets the final registers at the stub's last

@@ -2,7 +2,9 @@
 //! /proc from the host, so it sees `<rootfs>/bin/busybox`; the restore runs inside the
 //! container's (new) root, possibly another bundle's, where the same file is `/bin/busybox`.
 //! Stdio fds pointing outside the root (files the caller handed over, like conmon's logs) become
-//! external objects that the restore caller supplies again, as runc does with CRIU.
+//! external objects that the restore caller supplies again, as runc does with CRIU (pipes and
+//! terminals among the root task's fds 0-2 already are, `files::external_stdio`). Every path an
+//! fd was opened at (files, directories, devices, FIFOs, ghost files) is made relative too.
 
 use super::image::{FdKind, TaskImage};
 use super::{CheckpointError, Result};

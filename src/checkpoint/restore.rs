@@ -329,9 +329,9 @@ fn plan_tasks(image: &Image, opts: &RestoreOptions) -> Result<BTreeMap<i32, Task
             if let FdKind::External { key } = &f.kind {
                 let src = match opts.external_fds.get(key) {
                     Some(&fd) => fd,
-                    None if f.fd <= 2 => f.fd,
-                    // The root's stdio, inherited by a descendant at another number.
+                    // The root's stdio (perhaps inherited by a descendant at another number).
                     None if root_stdio.contains_key(key) => root_stdio[key],
+                    None if f.fd <= 2 => f.fd,
                     None => {
                         return Err(CheckpointError::Restore(format!(
                             "pid {} fd {}: no descriptor given for external {key}",

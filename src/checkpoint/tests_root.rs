@@ -288,8 +288,8 @@ fn unsupported_fds_are_refused_and_the_tree_keeps_running() {
         eprintln!("skipping unsupported_fds_are_refused_and_the_tree_keeps_running: {why}");
         return;
     }
-    let (_t, work, img) = tempdir("refuse");
-    // A unix socket at fd 5 (sockets are not restored yet).
+    // A unix socket (sockets are not restored yet) and a terminal that is not the tree's
+    // stdio (only the container's console is handed over again), each at fd 5.
     let (sock, _peer) = nix::sys::socket::socketpair(
         nix::sys::socket::AddressFamily::Unix,
         nix::sys::socket::SockType::Stream,
@@ -297,27 +297,35 @@ fn unsupported_fds_are_refused_and_the_tree_keeps_running() {
         nix::sys::socket::SockFlag::SOCK_CLOEXEC,
     )
     .unwrap();
-    let pid = spawn_argv_with(
-        &work,
-        true,
-        &[BUSYBOX, "sh", "-c", SCRIPT],
-        Some(std::os::fd::AsRawFd::as_raw_fd(&sock)),
-    );
-    let _guard = Killer(pid);
-    wait_for("the counter to reach 2", Duration::from_secs(10), || count(&work) >= 2);
-    let err = dump_tree(pid, &img, &DumpOptions { leave_running: false }).unwrap_err();
-    let text = err.to_string();
-    assert!(
-        text.contains(&format!("pid {pid}")) && text.contains("fd 5 -> socket:["),
-        "{text}"
-    );
-    assert!(!img.join(image::MANIFEST).exists(), "no image is written");
-    let after = count(&work);
-    wait_for("the refused tree to keep running", Duration::from_secs(10), || {
-        count(&work) > after
-    });
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    assert!(status.contains("TracerPid:\t0"), "detached");
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let cases: [(&str, &std::os::fd::OwnedFd, &str); 2] = [
+        ("socket", &sock, "fd 5 -> socket:["),
+        ("pty", &pty.slave, "a terminal other than the container's console"),
+    ];
+    for (what, fd, expect) in cases {
+        let (_t, work, img) = tempdir(&format!("refuse-{what}"));
+        let pid = spawn_argv_with(
+            &work,
+            true,
+            &[BUSYBOX, "sh", "-c", SCRIPT],
+            Some(std::os::fd::AsRawFd::as_raw_fd(fd)),
+        );
+        let _guard = Killer(pid);
+        wait_for("the counter to reach 2", Duration::from_secs(10), || count(&work) >= 2);
+        let err = dump_tree(pid, &img, &DumpOptions { leave_running: false }).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("pid {pid}")) && text.contains(expect),
+            "{what}: {text}"
+        );
+        assert!(!img.join(image::MANIFEST).exists(), "no image is written");
+        let after = count(&work);
+        wait_for("the refused tree to keep running", Duration::from_secs(10), || {
+            count(&work) > after
+        });
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        assert!(status.contains("TracerPid:\t0"), "detached");
+    }
 }
 
 #[test]

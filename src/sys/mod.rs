@@ -385,6 +385,7 @@ pub fn join_session_keyring(name: &str) -> io::Result<()> {
 }
 
 pub const KCMP_FILE: i32 = 0;
+pub const KCMP_FILES: i32 = 2;
 
 /// kcmp(2): orders two kernel objects of two processes; 0 means they are the same object.
 /// With KCMP_FILE, `a` and `b` are descriptors of `pid1` and `pid2`: 0 means one open file
