@@ -1,6 +1,6 @@
 //! Native checkpoint/restore (CHECKPOINT.md), step 1: trees of single-threaded processes,
 //! restored at their exact pids without CRIU, at every level of pid namespaces nested inside
-//! the container (CHECKPOINT.md §2.4: `plan::build_tree` / `plan::plan_pids`, `pidns`).
+//! the container (CHECKPOINT.md §2.4: `pidtree`, `pidns`).
 //!
 //! - dump: seize + interrupt every task, read /proc and ptrace register sets, a handful of
 //!   read-only syscalls injected through a `syscall` instruction of the task's own vdso
@@ -29,6 +29,7 @@ mod files;
 pub mod host;
 pub mod image;
 mod pidns;
+pub mod pidtree;
 pub mod plan;
 pub mod procfs;
 mod relocate;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 
-use super::plan::TaskNs;
+use super::pidtree::TaskNs;
 use super::{CheckpointError, Result};
 
 /// Synthetic ids (minus the host pid) of pid namespaces not populated yet; nsfs inodes are

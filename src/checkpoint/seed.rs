@@ -13,7 +13,8 @@ use nix::sys::stat::Mode;
 use nix::unistd::{close, dup3};
 
 use super::image::{FdKind, Image, TaskImage, Vma, VmaKind};
-use super::plan::{ChildrenNs, ClonePlan, Layout, PAGE};
+use super::pidtree::{ChildrenNs, ClonePlan};
+use super::plan::{Layout, PAGE};
 use crate::spawn::{spawn, SpawnPlan};
 use crate::sys::seedmem::{self, KernelSigaction};
 
