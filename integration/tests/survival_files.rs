@@ -1,8 +1,47 @@
 //! Survival programs for step 4 (memory maps) and step 8 (files and descriptors) of
 //! CHECKPOINT.md §6, each as the container's init and deep in its tree (see
-//! `amber_integration::survival` and `integration/survival/{maps,files}.c`).
+//! `amber_integration::survival` and `integration/survival/{maps,files}.c`); `_clone`: checkpoint
+//! with --leave-running (the original must pass: pipe data is read without being consumed) and
+//! restore into a fresh container; `_twice`: the restored tree is checkpointed and restored
+//! again (restored pipes, ghost files, shmem and memfds dump like the originals). The refusal
+//! tests check that what is not restored yet stops the checkpoint and leaves the container
+//! running.
 
-use amber_integration::survival::{survive, Place};
+use amber_integration::survival::{survive, survive_with, Opts, Place, Variant};
+
+fn clone() -> Opts<'static> {
+    Opts {
+        variant: Variant::LeaveRunningClone,
+        ..Opts::default()
+    }
+}
+
+fn twice() -> Opts<'static> {
+    Opts {
+        variant: Variant::KillTwice,
+        ..Opts::default()
+    }
+}
+
+#[test]
+fn files_deep_clone() {
+    survive_with("files", Place::Deep, &clone());
+}
+
+#[test]
+fn files_as_init_twice() {
+    survive_with("files", Place::Init, &twice());
+}
+
+#[test]
+fn maps_as_init_clone() {
+    survive_with("maps", Place::Init, &clone());
+}
+
+#[test]
+fn maps_deep_twice() {
+    survive_with("maps", Place::Deep, &twice());
+}
 
 #[test]
 fn files_as_init() {
