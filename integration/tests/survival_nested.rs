@@ -51,6 +51,24 @@ fn nested_pidns_deep_clone() {
     survive_with("nested_pidns", Place::Deep, &clone());
 }
 
+/// The restored tree checkpointed and restored again.
+fn twice() -> Opts<'static> {
+    Opts {
+        variant: Variant::KillTwice,
+        ..opts()
+    }
+}
+
+#[test]
+fn nested_pidns_as_init_twice() {
+    survive_with("nested_pidns", Place::Init, &twice());
+}
+
+#[test]
+fn nested_pidns_deep_twice() {
+    survive_with("nested_pidns", Place::Deep, &twice());
+}
+
 /// A process in a nested user namespace cannot be restored: the checkpoint is refused naming it
 /// and the namespace, and the container keeps running, untouched.
 #[test]
