@@ -1,5 +1,7 @@
 //! `amber checkpoint`: seize a tree, collect it, refuse what v1 cannot restore (before writing
 //! anything, leaving the tasks running), write the image, then resume or kill the tasks.
+//! Zombies are recorded from /proc (they cannot be seized); tasks in a group stop are dumped
+//! with their stop signal; pending signals are dumped as queued, not delivered.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,7 +15,7 @@ use super::dump_task::{self, Collected};
 use super::files;
 use super::host::{xstate_xcr0, HostRecord};
 use super::image::{self, ImageWriter};
-use super::plan::build_tree;
+use super::plan::{build_tree, check_sessions};
 use super::procfs;
 use super::remote;
 use super::{CheckpointError, Result};
@@ -39,21 +41,74 @@ pub struct DumpSummary {
     pub write_pages: Duration,
 }
 
+/// The tasks a dump holds: seized ones (some in a group stop), and zombies (never seized).
+#[derive(Debug, Default)]
+struct Seized {
+    pids: Vec<i32>,
+    /// Seized tasks that were in a group stop, with the signal that stopped them.
+    stopped: BTreeMap<i32, i32>,
+    zombies: Vec<i32>,
+}
+
+impl Seized {
+    fn has(&self, pid: i32) -> bool {
+        self.pids.contains(&pid) || self.zombies.contains(&pid)
+    }
+
+    /// Seize and interrupt one task, or record it as a zombie.
+    fn take(&mut self, pid: i32) -> Result<()> {
+        if is_zombie(pid)? {
+            self.zombies.push(pid);
+            return Ok(());
+        }
+        check_before_seize(pid)?;
+        remote::seize(pid)?;
+        self.pids.push(pid);
+        remote::interrupt(pid)?;
+        self.stopped_at(pid, remote::wait_interrupted(pid)?)
+    }
+
+    fn stopped_at(&mut self, pid: i32, sig: Signal) -> Result<()> {
+        if let Some(stop) = check_stop(pid, sig)? {
+            self.stopped.insert(pid, stop);
+        }
+        Ok(())
+    }
+}
+
+fn status_of(pid: i32) -> Result<procfs::Status> {
+    let path = format!("/proc/{pid}/status");
+    Ok(procfs::parse_status(
+        &std::fs::read_to_string(&path).map_err(super::proc_err(&path))?,
+    ))
+}
+
+/// In a group stop (SIGSTOP & co.), frozen or not: a frozen task shows state D, but still waits
+/// in do_signal_stop.
+fn in_group_stop(pid: i32) -> bool {
+    let state = status_of(pid).map(|s| s.state).unwrap_or('?');
+    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    state == 'T' || wchan.trim() == "do_signal_stop"
+}
+
+fn is_zombie(pid: i32) -> Result<bool> {
+    Ok(matches!(status_of(pid)?.state, 'Z' | 'X'))
+}
+
 /// Dump the tree rooted at `root` (a host pid), found by walking /proc children. Tasks created
 /// while seizing are picked up by walking again until nothing new appears.
 pub fn dump_tree(root: i32, dir: &Path, opts: &DumpOptions) -> Result<DumpSummary> {
     let stopped = Instant::now();
-    let mut seized: Vec<i32> = Vec::new();
+    let mut seized = Seized::default();
     let result = (|| {
         loop {
             let pids = walk_tree(root)?;
-            let new: Vec<i32> = pids.into_iter().filter(|p| !seized.contains(p)).collect();
+            let new: Vec<i32> = pids.into_iter().filter(|p| !seized.has(*p)).collect();
             if new.is_empty() {
                 break;
             }
             for pid in new {
-                seize_one(pid)?;
-                seized.push(pid);
+                seized.take(pid)?;
             }
         }
         Ok(())
@@ -62,25 +117,46 @@ pub fn dump_tree(root: i32, dir: &Path, opts: &DumpOptions) -> Result<DumpSummar
 }
 
 /// Dump every task of a container's cgroup: freeze it so nothing forks while the tasks are
-/// seized, seize + interrupt all, thaw (the interrupts then stop every task), collect.
+/// seized, seize + interrupt all, thaw (the interrupts then stop every task), collect. Zombies
+/// have left the cgroup: they are found as children of the seized tasks.
 pub fn dump_cgroup(cgroup: &crate::cgroups::Manager, dir: &Path, opts: &DumpOptions) -> Result<DumpSummary> {
     let stopped = Instant::now();
     cgroup.freeze()?;
-    let mut seized = Vec::new();
+    let mut seized = Seized::default();
+    let mut group_stopped = Vec::new();
     let result = (|| {
         for pid in cgroup.pids()? {
+            if is_zombie(pid)? {
+                continue; // found below, as a child
+            }
             check_before_seize(pid)?;
+            // PTRACE_SEIZE of a task in a group stop waits until it has moved to a trap stop,
+            // which a frozen task never does: seize those after the thaw (they cannot fork).
+            if in_group_stop(pid) {
+                group_stopped.push(pid);
+                continue;
+            }
             remote::seize(pid)?;
-            seized.push(pid);
+            seized.pids.push(pid);
             remote::interrupt(pid)?;
         }
         Ok(())
     })();
     let thawed = cgroup.thaw();
     let result = result.and_then(|()| {
-        for &pid in &seized {
-            check_stop(pid, remote::wait_interrupted(pid)?)?;
-            settle_signals(pid)?;
+        for pid in seized.pids.clone() {
+            let sig = remote::wait_interrupted(pid)?;
+            seized.stopped_at(pid, sig)?;
+        }
+        for pid in group_stopped {
+            seized.take(pid)?;
+        }
+        for pid in seized.pids.clone() {
+            for child in children_of(pid)? {
+                if !seized.has(child) && is_zombie(child)? {
+                    seized.zombies.push(child);
+                }
+            }
         }
         Ok(thawed?)
     });
@@ -91,15 +167,24 @@ pub fn dump_cgroup(cgroup: &crate::cgroups::Manager, dir: &Path, opts: &DumpOpti
 /// will thaw itself): they are seized and interrupted one by one.
 pub fn dump_pids(pids: &[i32], dir: &Path, opts: &DumpOptions) -> Result<DumpSummary> {
     let stopped = Instant::now();
-    let mut seized = Vec::new();
+    let mut seized = Seized::default();
     let result = (|| {
         for &pid in pids {
-            seize_one(pid)?;
-            seized.push(pid);
+            seized.take(pid)?;
         }
         Ok(())
     })();
     finish_seized(&seized, result, dir, opts, stopped)
+}
+
+fn children_of(pid: i32) -> Result<Vec<i32>> {
+    let path = format!("/proc/{pid}/task/{pid}/children");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(procfs::parse_children(&text)),
+        // A zombie has no task directory left to list (and no children).
+        Err(_) if is_zombie(pid).unwrap_or(false) => Ok(vec![]),
+        Err(e) => Err(super::proc_err(&path)(e)),
+    }
 }
 
 fn walk_tree(root: i32) -> Result<Vec<i32>> {
@@ -107,77 +192,35 @@ fn walk_tree(root: i32) -> Result<Vec<i32>> {
     let mut i = 0;
     while i < out.len() {
         let pid = out[i];
-        let path = format!("/proc/{pid}/task/{pid}/children");
-        let text = std::fs::read_to_string(&path).map_err(super::proc_err(&path))?;
-        out.extend(procfs::parse_children(&text));
+        out.extend(children_of(pid)?);
         i += 1;
     }
     Ok(out)
 }
 
 fn check_before_seize(pid: i32) -> Result<()> {
-    let path = format!("/proc/{pid}/status");
-    let status = procfs::parse_status(&std::fs::read_to_string(&path).map_err(super::proc_err(&path))?);
-    dump_task::precheck(pid, &status)
+    dump_task::precheck(pid, &status_of(pid)?)
 }
 
-fn seize_one(pid: i32) -> Result<()> {
-    check_before_seize(pid)?;
-    remote::seize(pid)?;
-    remote::interrupt(pid)?;
-    check_stop(pid, remote::wait_interrupted(pid)?)?;
-    settle_signals(pid)
-}
-
-fn check_stop(pid: i32, sig: Signal) -> Result<()> {
-    if sig != Signal::SIGTRAP {
-        return Err(CheckpointError::Unsupported {
+/// The stop a seized task reports: SIGTRAP for our interrupt, or the signal of the group stop
+/// it is in (a SEIZEd task in a group stop reports that signal at every trap), recorded so that
+/// the restore stops it again. Anything else is unexpected.
+fn check_stop(pid: i32, sig: Signal) -> Result<Option<i32>> {
+    match sig {
+        Signal::SIGTRAP => Ok(None),
+        Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU => Ok(Some(sig as i32)),
+        _ => Err(CheckpointError::Unsupported {
             pid,
-            what: format!("is stopped by {sig} (v1 does not dump stopped tasks)"),
-        });
+            what: format!("reported an unexpected stop by {sig} when interrupted"),
+        }),
     }
-    Ok(())
-}
-
-/// v1 does not queue signals again at restore, so let the task take every pending signal it
-/// has not blocked before the dump: resumed from the interrupt stop, it dequeues the signal
-/// (a signal-delivery-stop), which is delivered with a new interrupt pending, so the task stops
-/// again right after its handler frame is set up. As if the signal had come a moment earlier.
-fn settle_signals(pid: i32) -> Result<()> {
-    for _ in 0..16 {
-        let path = format!("/proc/{pid}/status");
-        let status = procfs::parse_status(&std::fs::read_to_string(&path).map_err(super::proc_err(&path))?);
-        let blocked = crate::sys::ptrace::get_sigmask(pid).map_err(|source| CheckpointError::Ptrace {
-            pid,
-            op: "GETSIGMASK",
-            source,
-        })?;
-        if (status.sig_pnd | status.shd_pnd) & !blocked == 0 {
-            return Ok(());
-        }
-        ptrace::cont(Pid::from_raw(pid), None).map_err(super::ptrace_err(pid, "CONT"))?;
-        match remote::wait_stop_timeout(pid, std::time::Duration::from_millis(200))? {
-            Some(remote::Stop::Signal(sig)) => {
-                remote::interrupt(pid)?;
-                ptrace::cont(Pid::from_raw(pid), sig).map_err(super::ptrace_err(pid, "CONT"))?;
-                check_stop(pid, remote::wait_interrupted(pid)?)?;
-            }
-            Some(remote::Stop::Event(sig)) => check_stop(pid, sig)?,
-            // Nothing was dequeued after all: stop it again.
-            _ => {
-                remote::interrupt(pid)?;
-                check_stop(pid, remote::wait_interrupted(pid)?)?;
-            }
-        }
-    }
-    Ok(()) // collect() refuses what is still pending
 }
 
 /// Collect and write; on any error detach everything (the tasks keep running) and report it.
 /// With --leave-running the tasks are let go as soon as their pages are in the image: the
 /// metadata and the manifest are written while they run.
 fn finish_seized(
-    seized: &[i32],
+    seized: &Seized,
     seized_ok: Result<()>,
     dir: &Path,
     opts: &DumpOptions,
@@ -186,14 +229,15 @@ fn finish_seized(
     let mut released: Option<Instant> = None;
     let mut release = || {
         if opts.leave_running {
-            detach_all(seized);
+            // A task that was in a group stop stays stopped: detaching reinstates the stop.
+            detach_all(&seized.pids);
             released = Some(Instant::now());
         }
     };
     let result = seized_ok.and_then(|()| collect_and_write(seized, dir, &mut release));
     match &result {
-        Ok(_) if !opts.leave_running => kill_all(seized),
-        _ => detach_all(seized),
+        Ok(_) if !opts.leave_running => kill_all(&seized.pids),
+        _ => detach_all(&seized.pids),
     }
     let released = released.unwrap_or_else(Instant::now);
     result.map(|mut s| {
@@ -230,27 +274,42 @@ fn detach_all(pids: &[i32]) {
 /// Collect every task (all refusals happen here, before the image directory is touched), then
 /// stream each task's pages to the image; `release` is called as soon as nothing more is read
 /// from the tasks, then the metadata and, last, the manifest are written.
-fn collect_and_write(pids: &[i32], dir: &Path, release: &mut dyn FnMut()) -> Result<DumpSummary> {
+fn collect_and_write(seized: &Seized, dir: &Path, release: &mut dyn FnMut()) -> Result<DumpSummary> {
     let started = Instant::now();
     let mut statuses = BTreeMap::new();
-    for &pid in pids {
-        let path = format!("/proc/{pid}/status");
-        let text = std::fs::read_to_string(&path).map_err(super::proc_err(&path))?;
-        statuses.insert(pid, procfs::parse_status(&text));
+    let pids: Vec<i32> = seized.pids.iter().chain(&seized.zombies).copied().collect();
+    for &pid in &pids {
+        statuses.insert(pid, status_of(pid)?);
     }
     let root = statuses
         .iter()
         .find(|(_, s)| !statuses.contains_key(&s.ppid))
         .map(|(p, _)| *p)
         .unwrap_or(0);
-    let (namespaces, ns_parents) = super::pidns::read(pids, root)?;
-    let tree = build_tree(&statuses, &namespaces, &ns_parents)?;
+    let (namespaces, ns_parents) = super::pidns::read(&pids, root)?;
+    let mut tree = build_tree(&statuses, &namespaces, &ns_parents)?;
+    let (zombies, tasks) = tree
+        .tasks
+        .into_iter()
+        .partition(|t| seized.zombies.contains(&t.host_pid));
+    tree.tasks = tasks;
+    tree.zombies = zombies
+        .into_iter()
+        .map(|entry: image::TreeEntry| {
+            Ok(image::ZombieEntry {
+                status: zombie_status(entry.host_pid)?,
+                entry,
+            })
+        })
+        .collect::<Result<_>>()?;
+    check_sessions(&tree)?;
     let mut collected: Vec<(i32, Collected)> = Vec::new();
     let root_host = tree.tasks.iter().find(|t| t.pid == tree.root).map_or(0, |t| t.host_pid);
     let external = files::external_stdio(root_host);
     for entry in &tree.tasks {
         let mut c = dump_task::collect(entry.host_pid, &external)?;
         c.task.pid = entry.pid;
+        c.task.stop_signal = seized.stopped.get(&entry.host_pid).copied();
         collected.push((entry.host_pid, c));
     }
     let mut linked: Vec<files::TaskFds> = collected
@@ -313,5 +372,15 @@ fn collect_and_write(pids: &[i32], dir: &Path, release: &mut dyn FnMut()) -> Res
         frozen: Duration::ZERO,
         collect,
         write_pages,
+    })
+}
+
+/// A zombie's wait status: the exit_code field (52) of /proc/<pid>/stat.
+fn zombie_status(pid: i32) -> Result<i32> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).map_err(super::proc_err(&path))?;
+    procfs::parse_stat_exit_code(&text).ok_or_else(|| CheckpointError::Unsupported {
+        pid,
+        what: "zombie without a readable exit code in /proc/<pid>/stat".into(),
     })
 }

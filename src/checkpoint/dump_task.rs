@@ -8,7 +8,8 @@ use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 
 use super::image::{
-    AltStack, Creds, FileIdentity, MmFields, PagemapEntry, Rlimit, Rseq, SigAction, StreamFile, TaskImage, Vma, VmaKind,
+    AltStack, Creds, FileIdentity, Itimer, MmFields, PagemapEntry, PendingSignal, Rlimit, Rseq, SigAction, StreamFile,
+    TaskImage, Vma, VmaKind,
 };
 use super::plan::{fixup_restart, PAGE};
 use super::procfs::{self, SmapsVma, Status};
@@ -38,10 +39,11 @@ fn unsupported(pid: i32, what: impl Into<String>) -> CheckpointError {
     CheckpointError::Unsupported { pid, what: what.into() }
 }
 
-/// Refusals that need only /proc, checked before the task is seized.
+/// Refusals that need only /proc, checked before the task is seized (zombies are not seized:
+/// the dump records them from /proc alone).
 pub fn precheck(pid: i32, s: &Status) -> Result<()> {
     if s.state == 'Z' || s.state == 'X' {
-        return Err(unsupported(pid, "is a zombie (v1)"));
+        return Err(unsupported(pid, "exited while being dumped"));
     }
     if s.threads != 1 {
         return Err(unsupported(
@@ -77,15 +79,6 @@ pub fn collect(pid: i32, external: &BTreeSet<String>) -> Result<Collected> {
         op: "GETSIGMASK",
         source,
     })?;
-    if (status.sig_pnd | status.shd_pnd) != 0 {
-        return Err(unsupported(
-            pid,
-            format!(
-                "has pending signals (thread {:#x}, process {:#x}, blocked {sigmask:#x}); v1 does not queue them again",
-                status.sig_pnd, status.shd_pnd
-            ),
-        ));
-    }
     let smaps = procfs::parse_smaps(&read(format!("/proc/{pid}/smaps"))?);
     let vmas = classify_vmas(pid, &smaps)?;
     let found = super::files::collect_fds(pid, external)?;
@@ -112,6 +105,9 @@ pub fn collect(pid: i32, external: &BTreeSet<String>) -> Result<Collected> {
         });
     let robust_list = sp::get_robust_list(pid).unwrap_or((0, 0));
     let inside = query_inside(pid, &vmas, raw_regs, sigmask)?;
+    // After the queries: a timer that expired meanwhile has its signal queued by now.
+    let status = procfs::parse_status(&read(format!("/proc/{pid}/status"))?);
+    let pending = collect_pending(pid, &status)?;
 
     let mut regs = raw_regs.into();
     fixup_restart(&mut regs);
@@ -170,8 +166,57 @@ pub fn collect(pid: i32, external: &BTreeSet<String>) -> Result<Collected> {
         auxv,
         vmas,
         fds,
+        pending,
+        itimers: inside.itimers,
+        stop_signal: None, // set by the caller, which saw the stop
+        child_subreaper: inside.child_subreaper,
+        pdeathsig: inside.pdeathsig,
     };
     Ok(Collected { task, fd_objects })
+}
+
+fn sig_bit(sig: i32) -> u64 {
+    1u64 << (sig - 1)
+}
+
+/// Every queued signal, thread queue then process queue, each in queue order, with its siginfo
+/// (PTRACE_PEEKSIGINFO). A standard signal that is pending without a queue entry (the kernel
+/// could not allocate one) is recorded as a plain kill() from nobody.
+fn collect_pending(pid: i32, status: &Status) -> Result<Vec<PendingSignal>> {
+    let mut out = Vec::new();
+    for (shared, mask) in [(false, status.sig_pnd), (true, status.shd_pnd)] {
+        if mask & sig_bit(libc::SIGKILL) != 0 {
+            return Err(unsupported(pid, "is being killed (SIGKILL pending)"));
+        }
+        let queue = sp::peek_siginfo(pid, shared).map_err(|source| CheckpointError::Ptrace {
+            pid,
+            op: if shared { "PEEKSIGINFO (shared)" } else { "PEEKSIGINFO" },
+            source,
+        })?;
+        let mut seen = 0u64;
+        for info in &queue {
+            let signo = i32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
+            if !(1..=64).contains(&signo) {
+                return Err(unsupported(pid, format!("queued siginfo with signal number {signo}")));
+            }
+            seen |= sig_bit(signo);
+            out.push(PendingSignal {
+                shared,
+                signo,
+                siginfo: super::image::to_hex(info),
+            });
+        }
+        for signo in (1..32).filter(|&s| mask & !seen & sig_bit(s) != 0) {
+            let mut info = [0u8; sp::SIGINFO_SIZE];
+            info[..4].copy_from_slice(&signo.to_ne_bytes());
+            out.push(PendingSignal {
+                shared,
+                signo,
+                siginfo: super::image::to_hex(&info),
+            });
+        }
+    }
+    Ok(out)
 }
 
 const REFUSED_VMFLAGS: [(&str, &str); 7] = [
@@ -409,6 +454,9 @@ struct Inside {
     altstack: AltStack,
     securebits: u32,
     dumpable: u32,
+    itimers: Vec<Itimer>,
+    child_subreaper: bool,
+    pdeathsig: i32,
 }
 
 /// Find a `syscall` instruction (0f 05) in the task's vdso, our injection point at dump.
@@ -503,12 +551,32 @@ fn run_queries(r: &Remote, base: &libc::user_regs_struct) -> Result<Inside> {
         const PR_GET_SECUREBITS: u64 = 27;
         let dumpable = r.call(base, "prctl(PR_GET_DUMPABLE)", libc::SYS_prctl, &[PR_GET_DUMPABLE])? as u32;
         let securebits = r.call(base, "prctl(PR_GET_SECUREBITS)", libc::SYS_prctl, &[PR_GET_SECUREBITS])? as u32;
-        for which in 0..3u64 {
-            r.call(base, "getitimer", libc::SYS_getitimer, &[which, scratch])?;
-            if remote::words(&r.read(scratch, 32)?).iter().any(|&x| x != 0) {
-                return Err(unsupported(r.pid, format!("has interval timer {which} armed (v1)")));
+        // struct itimerval { it_interval, it_value } of timevals; only armed timers matter.
+        let mut itimers = Vec::new();
+        for which in 0..3 {
+            r.call(base, "getitimer", libc::SYS_getitimer, &[which as u64, scratch])?;
+            let w = remote::words(&r.read(scratch, 32)?);
+            let value_us = w[2] * 1_000_000 + w[3];
+            if value_us != 0 {
+                itimers.push(Itimer {
+                    which,
+                    interval_us: w[0] * 1_000_000 + w[1],
+                    value_us,
+                });
             }
         }
+        const PR_GET_PDEATHSIG: u64 = 2;
+        const PR_GET_CHILD_SUBREAPER: u64 = 37;
+        r.call(
+            base,
+            "prctl(PR_GET_PDEATHSIG)",
+            libc::SYS_prctl,
+            &[PR_GET_PDEATHSIG, scratch],
+        )?;
+        let pdeathsig = i32::from_ne_bytes(r.read(scratch, 4)?.try_into().unwrap_or_default());
+        let args = [PR_GET_CHILD_SUBREAPER, scratch];
+        r.call(base, "prctl(PR_GET_CHILD_SUBREAPER)", libc::SYS_prctl, &args)?;
+        let child_subreaper = r.read(scratch, 4)? != [0, 0, 0, 0];
         Ok(Inside {
             sigactions,
             brk,
@@ -516,6 +584,9 @@ fn run_queries(r: &Remote, base: &libc::user_regs_struct) -> Result<Inside> {
             altstack,
             securebits,
             dumpable,
+            itimers,
+            child_subreaper,
+            pdeathsig,
         })
     })();
     r.call(base, "munmap", libc::SYS_munmap, &[scratch, PAGE])?;

@@ -1,11 +1,13 @@
-//! The image format (CHECKPOINT.md §5), version 1.3 (1.1 added `Creds::securebits` and
+//! The image format (CHECKPOINT.md §5), version 1.4 (1.1 added `Creds::securebits` and
 //! `Creds::dumpable`; a 1.0 image reads as securebits 0 and an unknown dumpable flag; 1.2 added
 //! nested pid namespaces: `TreeEntry::{nspid, nspgid, nssid, pid_ns, pid_ns_for_children}` and
 //! `Tree::pid_namespaces`; an older image reads as one level, the container's; 1.3 made the
 //! per-file digest XXH3-128 instead of SHA-256, so that a 1 GiB page file is checksummed at
 //! memory speed while it is written and again before a restore; older images still verify
 //! with their SHA-256; 1.4 added open file descriptions shared between descriptors
-//! (`Fd::desc`), more kinds of fds, shared mappings and the object files below):
+//! (`Fd::desc`), more kinds of fds, shared mappings and the object files below; 1.5 added
+//! zombies, pending signals, interval timers, the stop signal, subreaper and pdeathsig, all
+//! empty in older images):
 //!
 //! ```text
 //! <dir>/manifest.json            format, engine, created, host record, files [{name, size, xxh3_128}]
@@ -39,7 +41,7 @@ use super::host::HostRecord;
 use super::CheckpointError;
 
 pub const FORMAT_MAJOR: u32 = 1;
-pub const FORMAT_MINOR: u32 = 4;
+pub const FORMAT_MINOR: u32 = 5;
 pub const MANIFEST: &str = "manifest.json";
 pub const TREE: &str = "tree.json";
 
@@ -82,6 +84,17 @@ pub struct Tree {
     /// images, which have one level).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pid_namespaces: Vec<PidNs>,
+    /// Exited, unreaped children (format 1.5): restored as processes that die the same way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zombies: Vec<ZombieEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ZombieEntry {
+    #[serde(flatten)]
+    pub entry: TreeEntry,
+    /// The wait status its parent will read: exit code << 8, or the killing signal.
+    pub status: i32,
 }
 
 /// One pid namespace of the tree. Ids are the nsfs inodes at dump time: they only name the
@@ -415,6 +428,24 @@ fn is_zero(v: &u32) -> bool {
     *v == 0
 }
 
+/// One queued signal (format 1.5), in queue order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PendingSignal {
+    /// The process-wide queue (kill, sigqueue) rather than the thread's own (tgkill).
+    pub shared: bool,
+    pub signo: i32,
+    /// The raw 128-byte siginfo_t, hex (si_code, si_pid, si_uid, si_value ... as queued).
+    pub siginfo: String,
+}
+
+/// An armed interval timer (format 1.5): ITIMER_REAL 0, VIRTUAL 1, PROF 2; microseconds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Itimer {
+    pub which: i32,
+    pub interval_us: u64,
+    pub value_us: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Rlimit {
     pub resource: i32,
@@ -453,6 +484,20 @@ pub struct TaskImage {
     pub auxv: Vec<u64>,
     pub vmas: Vec<Vma>,
     pub fds: Vec<Fd>,
+    /// Queued signals, thread queue and process queue (format 1.5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<PendingSignal>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub itimers: Vec<Itimer>,
+    /// In a group stop by this signal at dump time (format 1.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<i32>,
+    /// PR_SET_CHILD_SUBREAPER (format 1.5).
+    #[serde(default)]
+    pub child_subreaper: bool,
+    /// PR_SET_PDEATHSIG, 0 for none (format 1.5).
+    #[serde(default)]
+    pub pdeathsig: i32,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -960,6 +1005,19 @@ mod tests {
                     desc: 3,
                 },
             ],
+            pending: vec![PendingSignal {
+                shared: true,
+                signo: 34,
+                siginfo: to_hex(&[0x22, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]),
+            }],
+            itimers: vec![Itimer {
+                which: 0,
+                interval_us: 0,
+                value_us: 1_500_000,
+            }],
+            stop_signal: Some(19),
+            child_subreaper: true,
+            pdeathsig: 9,
         }
     }
 
@@ -984,6 +1042,17 @@ mod tests {
                 host_pid: 4001,
                 ..Default::default()
             }],
+            zombies: vec![ZombieEntry {
+                entry: TreeEntry {
+                    pid: 2,
+                    ppid: 1,
+                    pgid: 1,
+                    sid: 1,
+                    host_pid: 4002,
+                    ..Default::default()
+                },
+                status: 3 << 8,
+            }],
             ..Default::default()
         };
         w.write_json(TREE, &tree).unwrap();
@@ -997,6 +1066,8 @@ mod tests {
         let image = load(t.path()).unwrap();
         assert_eq!(image.tasks[&1], sample_task(1));
         assert_eq!(image.pagemaps[&1][0].nr_pages, 2);
+        assert_eq!(image.tree.zombies[0].status, 3 << 8);
+        assert_eq!(image.tree.zombies[0].entry.pid, 2);
         assert_eq!(from_hex(&image.tasks[&1].xstate).unwrap(), vec![1, 2, 0xff]);
         let json = inspect_json(t.path()).unwrap();
         assert_eq!(json["tasks"][0]["pages_bytes"], 8192);

@@ -32,10 +32,12 @@ mod pidns;
 pub mod pidtree;
 pub mod plan;
 pub mod procfs;
+pub mod pstree;
 mod relocate;
 mod remote;
 pub mod restore;
 mod seed;
+mod signals;
 mod transplant;
 
 #[cfg(test)]

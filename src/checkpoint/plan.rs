@@ -183,31 +183,15 @@ pub fn build_tree(
         host_levels: level,
         tasks,
         pid_namespaces,
+        zombies: vec![],
     };
-    check_sessions(&tree)?;
     Ok(tree)
 }
 
-/// v1 sessions and groups: each task leads its own or shares its parent's (the root's may be
-/// led from outside, and is then inherited from the restorer).
+/// Sessions and process groups (with helpers for dead leaders, `pstree::plan`): refuse at dump
+/// what the restore could not rebuild.
 pub fn check_sessions(tree: &Tree) -> Result<(), CheckpointError> {
-    let by_pid: BTreeMap<i32, &TreeEntry> = tree.tasks.iter().map(|t| (t.pid, t)).collect();
-    for t in &tree.tasks {
-        let Some(parent) = by_pid.get(&t.ppid) else { continue };
-        if t.sid != t.pid && t.sid != parent.sid {
-            return Err(CheckpointError::Unsupported {
-                pid: t.host_pid,
-                what: format!("session {} is neither its own nor its parent's (v1)", t.sid),
-            });
-        }
-        if t.pgid != t.pid && t.pgid != parent.pgid {
-            return Err(CheckpointError::Unsupported {
-                pid: t.host_pid,
-                what: format!("process group {} is neither its own nor its parent's (v1)", t.pgid),
-            });
-        }
-    }
-    Ok(())
+    super::pstree::plan(tree).map(|_| ())
 }
 
 /// Where each dumped VMA is premapped in the seed, and the stub; one per task.
@@ -354,7 +338,8 @@ mod tests {
         s.insert(500, st(400, &[500, 1], 1, 1));
         s.insert(501, st(500, &[501, 7], 1, 1));
         s.insert(502, st(501, &[502, 8], 1, 7));
-        assert!(flat(&s).unwrap_err().to_string().contains("session 7"));
+        let tree = flat(&s).unwrap();
+        assert!(check_sessions(&tree).unwrap_err().to_string().contains("session 7"));
     }
 
     fn vma(start: u64, end: u64, kind: VmaKind) -> Vma {

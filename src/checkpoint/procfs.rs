@@ -121,6 +121,12 @@ pub fn parse_stat_mm(text: &str) -> Option<StatMm> {
     })
 }
 
+/// Field 52 of /proc/<pid>/stat, exit_code: a zombie's wait status.
+pub fn parse_stat_exit_code(text: &str) -> Option<i32> {
+    let rest = &text[text.rfind(')')? + 1..];
+    rest.split_whitespace().nth(52 - 3)?.parse().ok()
+}
+
 /// One VMA of /proc/<pid>/smaps.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SmapsVma {

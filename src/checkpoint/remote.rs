@@ -49,20 +49,6 @@ pub fn wait_stop(pid: i32) -> Result<Stop> {
     }
 }
 
-/// Like `wait_stop`, but gives up (None) when the task has not stopped within `timeout`.
-pub fn wait_stop_timeout(pid: i32, timeout: std::time::Duration) -> Result<Option<Stop>> {
-    let start = std::time::Instant::now();
-    while start.elapsed() < timeout {
-        let flags = WaitPidFlag::__WALL | WaitPidFlag::WNOHANG;
-        let status = waitpid(Pid::from_raw(pid), Some(flags)).map_err(ptrace_err(pid, "waitpid"))?;
-        if let Some(stop) = classify(pid, status)? {
-            return Ok(Some(stop));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-    Ok(None)
-}
-
 fn classify(pid: i32, status: WaitStatus) -> Result<Option<Stop>> {
     Ok(Some(match status {
         WaitStatus::PtraceEvent(_, sig, PTRACE_EVENT_STOP) => Stop::Event(sig),

@@ -56,8 +56,9 @@ pub struct Restored {
 /// resolve in; the root task becomes the caller's child.
 pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored> {
     let image = image::load(dir)?; // every checksum and the host record, before any clone
-    check_restorable(&image, opts)?;
-    let mut plans = plan_tasks(&image, opts)?;
+    let tree = super::pstree::plan(&image.tree)?;
+    check_restorable(&image, &tree, opts)?;
+    let mut plans = plan_tasks(&image, &tree, opts)?;
     // Every file and shared memory object once, above every task's descriptors; the seeds
     // inherit them and dup3 theirs into place.
     let base = plans.values().map(|p| p.helper_base).max().unwrap_or(3);
@@ -73,6 +74,7 @@ pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored> {
     let ctx = SeedCtx {
         image: &image,
         plans: &plans,
+        tree: &tree,
         ready_w: ready_w.as_raw_fd(),
         hold_r: hold_r.as_raw_fd(),
     };
@@ -223,7 +225,7 @@ fn kill_all(root: i32, pidfd: &OwnedFd, ns: PidNamespace) {
 
 /// What v1 needs from this host beyond the host record: unchanged mapped files, the same vdso
 /// layout, and free pids. (Credentials are checked by `plan_tasks`, also before any clone.)
-fn check_restorable(image: &Image, opts: &RestoreOptions) -> Result<()> {
+fn check_restorable(image: &Image, tree: &super::pstree::TreePlan, opts: &RestoreOptions) -> Result<()> {
     for (pid, t) in &image.tasks {
         for v in t.vmas.iter().filter(|v| {
             matches!(
@@ -286,11 +288,11 @@ fn check_restorable(image: &Image, opts: &RestoreOptions) -> Result<()> {
             image.tree.root
         ))),
         PidNamespace::Current => {
-            for t in &image.tree.tasks {
-                if Path::new(&format!("/proc/{}", t.pid)).exists() {
+            // Tasks, zombies and the helpers of dead session and group leaders.
+            for pid in tree.nodes.keys() {
+                if Path::new(&format!("/proc/{pid}")).exists() {
                     return Err(CheckpointError::Restore(format!(
-                        "pid {} is in use in this pid namespace",
-                        t.pid
+                        "pid {pid} is in use in this pid namespace"
                     )));
                 }
             }
@@ -300,9 +302,9 @@ fn check_restorable(image: &Image, opts: &RestoreOptions) -> Result<()> {
     }
 }
 
-/// Per task: set_tid, session steps, children, premap layout, external fd sources, and the
+/// Per task: set_tid, helpers to reap, premap layout, external fd sources, and the
 /// credential steps (refusing credentials this restorer cannot give).
-fn plan_tasks(image: &Image, opts: &RestoreOptions) -> Result<BTreeMap<i32, TaskPlan>> {
+fn plan_tasks(image: &Image, tree: &super::pstree::TreePlan, opts: &RestoreOptions) -> Result<BTreeMap<i32, TaskPlan>> {
     let me = creds::Current::of_self()?;
     let maps = std::fs::read_to_string("/proc/self/maps").map_err(super::proc_err("/proc/self/maps"))?;
     let occupied: Vec<(u64, u64)> = procfs::parse_smaps(&maps).iter().map(|v| (v.start, v.end)).collect();
@@ -348,10 +350,7 @@ fn plan_tasks(image: &Image, opts: &RestoreOptions) -> Result<BTreeMap<i32, Task
             TaskPlan {
                 clone: pid_plan.clone,
                 children_ns: pid_plan.children_ns,
-                setsid: t.sid == t.pid,
-                // setsid already made a session leader its group's leader.
-                setpgid: t.pgid == t.pid && t.sid != t.pid,
-                children: pid_plan.children,
+                reap: tree.nodes[&t.pid].reap.clone(),
                 layout: plan_layout(task, &occupied)?,
                 helper_base: task.fds.iter().map(|f| f.fd + 1).max().unwrap_or(3).max(3),
                 externals,

@@ -1,7 +1,9 @@
 //! Seed code: runs in each freshly cloned process of a restore (a fork of the restorer, so it
 //! has the whole decoded image in memory), builds everything that ordinary code can build from
 //! inside (children at exact pids, session, fds, cwd, umask, comm, premapped and filled memory,
-//! sigactions, rlimits), reports ready and blocks until the restorer seizes it.
+//! sigactions, rlimits), reports ready and blocks until the restorer seizes it. Zombies and
+//! helpers (`pstree`) are seeds too: they make their session or group, clone what they must,
+//! and die.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -15,10 +17,12 @@ use nix::unistd::{close, dup3};
 use super::image::{FdKind, Image, TaskImage, Vma, VmaKind};
 use super::pidtree::{ChildrenNs, ClonePlan};
 use super::plan::{Layout, PAGE};
+use super::pstree::{Node, NodeKind, TreePlan};
 use crate::spawn::{spawn, SpawnPlan};
 use crate::sys::seedmem::{self, KernelSigaction};
 
-/// What a seed must do, beyond the image itself.
+/// What a seed must do, beyond the image itself (its place in the tree of sessions, groups,
+/// zombies and helpers: `SeedCtx::tree`).
 #[derive(Debug, Clone)]
 pub struct TaskPlan {
     /// How the parent clones it: set_tid (innermost level first), CLONE_NEWPID, the pid
@@ -26,10 +30,8 @@ pub struct TaskPlan {
     pub clone: ClonePlan,
     /// Where its later children are born, set after its own children exist.
     pub children_ns: ChildrenNs,
-    pub setsid: bool,
-    pub setpgid: bool,
-    /// In cloning order (`plan::plan_pids`).
-    pub children: Vec<i32>,
+    /// Helper children the restorer reaps in this task before it resumes.
+    pub reap: Vec<i32>,
     pub layout: Layout,
     /// First descriptor above every image descriptor: seed-only descriptors live at or above
     /// it and are closed with one close_range before the task resumes.
@@ -50,6 +52,7 @@ pub struct TaskPlan {
 pub struct SeedCtx<'a> {
     pub image: &'a Image,
     pub plans: &'a BTreeMap<i32, TaskPlan>,
+    pub tree: &'a TreePlan,
     pub ready_w: RawFd,
     pub hold_r: RawFd,
 }
@@ -69,15 +72,19 @@ pub fn run(ctx: &SeedCtx, pid: i32) -> i32 {
         ready_w: ctx.ready_w,
         hold_r: ctx.hold_r,
     };
-    let msg = match setup(ctx, pid, &mut fds) {
-        Ok(exe_fd) => format!("R {pid} {exe_fd}\n"),
-        Err(e) => format!("E {pid} {}\n", e.replace('\n', " ")),
+    let node = &ctx.tree.nodes[&pid];
+    let msg = match node.kind {
+        NodeKind::Task => match setup(ctx, pid, &mut fds) {
+            Ok(exe_fd) => format!("R {pid} {exe_fd}\n"),
+            Err(e) => format!("E {pid} {}\n", e.replace('\n', " ")),
+        },
+        // Helpers and zombies report only failures; success is their death.
+        _ => match build(ctx, node) {
+            Ok(()) => die(node),
+            Err(e) => format!("E {pid} {}\n", e.replace('\n', " ")),
+        },
     };
-    // One write of at most PIPE_BUF bytes is atomic, so reports of several seeds never mix.
-    let bytes = &msg.as_bytes()[..msg.len().min(4000)];
-    let ready = crate::sys::own_fresh_fd(fds.ready_w);
-    let _ = nix::unistd::write(&ready, bytes);
-    drop(ready);
+    report(fds.ready_w, &msg);
     if !msg.starts_with('R') {
         return 1;
     }
@@ -99,13 +106,8 @@ struct Helpers {
 fn setup(ctx: &SeedCtx, pid: i32, helpers: &mut Helpers) -> SeedResult<i32> {
     let plan = &ctx.plans[&pid];
     let task = &ctx.image.tasks[&pid];
-    if plan.setsid {
-        nix::unistd::setsid().map_err(errno("setsid"))?;
-    }
-    clone_children(ctx, plan)?;
-    if plan.setpgid {
-        nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0)).map_err(errno("setpgid"))?;
-    }
+    build(ctx, &ctx.tree.nodes[&pid])?;
+    set_children_ns(plan)?;
     restore_fds(task, plan, helpers)?;
     if task.root != "/" {
         nix::unistd::chroot(task.root.as_str()).map_err(errno(format!("chroot {}", task.root)))?;
@@ -125,7 +127,9 @@ fn setup(ctx: &SeedCtx, pid: i32, helpers: &mut Helpers) -> SeedResult<i32> {
     let exe = open(task.exe.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(errno(format!("opening exe {}", task.exe)))?;
     let exe_fd = move_above(exe, plan.helper_base)?;
-    for a in &task.sigactions {
+    // SIGCHLD is set by the restorer once the zombie and helper children are dead (an ignored
+    // SIGCHLD would have them reaped by the kernel).
+    for a in task.sigactions.iter().filter(|a| a.signo != libc::SIGCHLD) {
         let act = KernelSigaction {
             handler: a.handler,
             flags: a.flags,
@@ -149,37 +153,156 @@ fn setup(ctx: &SeedCtx, pid: i32, helpers: &mut Helpers) -> SeedResult<i32> {
     Ok(exe_fd)
 }
 
-/// Clone every child at its exact pids, each by this real parent. A child living in a nested
-/// pid namespace this seed is not in (the original parent had done setns or unshare before
-/// forking it) is cloned after entering that namespace through its init, then this seed goes
-/// back to its own; last, its own pid_for_children is set as it was dumped.
-fn clone_children(ctx: &SeedCtx, plan: &TaskPlan) -> SeedResult<()> {
-    let own = crate::sys::pidfd_open(nix::unistd::getpid().as_raw()).map_err(|e| format!("pidfd_open(self): {e}"))?;
-    for child in &plan.children {
-        let cp = &ctx.plans[child].clone;
+fn report(ready_w: RawFd, msg: &str) {
+    // One write of at most PIPE_BUF bytes is atomic, so reports of several seeds never mix.
+    let bytes = &msg.as_bytes()[..msg.len().min(4000)];
+    let ready = crate::sys::own_fresh_fd(ready_w);
+    let _ = nix::unistd::write(&ready, bytes);
+    drop(ready);
+}
+
+/// The node's place in the tree: children born before its setsid(), the session, its process
+/// group (before or after its children, whichever way the leader comes to exist), the other
+/// children, then wait until the children that must die (zombies, helpers) are dead.
+fn build(ctx: &SeedCtx, node: &Node) -> SeedResult<()> {
+    clone_all(ctx, &node.before_setsid, 0)?;
+    if node.setsid {
+        nix::unistd::setsid().map_err(errno("setsid"))?;
+    }
+    if let Some(g) = node.pgid.filter(|_| !node.pgid_after_children) {
+        join_group(g)?;
+    }
+    let flags = if node.clone_parent { crate::sys::CLONE_PARENT } else { 0 };
+    clone_all(ctx, &node.children, flags)?;
+    if let Some(g) = node.pgid.filter(|_| node.pgid_after_children) {
+        join_group(g)?;
+    }
+    for &child in &node.await_exit {
+        await_exit(child)?;
+    }
+    Ok(())
+}
+
+/// Clone children at their exact pids: helpers first (they make the groups and sessions the
+/// others join), then by the level of the pid namespace entered (`plan::plan_pids`: each init
+/// waited for is already cloned or being cloned by a seed that waits only for shallower ones).
+/// A child living in a nested pid namespace this seed is not in (the original parent had done
+/// setns or unshare before forking it) is cloned after entering that namespace through its
+/// init, then this seed goes back to its own.
+fn clone_all(ctx: &SeedCtx, children: &[i32], flags: u64) -> SeedResult<()> {
+    let key = |c: &i32| match ctx.plans.get(c) {
+        Some(p) => (1, p.clone.enter_level, *c),
+        None if ctx.tree.nodes[c].kind == NodeKind::Helper => (0, 0, *c),
+        None => (1, 0, *c),
+    };
+    let mut order = children.to_vec();
+    order.sort_by_key(key);
+    let mut own = None;
+    for child in order {
+        let node = &ctx.tree.nodes[&child];
+        let cp = match ctx.plans.get(&child) {
+            Some(plan) => plan.clone.clone(),
+            None => ClonePlan {
+                set_tid: node.set_tid.clone(),
+                new_pidns: false,
+                enter: None,
+                enter_level: 0,
+            },
+        };
         if let Some(init) = cp.enter {
+            if own.is_none() {
+                own = Some(
+                    crate::sys::pidfd_open(nix::unistd::getpid().as_raw())
+                        .map_err(|e| format!("pidfd_open(self): {e}"))?,
+                );
+            }
             enter_pidns_of(init).map_err(|e| format!("cloning pid {child}: {e}"))?;
         }
+        let new_pidns = if cp.new_pidns { crate::sys::CLONE_NEWPID } else { 0 };
         let spawn_plan = SpawnPlan {
-            new_namespaces: if cp.new_pidns { crate::sys::CLONE_NEWPID } else { 0 },
+            new_namespaces: new_pidns | flags,
             set_tid: cp.set_tid.clone(),
             cgroup_fd: None,
             joins: vec![],
             time_offsets: None,
         };
-        let spawned = spawn(&spawn_plan, || run(ctx, *child));
-        if cp.enter.is_some() {
+        let spawned = spawn(&spawn_plan, || run(ctx, child));
+        if let (Some(_), Some(own)) = (cp.enter, &own) {
             nix::sched::setns(own.as_fd(), nix::sched::CloneFlags::CLONE_NEWPID)
                 .map_err(errno("going back to its own pid namespace"))?;
         }
         spawned.map_err(|e| format!("cloning pid {child}: {e}"))?;
     }
+    Ok(())
+}
+
+/// Last, after its children exist: the pid_for_children it was dumped with.
+fn set_children_ns(plan: &TaskPlan) -> SeedResult<()> {
     match plan.children_ns {
         ChildrenNs::Own => Ok(()),
         ChildrenNs::Enter(init) => enter_pidns_of(init).map_err(|e| format!("restoring pid_for_children: {e}")),
         ChildrenNs::Unshare => nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)
             .map_err(errno("unshare(CLONE_NEWPID) for pid_for_children")),
     }
+}
+
+/// How long a seed waits for another seed to make a process group or to die.
+const TREE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// setpgid(0, g), retrying while the group's leader (made by another seed) does not have it yet.
+fn join_group(g: i32) -> SeedResult<()> {
+    let me = nix::unistd::Pid::from_raw(0);
+    let start = std::time::Instant::now();
+    loop {
+        if nix::unistd::getpgid(None).map(|p| p.as_raw()) == Ok(g) {
+            return Ok(());
+        }
+        match nix::unistd::setpgid(me, nix::unistd::Pid::from_raw(g)) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EPERM) if start.elapsed() < TREE_TIMEOUT => {
+                std::thread::sleep(std::time::Duration::from_millis(1))
+            }
+            Err(e) => return Err(format!("setpgid(0, {g}): {e}")),
+        }
+    }
+}
+
+/// Wait until a child (possibly not cloned yet: a helper clones it for us) has exited, without
+/// reaping it.
+fn await_exit(child: i32) -> SeedResult<()> {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG;
+    let start = std::time::Instant::now();
+    loop {
+        match waitid(Id::Pid(nix::unistd::Pid::from_raw(child)), flags) {
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => return Ok(()),
+            Ok(_) | Err(nix::errno::Errno::ECHILD) if start.elapsed() < TREE_TIMEOUT => {
+                std::thread::sleep(std::time::Duration::from_millis(1))
+            }
+            other => return Err(format!("waiting for child {child} to exit: {other:?}")),
+        }
+    }
+}
+
+/// A helper exits 0; a zombie dies as it died: exit code, or its signal (without a core dump:
+/// the wait status then lacks the core flag).
+fn die(node: &Node) -> ! {
+    let NodeKind::Zombie { status } = node.kind else {
+        crate::sys::exit_now(0)
+    };
+    let sig = status & 0x7f;
+    if sig != 0 {
+        let _ = nix::sys::prctl::set_dumpable(false);
+        let dfl = KernelSigaction::default();
+        let _ = seedmem::rt_sigaction_set(sig, &dfl);
+        if let Ok(s) = nix::sys::signal::Signal::try_from(sig) {
+            let mut set = SigSet::empty();
+            set.add(s);
+            let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+            let _ = nix::sys::signal::kill(nix::unistd::getpid(), s);
+        }
+    }
+    crate::sys::exit_now((status >> 8) & 0xff)
 }
 
 /// setns(CLONE_NEWPID) into the pid namespace of `init` (a pid in our own namespace), waiting

@@ -116,6 +116,10 @@ pub fn prepare(host: i32, task: &TaskImage, plan: &TaskPlan, exe_fd: i32) -> Res
     }
     set_mm_map(&r, &base, task, plan.layout.stub + PAGE, exe_fd)?;
     restore_thread_state(&r, &base, task, plan.layout.stub + PAGE)?;
+    let scratch = plan.layout.stub + PAGE;
+    super::signals::reap_helpers(&r, &base, task.pid, &plan.reap)?;
+    super::signals::restore_pending(&r, &base, task, scratch)?;
+    super::signals::restore_subreaper(&r, &base, task)?;
     r.call(
         &base,
         "close_range",
@@ -123,7 +127,11 @@ pub fn prepare(host: i32, task: &TaskImage, plan: &TaskPlan, exe_fd: i32) -> Res
         &[plan.helper_base as u64, u32::MAX as u64, 0],
     )?;
     // Credentials last (step 15-16): everything above may need the restorer's privileges.
-    restore_creds(&r, &base, task.pid, &plan.creds, plan.layout.stub + PAGE)?;
+    restore_creds(&r, &base, task.pid, &plan.creds, scratch)?;
+    // A credential change clears the parent-death signal: set it after.
+    super::signals::restore_pdeathsig(&r, &base, task)?;
+    // Armed as late as possible, so they lose little time while the others are transplanted.
+    super::signals::restore_itimers(&r, &base, task, scratch)?;
     // The last call removes the stub itself; the task stays in this call's syscall-exit-stop.
     r.call(&base, "munmap(stub)", libc::SYS_munmap, &[plan.layout.stub, 2 * PAGE])?;
     Ok(())
@@ -280,5 +288,11 @@ pub fn finish(host: i32, task: &TaskImage) -> Result<()> {
     let xstate = from_hex(&task.xstate).unwrap_or_default();
     sp::set_xstate(host, &xstate).map_err(ptrace_io(host, "SETREGSET NT_X86_XSTATE"))?;
     sp::set_sigmask(host, task.sigmask).map_err(ptrace_io(host, "SETSIGMASK"))?;
+    // A task dumped in a group stop gets its stop signal queued now: right after the detach
+    // it takes it and stops again (its parent sees it stop, as after the original stop).
+    if let Some(sig) = super::signals::stop_signal(task) {
+        nix::sys::signal::kill(Pid::from_raw(host), sig)
+            .map_err(|e| CheckpointError::Sys("kill (stop signal)", e.into()))?;
+    }
     ptrace::detach(Pid::from_raw(host), None).map_err(ptrace_err(host, "DETACH"))
 }

@@ -159,3 +159,47 @@ pub fn own_securebits() -> io::Result<u32> {
     }
     Ok(ret as u32)
 }
+
+pub const PTRACE_PEEKSIGINFO: libc::c_uint = 0x4209;
+/// Read the process-wide (shared) queue instead of the thread's own.
+pub const PTRACE_PEEKSIGINFO_SHARED: u32 = 1;
+/// Size of one `siginfo_t` as the kernel copies it out.
+pub const SIGINFO_SIZE: usize = 128;
+
+/// `struct ptrace_peeksiginfo_args`.
+#[repr(C)]
+struct PeekSiginfoArgs {
+    off: u64,
+    flags: u32,
+    nr: i32,
+}
+
+/// Every queued siginfo of a stopped tracee, in queue order: its own queue, or with `shared` the
+/// thread group's. Each entry is the raw 128-byte `siginfo_t`.
+pub fn peek_siginfo(pid: i32, shared: bool) -> io::Result<Vec<[u8; SIGINFO_SIZE]>> {
+    const BATCH: usize = 32;
+    let mut out = Vec::new();
+    loop {
+        let mut buf = [[0u8; SIGINFO_SIZE]; BATCH];
+        let args = PeekSiginfoArgs {
+            off: out.len() as u64,
+            flags: if shared { PTRACE_PEEKSIGINFO_SHARED } else { 0 },
+            nr: BATCH as i32,
+        };
+        // SAFETY: args is a valid ptrace_peeksiginfo_args; the kernel writes at most `nr`
+        // siginfo_t (128 bytes each) into `buf`, which holds exactly BATCH of them.
+        let ret = unsafe {
+            libc::ptrace(
+                PTRACE_PEEKSIGINFO,
+                pid,
+                &args as *const PeekSiginfoArgs,
+                buf.as_mut_ptr(),
+            )
+        };
+        let n = check(ret)? as usize;
+        out.extend_from_slice(&buf[..n.min(BATCH)]);
+        if n < BATCH {
+            return Ok(out);
+        }
+    }
+}
