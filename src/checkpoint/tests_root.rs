@@ -756,3 +756,142 @@ fn pipes_ghosts_and_shared_descriptions() {
     std::mem::forget(guard);
     assert_eq!(status, WaitStatus::Exited(Pid::from_raw(root), 7), "the TERM trap ran");
 }
+
+/// Kills a whole tree in our pid namespace on drop (descendants first: killing only the root
+/// would leave them to init).
+struct TreeKiller(i32);
+impl Drop for TreeKiller {
+    fn drop(&mut self) {
+        let mut all = vec![self.0];
+        let mut i = 0;
+        while i < all.len() {
+            let p = all[i];
+            let kids = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+            all.extend(super::procfs::parse_children(&kids));
+            i += 1;
+        }
+        for p in all.iter().rev() {
+            let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+        }
+        let _ = waitpid(Pid::from_raw(self.0), None);
+    }
+}
+
+/// Build `integration/survival/<name>.c` (the zdtm-style programs) into `dir`; None without gcc.
+fn build_survival(name: &str, dir: &Path) -> Option<PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/survival");
+    let bin = dir.join(name);
+    let out = std::process::Command::new("gcc")
+        .args(["-O2", "-static", "-Wall", "-Werror", "-I"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&bin)
+        .arg(src.join(format!("{name}.c")))
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "building {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(bin)
+}
+
+/// A survival program straight on the engine (no container), in our own pid namespace (its
+/// checks read /proc, which is ours): ready -> dump (kill) -> restore at the same pids ->
+/// SIGUSR2 -> it must write PASS and exit 0.
+fn survive_on_the_engine(name: &str, check_image: fn(&image::Image)) {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping {name} on the engine: {why}");
+        return;
+    }
+    let (t, work, img) = tempdir(name);
+    let Some(bin) = build_survival(name, t.path()) else {
+        eprintln!("skipping {name} on the engine: no gcc");
+        return;
+    };
+    let out = work.to_string_lossy().into_owned();
+    let pid = spawn_argv(&work, false, &[bin.to_str().unwrap(), &out]);
+    let guard = TreeKiller(pid);
+    let ready = work.join(format!("{name}.ready"));
+    let result = work.join(format!("{name}.result"));
+    wait_for("the program to be ready", Duration::from_secs(20), || {
+        ready.exists() || result.exists()
+    });
+    assert!(
+        !result.exists(),
+        "{}",
+        std::fs::read_to_string(&result).unwrap_or_default()
+    );
+    let summary = dump_tree(pid, &img, &DumpOptions { leave_running: false }).expect("dump");
+    std::mem::forget(guard);
+    let dumped = image::load_for_inspect(&img).unwrap();
+    check_image(&dumped);
+    let mut pids: Vec<i32> = summary.tasks.iter().map(|t| t.0).collect();
+    pids.extend(dumped.tree.zombies.iter().map(|z| z.entry.pid));
+    wait_for("the dumped pids to be free", Duration::from_secs(10), || {
+        pids.iter().all(|p| !Path::new(&format!("/proc/{p}")).exists())
+    });
+    let restored = restore(
+        &img,
+        &RestoreOptions {
+            pid_ns: PidNamespace::Current,
+            external_fds: BTreeMap::new(),
+            cgroup_fd: None,
+        },
+    )
+    .expect("restore");
+    let guard = TreeKiller(restored.root_pid);
+    kill(Pid::from_raw(restored.root_pid), Signal::SIGUSR2).unwrap();
+    wait_for("the result", Duration::from_secs(20), || result.exists());
+    let text = std::fs::read_to_string(&result).unwrap();
+    assert_eq!(text, "PASS\n", "{name} after the restore");
+    let status = waitpid(Pid::from_raw(restored.root_pid), None).unwrap();
+    std::mem::forget(guard);
+    assert_eq!(status, WaitStatus::Exited(Pid::from_raw(restored.root_pid), 0));
+}
+
+/// Zombies, a stopped task, a session and a group whose leaders are gone (helpers at restore),
+/// a subreaper, a pdeathsig: see integration/survival/pstree.c.
+#[test]
+fn pstree_survives_on_the_engine() {
+    survive_on_the_engine("pstree", |image| {
+        let mut statuses: Vec<i32> = image.tree.zombies.iter().map(|z| z.status).collect();
+        statuses.sort();
+        assert_eq!(statuses, vec![libc::SIGTERM, 42 << 8], "the two zombies");
+        let tasks: Vec<&image::TaskImage> = image.tasks.values().collect();
+        assert!(
+            tasks.iter().any(|t| t.stop_signal == Some(libc::SIGSTOP)),
+            "a stopped task"
+        );
+        assert!(tasks.iter().any(|t| t.pdeathsig == libc::SIGUSR1), "a pdeathsig");
+        assert!(tasks.iter().any(|t| t.child_subreaper), "a subreaper");
+        let plan = super::pstree::plan(&image.tree).unwrap();
+        assert_eq!(
+            plan.helpers().count(),
+            2,
+            "a dead session leader and a dead group leader"
+        );
+    });
+}
+
+/// Handlers, masks, sigaltstack, queued signals with their siginfo, interval timers: see
+/// integration/survival/signals.c.
+#[test]
+fn signals_survive_on_the_engine() {
+    survive_on_the_engine("signals", |image| {
+        let t = &image.tasks[&image.tree.root];
+        let queued: Vec<(bool, i32)> = t.pending.iter().map(|p| (p.shared, p.signo)).collect();
+        let rt = libc::SIGRTMIN();
+        let want = vec![
+            (false, libc::SIGHUP),
+            (true, libc::SIGUSR1),
+            (true, rt + 1),
+            (true, rt + 1),
+            (true, rt + 2),
+            (true, rt + 3),
+        ];
+        assert_eq!(queued, want, "the dumped queues");
+        assert_eq!(t.itimers.len(), 3, "{:?}", t.itimers);
+    });
+}
