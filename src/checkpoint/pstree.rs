@@ -263,7 +263,12 @@ pub fn plan(tree: &Tree) -> Result<TreePlan, CheckpointError> {
         if !all.contains_key(&g) && !dead_sessions.contains_key(&g) {
             dead_groups.entry(g).or_default().push(*pid);
         }
-        nodes.get_mut(pid).unwrap().pgid = Some(g);
+        // setpgid() takes the group as the task sees it: the innermost level of its vector (0:
+        // led from outside its own pid namespace, so only inherited).
+        let inner = x.e.nspgid.last().copied().unwrap_or(g);
+        if inner != 0 {
+            nodes.get_mut(pid).unwrap().pgid = Some(inner);
+        }
     }
     for (g, members) in &dead_groups {
         // Cloned by the first live member, which is in the group's session.
@@ -318,9 +323,11 @@ pub fn plan(tree: &Tree) -> Result<TreePlan, CheckpointError> {
         }
         false
     };
+    let group_of = |n: &Node| all.get(&n.pid).map(|x| x.e.pgid).or(n.pgid);
     let after: Vec<i32> = nodes
         .values()
-        .filter(|n| n.pgid.is_some_and(|g| g != n.pid && descends(g, n.pid)))
+        .filter(|n| n.pgid.is_some())
+        .filter(|n| group_of(n).is_some_and(|g| g != n.pid && descends(g, n.pid)))
         .map(|n| n.pid)
         .collect();
     for pid in after {
