@@ -1,8 +1,11 @@
 //! Survival programs, steps 5 (signals and timers) and 6 (process tree) of CHECKPOINT.md §6,
 //! each as the container's init and deep in its tree (see `amber_integration::survival` and
-//! `integration/survival/`); and a tree the engine still refuses, which must stay running.
+//! `integration/survival/`); `_clone`: checkpoint with --leave-running (the original must pass:
+//! a stopped child stays stopped, queued signals stay queued) and restore into a fresh container;
+//! `_twice`: checkpoint and restore the restored tree again (zombies, stops, queues and timers as
+//! restored must dump right). And a tree the engine still refuses, which must stay running.
 
-use amber_integration::survival::{build, build_dir, container_pids, survive, Place};
+use amber_integration::survival::{build, build_dir, container_pids, survive, survive_with, Opts, Place, Variant};
 use amber_integration::*;
 use std::time::{Duration, Instant};
 
@@ -24,6 +27,33 @@ fn pstree_as_init() {
 #[test]
 fn pstree_deep() {
     survive("pstree", Place::Deep);
+}
+
+fn variant(variant: Variant) -> Opts<'static> {
+    Opts {
+        variant,
+        ..Opts::default()
+    }
+}
+
+#[test]
+fn signals_deep_clone() {
+    survive_with("signals", Place::Deep, &variant(Variant::LeaveRunningClone));
+}
+
+#[test]
+fn signals_as_init_twice() {
+    survive_with("signals", Place::Init, &variant(Variant::KillTwice));
+}
+
+#[test]
+fn pstree_as_init_clone() {
+    survive_with("pstree", Place::Init, &variant(Variant::LeaveRunningClone));
+}
+
+#[test]
+fn pstree_deep_twice() {
+    survive_with("pstree", Place::Deep, &variant(Variant::KillTwice));
 }
 
 /// A task reparented to the init while still in the session of a live task elsewhere in the

@@ -112,14 +112,36 @@ pub fn restore_pdeathsig(r: &Remote, base: &libc::user_regs_struct, task: &TaskI
 }
 
 /// Re-arm each dumped interval timer with the time it had left (downtime does not count).
+/// The kernel adds a tick to a CPU timer's value (ITIMER_VIRTUAL, ITIMER_PROF) so that it
+/// fires after at least one: read it back and take that away again, or every checkpoint would
+/// make the timer a tick later.
 pub fn restore_itimers(r: &Remote, base: &libc::user_regs_struct, task: &TaskImage, scratch: u64) -> Result<()> {
-    for t in &task.itimers {
+    let set = |which: i32, interval_us: u64, value_us: u64| -> Result<()> {
         let tv = |us: u64| [us / 1_000_000, us % 1_000_000];
-        let mut words = tv(t.interval_us).to_vec();
-        words.extend(tv(t.value_us));
+        let mut words = tv(interval_us).to_vec();
+        words.extend(tv(value_us));
         r.write(scratch + ITIMERVAL_OFF, &remote::from_words(&words))?;
-        let args = [t.which as u64, scratch + ITIMERVAL_OFF, 0];
+        let args = [which as u64, scratch + ITIMERVAL_OFF, 0];
         r.call(base, "setitimer", libc::SYS_setitimer, &args)?;
+        Ok(())
+    };
+    for t in &task.itimers {
+        set(t.which, t.interval_us, t.value_us)?;
+        if t.which == libc::ITIMER_REAL {
+            continue;
+        }
+        r.call(
+            base,
+            "getitimer",
+            libc::SYS_getitimer,
+            &[t.which as u64, scratch + ITIMERVAL_OFF],
+        )?;
+        let w = remote::words(&r.read(scratch + ITIMERVAL_OFF, 32)?);
+        let got = w[2] * 1_000_000 + w[3];
+        let excess = got.saturating_sub(t.value_us);
+        if excess > 0 && t.value_us > excess {
+            set(t.which, t.interval_us, t.value_us - excess)?;
+        }
     }
     Ok(())
 }
