@@ -1,13 +1,12 @@
 /* What the engine does not restore yet must be refused at checkpoint, naming the process and
  * the object, and leave the container running untouched. argv[2] picks the object: "socket"
- * (a unix socket pair at fd 10), "eventfd" (fd 10), "sysvshm" (an attached SysV segment),
+ * (a unix socket pair at fd 10), "sysvshm" (an attached SysV segment),
  * "lock" (an flock held on fd 10), "async" (a pipe with O_ASYNC at fd 10), "clonefiles" (a
  * child sharing the descriptor table, clone(CLONE_FILES)). After SIGUSR2 (sent once the
  * checkpoint failed) the program checks the object still works. */
 #include "survival.h"
 
 #include <sched.h>
-#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
@@ -49,8 +48,6 @@ int main(int argc, char **argv)
         if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) < 0)
             die("socketpair");
         at10(sp[0]);
-    } else if (!strcmp(kind, "eventfd")) {
-        at10(eventfd(5, 0));
     } else if (!strcmp(kind, "sysvshm")) {
         int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
         if (id < 0 || (shm = shmat(id, NULL, 0)) == (void *)-1)
@@ -80,9 +77,6 @@ int main(int argc, char **argv)
     char buf[16] = "";
     if (!strcmp(kind, "socket")) {
         SV_CHECK(write(sp[1], "x", 1) == 1 && read(10, buf, 1) == 1 && buf[0] == 'x', "socket pair");
-    } else if (!strcmp(kind, "eventfd")) {
-        uint64_t v = 0;
-        SV_CHECK(read(10, &v, 8) == 8 && v == 5, "eventfd count %lu", (unsigned long)v);
     } else if (!strcmp(kind, "sysvshm")) {
         SV_CHECK(!strcmp(shm, "sysv"), "sysv segment");
     } else if (!strcmp(kind, "async")) {

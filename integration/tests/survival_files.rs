@@ -1,4 +1,5 @@
-//! Survival programs for step 4 (memory maps) and step 8 (files and descriptors) of
+//! Survival programs for step 4 (memory maps), step 8 (files and descriptors) and part of step 9
+//! (eventfd, signalfd, timerfd, epoll) of
 //! CHECKPOINT.md §6, each as the container's init and deep in its tree (see
 //! `amber_integration::survival` and `integration/survival/{maps,files}.c`); `_clone`: checkpoint
 //! with --leave-running (the original must pass: pipe data is read without being consumed) and
@@ -21,6 +22,16 @@ fn twice() -> Opts<'static> {
         variant: Variant::KillTwice,
         ..Opts::default()
     }
+}
+
+#[test]
+fn events_as_init() {
+    survive("events", Place::Init);
+}
+
+#[test]
+fn events_deep_twice() {
+    survive_with("events", Place::Deep, &twice());
 }
 
 #[test]
@@ -122,11 +133,6 @@ fn refused(kind: &str, expect: &str) {
 #[test]
 fn sockets_are_refused_and_the_container_keeps_running() {
     refused("socket", "-> socket:[");
-}
-
-#[test]
-fn eventfds_are_refused_and_the_container_keeps_running() {
-    refused("eventfd", "fd 10 -> anon_inode:[eventfd]");
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! File descriptors and shared memory objects (CHECKPOINT.md §1.6, §1.3 shared mappings).
 //!
 //! Dump: `collect_fds` classifies each descriptor of one task (regular files, directories,
-//! character devices, files unlinked while open, pipes, FIFOs; the container's stdio is
-//! external); `link_objects` then looks at all tasks together: descriptors that share one open
+//! character devices, files unlinked while open, pipes, FIFOs, memfds, eventfd, signalfd,
+//! timerfd, epoll; the container's stdio is external); `link_objects` then looks at all tasks together: descriptors that share one open
 //! file description (kcmp KCMP_FILE) get one `Fd::desc`, and the data of each object is read
 //! once, without disturbing it: pipe buffers through tee(2) from a reopened end, ghost file
 //! contents, shared anonymous memory through /proc/<pid>/map_files.
@@ -10,6 +10,9 @@
 //! Restore: `build` creates every object once in the restorer, before the first clone, at
 //! descriptors above every task's: the seeds (its forks) inherit them and dup3 each to its
 //! number, so descriptions shared before the dump are shared again (offset, status flags).
+//! Epoll registrations are added by the seed of the task that made them, through the same
+//! descriptor numbers (epoll keys a target by file and number); timerfds are armed and memfds
+//! sealed when every seed is ready (`Objects::finish`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -20,7 +23,7 @@ use std::path::PathBuf;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
-use super::image::{self, Fd, FdKind, Image, PagemapEntry, ShmemObject, TaskImage, VmaKind};
+use super::image::{self, EpollTarget, Fd, FdKind, Image, PagemapEntry, ShmemObject, TaskImage, VmaKind};
 use super::plan::PAGE;
 use super::{proc_err, CheckpointError, Result};
 
@@ -106,6 +109,8 @@ pub fn collect_fds(pid: i32, external: &BTreeSet<String>) -> Result<Vec<FoundFd>
                 ));
             }
             FdKind::External { key: target.clone() }
+        } else if let Some(kind) = anon_kind(&target, &info) {
+            kind.map_err(|why| refuse(&why))?
         } else if !target.starts_with('/') {
             // socket:[..], anon_inode:[eventfd], anon_inode:[eventpoll], /memfd:..., ...
             return Err(refuse("this kind of descriptor is not supported yet"));
@@ -178,6 +183,77 @@ pub fn collect_fds(pid: i32, external: &BTreeSet<String>) -> Result<Vec<FoundFd>
     Ok(out)
 }
 
+/// The value of `key:` in fdinfo text.
+fn field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// "(sec, nsec)" as nanoseconds.
+fn timespec_ns(text: &str) -> Option<u64> {
+    let (sec, nsec) = text.trim_start_matches('(').trim_end_matches(')').split_once(',')?;
+    Some(sec.trim().parse::<u64>().ok()? * 1_000_000_000 + nsec.trim().parse::<u64>().ok()?)
+}
+
+/// eventfd, signalfd, timerfd and epoll descriptors, from fdinfo (None: not one of those).
+fn anon_kind(target: &str, info: &str) -> Option<std::result::Result<FdKind, String>> {
+    let bad = |what: &str| format!("unreadable {what} in fdinfo");
+    Some(match target {
+        "anon_inode:[eventfd]" => (|| {
+            let count = u64::from_str_radix(field(info, "eventfd-count").ok_or(bad("eventfd-count"))?, 16)
+                .map_err(|_| bad("eventfd-count"))?;
+            let semaphore = field(info, "eventfd-semaphore") == Some("1");
+            Ok(FdKind::EventFd { count, semaphore })
+        })(),
+        "anon_inode:[signalfd]" => field(info, "sigmask")
+            .and_then(|m| u64::from_str_radix(m, 16).ok())
+            .map(|mask| FdKind::SignalFd { mask })
+            .ok_or(bad("sigmask")),
+        "anon_inode:[timerfd]" => (|| {
+            let clock = field(info, "clockid")
+                .and_then(|c| c.parse().ok())
+                .ok_or(bad("clockid"))?;
+            let ticks = field(info, "ticks").and_then(|c| c.parse().ok()).ok_or(bad("ticks"))?;
+            let value_ns = field(info, "it_value").and_then(timespec_ns).ok_or(bad("it_value"))?;
+            let interval_ns = field(info, "it_interval")
+                .and_then(timespec_ns)
+                .ok_or(bad("it_interval"))?;
+            if ![libc::CLOCK_REALTIME, libc::CLOCK_MONOTONIC, libc::CLOCK_BOOTTIME].contains(&clock) {
+                return Err(format!("timerfd on clock {clock} is not supported yet"));
+            }
+            Ok(FdKind::TimerFd {
+                clock,
+                value_ns,
+                interval_ns,
+                ticks,
+            })
+        })(),
+        "anon_inode:[eventpoll]" => (|| {
+            let mut targets = Vec::new();
+            for l in info.lines().filter(|l| l.starts_with("tfd:")) {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                let after = |key: &str| words.iter().position(|w| *w == key).and_then(|i| words.get(i + 1));
+                let tfd = after("tfd:").and_then(|v| v.parse().ok()).ok_or(bad("tfd"))?;
+                let events = after("events:")
+                    .and_then(|v| u32::from_str_radix(v, 16).ok())
+                    .ok_or(bad("events"))?;
+                let data = after("data:")
+                    .and_then(|v| u64::from_str_radix(v, 16).ok())
+                    .ok_or(bad("data"))?;
+                targets.push(EpollTarget {
+                    tfd,
+                    events,
+                    data,
+                    pid: 0, // found by link_objects
+                });
+            }
+            Ok(FdKind::Epoll { targets })
+        })(),
+        _ => return None,
+    })
+}
+
 /// What one task contributes to the global pass.
 pub struct TaskFds<'a> {
     pub host_pid: i32,
@@ -243,6 +319,38 @@ pub fn link_objects(tasks: &mut [TaskFds<'_>]) -> Result<DumpObjects> {
         }
     }
 
+    // Epoll registrations: a task holding the instance whose descriptor `tfd` is the target.
+    let holders: Vec<(i32, i32, i32, u32)> = tasks
+        .iter()
+        .flat_map(|t| t.task.fds.iter().map(move |f| (t.host_pid, t.task.pid, f.fd, f.desc)))
+        .collect();
+    for t in tasks.iter_mut() {
+        let host = t.host_pid;
+        for f in t.task.fds.iter_mut() {
+            let desc = f.desc;
+            let FdKind::Epoll { targets } = &mut f.kind else {
+                continue;
+            };
+            for target in targets.iter_mut() {
+                let registrar = holders
+                    .iter()
+                    .filter(|h| h.3 == desc && desc != 0)
+                    .find(|h| crate::sys::kcmp_epoll_tfd(h.0, target.tfd, h.0, h.2, target.tfd).ok() == Some(0));
+                target.pid = match registrar {
+                    Some(h) => h.1,
+                    None => {
+                        return Err(unsupported(
+                            host,
+                            format!(
+                                "epoll fd {}: its target {} is no longer open at that number in any holder",
+                                f.fd, target.tfd
+                            ),
+                        ))
+                    }
+                };
+            }
+        }
+    }
     let mut blobs = Vec::new();
     // Pipes and FIFOs: size and buffered data, once per pipe.
     let mut pipes: BTreeMap<u64, (u32, u64)> = BTreeMap::new();
@@ -439,6 +547,8 @@ pub struct Objects {
     pub shmem: BTreeMap<u64, RawFd>,
     /// memfd seals to add once every seed has mapped its memory.
     seals: Vec<(RawFd, u32)>,
+    /// timerfds to arm once every seed is ready: (descriptor, value, interval, ticks).
+    timers: Vec<(RawFd, u64, u64, u64)>,
 }
 
 impl Objects {
@@ -449,6 +559,17 @@ impl Objects {
             let seals = nix::fcntl::SealFlag::from_bits_truncate(seals as i32);
             fcntl(fd, FcntlArg::F_ADD_SEALS(seals))
                 .map_err(|e| CheckpointError::Restore(format!("sealing a memfd ({seals:?}): {e}")))?;
+        }
+        for &(raw, value, interval, ticks) in &self.timers {
+            let Some(fd) = self.owned.iter().find(|o| o.as_raw_fd() == raw) else {
+                continue;
+            };
+            crate::sys::timerfd_settime(fd.as_fd(), value, interval)
+                .map_err(|e| CheckpointError::Restore(format!("arming a timerfd: {e}")))?;
+            if ticks != 0 {
+                crate::sys::timerfd_set_ticks(fd.as_fd(), ticks)
+                    .map_err(|e| CheckpointError::Restore(format!("TFD_IOC_SET_TICKS({ticks}): {e}")))?;
+            }
         }
         Ok(())
     }
@@ -548,6 +669,17 @@ pub fn build(image: &Image, base: RawFd) -> Result<Objects> {
                 _ => open_one(image, t.pid, f, &mut ghosts, &mut pipes)?,
             };
             let raw = place(&mut objs, fd)?;
+            if let FdKind::TimerFd {
+                value_ns,
+                interval_ns,
+                ticks,
+                ..
+            } = f.kind
+            {
+                // An armed timer about to fire shows 0 left: keep it armed.
+                let value = if interval_ns != 0 { value_ns.max(1) } else { value_ns };
+                objs.timers.push((raw, value, interval_ns, ticks));
+            }
             if f.desc != 0 {
                 descs.insert(f.desc, raw);
             }
@@ -607,6 +739,39 @@ fn open_one(
     match &f.kind {
         FdKind::External { key } => Err(restore_err(pid, f, format!("external {key} is not an object"))),
         FdKind::Memfd { id, .. } => Err(restore_err(pid, f, format!("memfd {id} is opened by build"))),
+        FdKind::EventFd { count, semaphore } => {
+            let mut fl = libc::EFD_CLOEXEC | libc::EFD_NONBLOCK;
+            if *semaphore {
+                fl |= libc::EFD_SEMAPHORE;
+            }
+            let fd = crate::sys::eventfd(0, fl).map_err(|e| restore_err(pid, f, format!("eventfd: {e}")))?;
+            if *count != 0 {
+                File::from(fd.try_clone().map_err(|e| restore_err(pid, f, e))?)
+                    .write_all(&count.to_ne_bytes())
+                    .map_err(|e| restore_err(pid, f, format!("setting the eventfd counter to {count}: {e}")))?;
+            }
+            set_status(pid, f, &fd)?;
+            Ok(fd)
+        }
+        FdKind::SignalFd { mask } => {
+            let fd = crate::sys::signalfd(*mask, libc::SFD_CLOEXEC)
+                .map_err(|e| restore_err(pid, f, format!("signalfd({mask:#x}): {e}")))?;
+            set_status(pid, f, &fd)?;
+            Ok(fd)
+        }
+        FdKind::TimerFd { clock, .. } => {
+            // Armed by Objects::finish, right before the tree runs.
+            let fd = crate::sys::timerfd_create(*clock, libc::TFD_CLOEXEC)
+                .map_err(|e| restore_err(pid, f, format!("timerfd_create({clock}): {e}")))?;
+            set_status(pid, f, &fd)?;
+            Ok(fd)
+        }
+        FdKind::Epoll { .. } => {
+            // Registrations are added by the seeds (`seed::restore_fds`).
+            let fd = crate::sys::epoll_create().map_err(|e| restore_err(pid, f, format!("epoll_create1: {e}")))?;
+            set_status(pid, f, &fd)?;
+            Ok(fd)
+        }
         FdKind::DevNull => open_path("/dev/null", flags, 0).map_err(opening("/dev/null")),
         FdKind::Device { path, rdev } => {
             let fd = open_path(path, flags, 0).map_err(opening(path))?;
@@ -718,6 +883,16 @@ fn open_one(
             Ok(fd)
         }
     }
+}
+
+/// The description's status flags (O_NONBLOCK & co.) on a descriptor made by a syscall.
+fn set_status(pid: i32, f: &Fd, fd: &OwnedFd) -> Result<()> {
+    fcntl(
+        fd.as_raw_fd(),
+        FcntlArg::F_SETFL(OFlag::from_bits_truncate(f.flags as i32 & SETFL_MASK)),
+    )
+    .map_err(|e| restore_err(pid, f, format!("F_SETFL: {e}")))?;
+    Ok(())
 }
 
 /// Set the pipe size, then write the dumped bytes into it (before any task exists).

@@ -387,6 +387,21 @@ pub enum FdKind {
     /// A memfd: the shared memory object `id` (shmem/<id>.json, also mapped by any VMA with
     /// that `Vma::shmem`), opened again at offset `pos`.
     Memfd { id: u64, pos: u64 },
+    /// An eventfd: its counter and EFD_SEMAPHORE.
+    EventFd { count: u64, semaphore: bool },
+    /// A signalfd: the (kernel, 64-bit) mask of the signals it reads.
+    SignalFd { mask: u64 },
+    /// A timerfd: clock, remaining time and interval (ns; 0: disarmed), expirations not read
+    /// yet. Armed again, relative, when the restored tree is about to run.
+    TimerFd {
+        clock: i32,
+        value_ns: u64,
+        interval_ns: u64,
+        ticks: u64,
+    },
+    /// An epoll instance and its registrations, each added again by the task that registered
+    /// it, through the same descriptor number.
+    Epoll { targets: Vec<EpollTarget> },
     /// A FIFO (named pipe) opened by path; buffered data and size as for `Pipe`.
     Fifo {
         path: String,
@@ -394,6 +409,17 @@ pub enum FdKind {
         size: u32,
         data: u64,
     },
+}
+
+/// One registration of an epoll instance.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EpollTarget {
+    /// The target descriptor number in task `pid` (the key epoll knows it by).
+    pub tfd: i32,
+    pub events: u32,
+    pub data: u64,
+    /// Container-level pid of a task holding both the epoll instance and `tfd`.
+    pub pid: i32,
 }
 
 impl FdKind {
@@ -405,7 +431,14 @@ impl FdKind {
             | FdKind::Device { path, .. }
             | FdKind::Ghost { path, .. }
             | FdKind::Fifo { path, .. } => Some(path),
-            FdKind::DevNull | FdKind::External { .. } | FdKind::Pipe { .. } | FdKind::Memfd { .. } => None,
+            FdKind::DevNull
+            | FdKind::External { .. }
+            | FdKind::Pipe { .. }
+            | FdKind::Memfd { .. }
+            | FdKind::EventFd { .. }
+            | FdKind::SignalFd { .. }
+            | FdKind::TimerFd { .. }
+            | FdKind::Epoll { .. } => None,
         }
     }
 }

@@ -6,7 +6,8 @@
 //!   read-only syscalls injected through a `syscall` instruction of the task's own vdso
 //!   (sigactions, brk, tid address, altstack, itimers), memory through pagemap + /proc/pid/mem;
 //!   descriptors and shared memory objects (`files`: files, ghost files, directories, devices,
-//!   pipes and FIFOs with their data, memfds, MAP_SHARED memory; shared open file descriptions
+//!   pipes and FIFOs with their data, memfds, eventfd, signalfd, timerfd, epoll with its
+//!   registrations, MAP_SHARED memory; shared open file descriptions
 //!   found with kcmp); then write a checksummed image (`image`) and detach (leave running) or
 //!   kill.
 //! - restore: `image::load` verifies every checksum and the host record; seeds (forks of the

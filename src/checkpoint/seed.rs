@@ -368,6 +368,23 @@ fn restore_fds(task: &TaskImage, plan: &TaskPlan, helpers: &mut Helpers) -> Seed
         dup3(*src, f.fd, if cloexec { OFlag::O_CLOEXEC } else { OFlag::empty() })
             .map_err(errno(format!("installing fd {}", f.fd)))?;
     }
+    // The epoll registrations this task made, through its own descriptor numbers (epoll knows
+    // a target by file and number), once per instance.
+    let mut done = std::collections::BTreeSet::new();
+    for f in &task.fds {
+        let FdKind::Epoll { targets } = &f.kind else { continue };
+        if f.desc != 0 && !done.insert(f.desc) {
+            continue;
+        }
+        for t in targets.iter().filter(|t| t.pid == task.pid) {
+            crate::sys::epoll_add(f.fd, t.tfd, t.events, t.data).map_err(|e| {
+                format!(
+                    "epoll fd {}: adding target fd {} (events {:#x}): {e}",
+                    f.fd, t.tfd, t.events
+                )
+            })?;
+        }
+    }
     Ok(())
 }
 

@@ -467,3 +467,109 @@ pub fn tee(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<u
     }
     Ok(ret as usize)
 }
+
+pub const KCMP_EPOLL_TFD: i32 = 7;
+
+/// kcmp(KCMP_EPOLL_TFD): is descriptor `fd` of `pid1` the file registered in epoll instance
+/// `epfd` of `pid2` under target descriptor `tfd`? (0: yes.)
+pub fn kcmp_epoll_tfd(pid1: i32, fd: i32, pid2: i32, epfd: i32, tfd: i32) -> io::Result<i32> {
+    #[repr(C)]
+    struct Slot {
+        efd: u32,
+        tfd: u32,
+        toff: u32,
+    }
+    let slot = Slot {
+        efd: epfd as u32,
+        tfd: tfd as u32,
+        toff: 0,
+    };
+    // SAFETY: slot is a valid kcmp_epoll_slot that outlives the call; the kernel only reads it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid1,
+            pid2,
+            KCMP_EPOLL_TFD,
+            fd as u64,
+            &slot as *const Slot as u64,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ret as i32)
+}
+
+fn fd_result(ret: libc::c_int) -> io::Result<OwnedFd> {
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor the kernel just returned, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret) })
+}
+
+/// eventfd(2).
+pub fn eventfd(initval: u32, flags: i32) -> io::Result<OwnedFd> {
+    // SAFETY: integer-only call.
+    fd_result(unsafe { libc::eventfd(initval, flags) })
+}
+
+/// signalfd4(-1, mask, flags) with a raw 64-bit kernel signal mask (real-time signals too).
+pub fn signalfd(mask: u64, flags: i32) -> io::Result<OwnedFd> {
+    // SAFETY: the mask is 8 valid bytes that outlive the call; the kernel only reads them.
+    let ret = unsafe { libc::syscall(libc::SYS_signalfd4, -1, &mask as *const u64, 8usize, flags) };
+    fd_result(ret as libc::c_int)
+}
+
+/// timerfd_create(2).
+pub fn timerfd_create(clock: i32, flags: i32) -> io::Result<OwnedFd> {
+    // SAFETY: integer-only call.
+    fd_result(unsafe { libc::timerfd_create(clock, flags) })
+}
+
+/// timerfd_settime(2) with relative times in nanoseconds (0 value: disarmed).
+pub fn timerfd_settime(fd: BorrowedFd<'_>, value_ns: u64, interval_ns: u64) -> io::Result<()> {
+    let ts = |ns: u64| libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    };
+    let spec = libc::itimerspec {
+        it_interval: ts(interval_ns),
+        it_value: ts(value_ns),
+    };
+    // SAFETY: spec is a valid itimerspec that outlives the call; old_value is null.
+    let ret = unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// TFD_IOC_SET_TICKS: the number of expirations a timerfd reports as not yet read.
+pub fn timerfd_set_ticks(fd: BorrowedFd<'_>, ticks: u64) -> io::Result<()> {
+    const TFD_IOC_SET_TICKS: u64 = 0x4008_5400; // _IOW('T', 0, u64)
+                                                // SAFETY: the ioctl reads one u64 from the valid value we pass.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), TFD_IOC_SET_TICKS as _, &ticks as *const u64) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// epoll_create1(EPOLL_CLOEXEC).
+pub fn epoll_create() -> io::Result<OwnedFd> {
+    // SAFETY: integer-only call.
+    fd_result(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })
+}
+
+/// epoll_ctl(EPOLL_CTL_ADD) with raw event bits and data.
+pub fn epoll_add(epfd: RawFd, fd: RawFd, events: u32, data: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: data };
+    // SAFETY: ev is a valid epoll_event that outlives the call.
+    let ret = unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
