@@ -324,22 +324,82 @@ const PM_SWAP: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
 
 /// Pages read per batch: one pagemap read, one process_vm_readv (at most this many iovecs,
-/// below IOV_MAX) and one writev. 2 MiB stays in the caches between the read, the zero-page
+/// below IOV_MAX) and one pwritev. 1 MiB stays in the caches between the read, the zero-page
 /// check, the digest and the write.
-const BATCH_PAGES: u64 = 512;
+const BATCH_PAGES: u64 = 256;
+/// Batches in flight, and the threads that write them: copying into the page cache (fresh
+/// memory) is the dominant cost of a dump; two writers use both CPUs of a small machine while
+/// the reading thread goes on.
+const BUFFERS: usize = 4;
+const WRITERS: usize = 2;
+
+/// One batch for a writer: `ranges` of `buf` go, in order, at offset `at` of the page file.
+struct Job {
+    buf: Vec<u8>,
+    ranges: Vec<(usize, usize)>,
+    at: u64,
+}
 
 /// Stream the pages of `vmas` that the image must hold (CHECKPOINT.md §5.2: present or swapped;
 /// for private file mappings only the COWed, anonymous ones; all-zero anonymous pages are left
 /// out, they read back as zero) to `out`, in address order; returns the page file's pagemap.
 /// Readable mappings are read with process_vm_readv, a batch at a time; unreadable ones
-/// (PROT_NONE, execute-only), which process_vm_readv refuses, through /proc/<pid>/mem.
+/// (PROT_NONE, execute-only), which process_vm_readv refuses, through /proc/<pid>/mem. This
+/// thread reads, checks for zero pages and digests (in file order); writer threads put each
+/// batch at its offset of the file.
 pub fn write_pages(pid: i32, vmas: &[Vma], out: &mut StreamFile) -> Result<Vec<PagemapEntry>> {
+    let (file, path) = out.writer()?;
+    let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    for _ in 0..BUFFERS {
+        let _ = free_tx.send(vec![0u8; (BATCH_PAGES * PAGE) as usize]);
+    }
+    let (work_tx, work_rx) = std::sync::mpsc::channel::<Job>();
+    let work_rx = std::sync::Mutex::new(work_rx);
+    let failed: std::sync::Mutex<Option<CheckpointError>> = std::sync::Mutex::new(None);
+    let read = std::thread::scope(|scope| {
+        for _ in 0..WRITERS {
+            let free_tx = free_tx.clone();
+            let (file, path, work_rx, failed) = (&file, &path, &work_rx, &failed);
+            scope.spawn(move || loop {
+                let job = match work_rx.lock() {
+                    Ok(rx) => rx.recv(),
+                    Err(_) => break,
+                };
+                let Ok(job) = job else { break };
+                let slices: Vec<IoSlice<'_>> = job.ranges.iter().map(|&(a, b)| IoSlice::new(&job.buf[a..b])).collect();
+                if let Err(e) = super::image::write_all_at(file, path, &slices, job.at) {
+                    if let Ok(mut f) = failed.lock() {
+                        f.get_or_insert(e);
+                    }
+                }
+                drop(slices);
+                let _ = free_tx.send(job.buf);
+            });
+        }
+        let read = read_pages(pid, vmas, out, &free_rx, &work_tx, &failed);
+        drop(work_tx); // the writers finish what is queued, then leave
+        read
+    });
+    let entries = read?;
+    match failed.into_inner().ok().flatten() {
+        Some(e) => Err(e),
+        None => Ok(entries),
+    }
+}
+
+fn read_pages(
+    pid: i32,
+    vmas: &[Vma],
+    out: &mut StreamFile,
+    free: &std::sync::mpsc::Receiver<Vec<u8>>,
+    work: &std::sync::mpsc::Sender<Job>,
+    failed: &std::sync::Mutex<Option<CheckpointError>>,
+) -> Result<Vec<PagemapEntry>> {
     let pm_path = format!("/proc/{pid}/pagemap");
     let pagemap = std::fs::File::open(&pm_path).map_err(proc_err(&pm_path))?;
     let mem_path = format!("/proc/{pid}/mem");
     let mut mem: Option<std::fs::File> = None;
     let mut entries: Vec<PagemapEntry> = Vec::new();
-    let mut buf = vec![0u8; (BATCH_PAGES * PAGE) as usize];
     let mut raw = vec![0u8; (BATCH_PAGES * 8) as usize];
     for v in vmas
         .iter()
@@ -368,6 +428,12 @@ pub fn write_pages(pid: i32, vmas: &[Vma], out: &mut StreamFile) -> Result<Vec<P
                 }
             }
             if !runs.is_empty() {
+                if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
+                    return Ok(entries); // a writer failed: the caller reports it
+                }
+                let mut buf = free
+                    .recv()
+                    .map_err(|_| CheckpointError::Sys("page writers", std::io::ErrorKind::BrokenPipe.into()))?;
                 let total: usize = runs.iter().map(|r| r.1).sum::<usize>() * PAGE as usize;
                 let data = &mut buf[..total];
                 let addr = |first: usize| batch_start + first as u64 * PAGE;
@@ -407,7 +473,7 @@ pub fn write_pages(pid: i32, vmas: &[Vma], out: &mut StreamFile) -> Result<Vec<P
                 }
                 // Keep the runs of pages that are not all zero (anonymous memory only: a zero
                 // page of a private file mapping differs from the file's page).
-                let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(runs.len());
+                let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(runs.len());
                 let mut off = 0usize;
                 for &(first, len) in &runs {
                     let mut start: Option<usize> = None; // page index where the current kept run began
@@ -419,7 +485,7 @@ pub fn write_pages(pid: i32, vmas: &[Vma], out: &mut StreamFile) -> Result<Vec<P
                         match (keep, start) {
                             (true, None) => start = Some(p),
                             (false, Some(s)) => {
-                                slices.push(IoSlice::new(&data[off + s * PAGE as usize..off + p * PAGE as usize]));
+                                ranges.push((off + s * PAGE as usize, off + p * PAGE as usize));
                                 let vaddr = addr(first + s);
                                 let nr = (p - s) as u64;
                                 let mergeable = entries.len() > vma_entries;
@@ -434,7 +500,11 @@ pub fn write_pages(pid: i32, vmas: &[Vma], out: &mut StreamFile) -> Result<Vec<P
                     }
                     off += len * PAGE as usize;
                 }
-                out.write_all_vectored(&slices)?;
+                let slices: Vec<IoSlice<'_>> = ranges.iter().map(|&(a, b)| IoSlice::new(&buf[a..b])).collect();
+                let at = out.append(&slices);
+                drop(slices);
+                work.send(Job { buf, ranges, at })
+                    .map_err(|_| CheckpointError::Sys("page writers", std::io::ErrorKind::BrokenPipe.into()))?;
             }
             batch_start += n as u64 * PAGE;
         }
@@ -670,5 +740,37 @@ mod tests {
         let expect: Vec<u8> = [0, 2, 3, 4, 5, 6].into_iter().flat_map(pattern).collect();
         assert!(data == expect, "page file contents differ");
         let _ = seedmem::mprotect(b, 2 * PAGE, libc::PROT_READ);
+    }
+
+    /// Many more batches than buffers: the writers put each at its offset, the digest is of
+    /// the file in order.
+    #[test]
+    fn large_regions_go_through_the_writer_pool_in_order() {
+        let t = tempfile::tempdir().unwrap();
+        let pages = 10 * BATCH_PAGES + 3;
+        let data: Vec<u8> = (0..pages * PAGE / 8)
+            .flat_map(|i: u64| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1).to_ne_bytes())
+            .collect();
+        let src = t.path().join("src");
+        std::fs::write(&src, &data).unwrap();
+        let d = map_somewhere(pages);
+        seedmem::pread_into(std::fs::File::open(&src).unwrap().as_fd(), d, pages * PAGE, 0).unwrap();
+        let mut w = crate::checkpoint::image::ImageWriter::create(&t.path().join("img")).unwrap();
+        let mut out = w.stream("task/1.pages").unwrap();
+        let entries = write_pages(std::process::id() as i32, &[vma(d, pages, "rw-p")], &mut out).unwrap();
+        w.close(out).unwrap();
+        assert_eq!(
+            entries,
+            vec![PagemapEntry {
+                vaddr: d,
+                nr_pages: pages
+            }]
+        );
+        assert!(std::fs::read(t.path().join("img/task/1.pages")).unwrap() == data);
+        w.finish(crate::checkpoint::host::HostRecord::current().unwrap())
+            .unwrap();
+        let img = t.path().join("img");
+        let manifest = serde_json::from_slice(&std::fs::read(img.join("manifest.json")).unwrap()).unwrap();
+        crate::checkpoint::image::verify_files(&img, &manifest).expect("the digest computed in order matches the file");
     }
 }

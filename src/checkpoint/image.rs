@@ -30,7 +30,7 @@
 //! created; `load` returns the decoded image only after `verify` passed.
 
 use std::collections::BTreeMap;
-use std::io::{IoSlice, Read, Write};
+use std::io::{IoSlice, Read};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -585,49 +585,79 @@ pub struct StreamFile {
 impl StreamFile {
     /// Append `bufs` in order (one writev where the kernel takes it all).
     pub fn write_all_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Result<(), CheckpointError> {
+        let at = self.append(bufs);
+        write_all_at(&self.file, &self.path, bufs, at)
+    }
+
+    /// Account for `bufs` as the next bytes of the file (size and digest, in order) and return
+    /// the offset they belong at; the caller writes them there with [`write_all_at`], from any
+    /// thread, through [`StreamFile::writer`].
+    pub fn append(&mut self, bufs: &[IoSlice<'_>]) -> u64 {
+        let at = self.size;
         for b in bufs {
             self.hasher.update(b);
             self.size += b.len() as u64;
         }
-        let io = |source| CheckpointError::Image {
+        at
+    }
+
+    /// Another descriptor of the file and its path, for writer threads.
+    pub fn writer(&self) -> Result<(std::fs::File, PathBuf), CheckpointError> {
+        let file = self.file.try_clone().map_err(|source| CheckpointError::Image {
             path: self.path.clone(),
             source,
-        };
-        let mut i = 0; // first slice not fully written
-        let mut skip = 0; // bytes of bufs[i] already written
-        while i < bufs.len() {
-            if skip == bufs[i].len() {
-                i += 1;
-                skip = 0;
-                continue;
-            }
-            let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity((bufs.len() - i).min(1024));
-            iov.push(IoSlice::new(&bufs[i][skip..]));
-            iov.extend(bufs[i + 1..].iter().take(1023).map(|b| IoSlice::new(b)));
-            let mut n = match self.file.write_vectored(&iov) {
-                Ok(0) => return Err(io(std::io::ErrorKind::WriteZero.into())),
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io(e)),
-            };
-            while n > 0 {
-                let left = bufs[i].len() - skip;
-                if n >= left {
-                    n -= left;
-                    i += 1;
-                    skip = 0;
-                } else {
-                    skip += n;
-                    n = 0;
-                }
-            }
-        }
-        Ok(())
+        })?;
+        Ok((file, self.path.clone()))
     }
 
     pub fn size(&self) -> u64 {
         self.size
     }
+}
+
+/// pwritev `bufs` at `offset` of `file` (`path` for errors), resuming after short writes.
+pub fn write_all_at(
+    file: &std::fs::File,
+    path: &Path,
+    bufs: &[IoSlice<'_>],
+    offset: u64,
+) -> Result<(), CheckpointError> {
+    let io = |source| CheckpointError::Image {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut offset = offset;
+    let mut i = 0; // first slice not fully written
+    let mut skip = 0; // bytes of bufs[i] already written
+    while i < bufs.len() {
+        if skip == bufs[i].len() {
+            i += 1;
+            skip = 0;
+            continue;
+        }
+        let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity((bufs.len() - i).min(1024));
+        iov.push(IoSlice::new(&bufs[i][skip..]));
+        iov.extend(bufs[i + 1..].iter().take(1023).map(|b| IoSlice::new(b)));
+        let mut n = match nix::sys::uio::pwritev(file, &iov, offset as i64) {
+            Ok(0) => return Err(io(std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(io(e.into())),
+        };
+        offset += n as u64;
+        while n > 0 {
+            let left = bufs[i].len() - skip;
+            if n >= left {
+                n -= left;
+                i += 1;
+                skip = 0;
+            } else {
+                skip += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
 }
 
 impl ImageWriter {
@@ -804,10 +834,11 @@ fn expected_digest(entry: &FileEntry) -> Result<(&'static str, &str), Checkpoint
     }
 }
 
-/// Size and digest (hex) of a file, read in 1 MiB pieces.
+/// Size and digest (hex) of a file, read in 128 KiB pieces (they stay in the cache between the
+/// copy and the digest).
 fn digest_file(path: &Path, algorithm: &str) -> std::io::Result<(u64, String)> {
     let mut f = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; 128 << 10];
     let mut size = 0u64;
     let mut sha = (algorithm == "SHA-256").then(Sha256::new);
     let mut xxh = Xxh3::new();
