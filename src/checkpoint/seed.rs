@@ -388,8 +388,28 @@ fn restore_fds(task: &TaskImage, plan: &TaskPlan, helpers: &mut Helpers) -> Seed
     Ok(())
 }
 
+/// Runs of at least this many pages are populated with one madvise before they are read.
+const POPULATE_MIN_PAGES: u64 = 16;
+
+/// Read consecutive bytes of the page file from `off` into the ranges of `batch`, one preadv.
+fn fill(pages: &std::fs::File, batch: &[(u64, u64)], off: u64, path: &std::path::Path) -> SeedResult<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    seedmem::preadv_into(pages.as_fd(), batch, off).map_err(|err| {
+        let len: u64 = batch.iter().map(|b| b.1).sum();
+        format!(
+            "filling {} range(s) from {:#x} ({len:#x} bytes at offset {off:#x}) from {}: {err}",
+            batch.len(),
+            batch[0].0,
+            path.display()
+        )
+    })
+}
+
 /// Map every private VMA of the image in the layout's premap area and fill it from the page
-/// file; the transplant later moves each into place with one mremap.
+/// file (runs that follow each other in the file with one preadv); the transplant later moves
+/// each into place with one mremap.
 fn premap(image: &Image, task: &TaskImage, plan: &TaskPlan) -> SeedResult<()> {
     let layout = &plan.layout;
     let pages_path = image.pages_path(task.pid);
@@ -401,6 +421,7 @@ fn premap(image: &Image, task: &TaskImage, plan: &TaskPlan) -> SeedResult<()> {
         offsets.push(off);
         off += e.nr_pages * PAGE;
     }
+    let sorted = pagemap.windows(2).all(|w| w[0].vaddr < w[1].vaddr);
     for &(i, addr) in &layout.premaps {
         let v = &task.vmas[i];
         let mut flags = libc::MAP_PRIVATE;
@@ -422,13 +443,34 @@ fn premap(image: &Image, task: &TaskImage, plan: &TaskPlan) -> SeedResult<()> {
         } else {
             seedmem::mmap_fixed(addr, v.len(), rw, flags, None, 0).map_err(what)?;
         }
-        for (e, &file_off) in pagemap.iter().zip(&offsets) {
-            if e.vaddr >= v.start && e.vaddr < v.end {
-                let len = e.nr_pages * PAGE;
-                seedmem::pread_into(pages.as_fd(), addr + (e.vaddr - v.start), len, file_off)
-                    .map_err(|err| format!("filling {:#x}+{len:#x} from {}: {err}", e.vaddr, pages_path.display()))?;
+        // This VMA's entries (the pagemap is in address order: a binary search; in any other
+        // order, a scan). Within a VMA they are consecutive in the page file.
+        let range = if sorted {
+            pagemap.partition_point(|e| e.vaddr < v.start)..pagemap.partition_point(|e| e.vaddr < v.end)
+        } else {
+            0..pagemap.len()
+        };
+        let mut batch: Vec<(u64, u64)> = Vec::new();
+        let (mut batch_off, mut batch_len) = (0, 0);
+        for (e, &file_off) in pagemap[range.clone()].iter().zip(&offsets[range]) {
+            if e.vaddr < v.start || e.vaddr >= v.end {
+                continue;
             }
+            let (dst, len) = (addr + (e.vaddr - v.start), e.nr_pages * PAGE);
+            if e.nr_pages >= POPULATE_MIN_PAGES {
+                // One call faults the run in instead of one fault per page during the read
+                // (an older kernel says EINVAL: the read faults them in as before).
+                let _ = seedmem::populate_write(dst, len);
+            }
+            if batch.len() == 1024 || batch_off + batch_len != file_off {
+                fill(&pages, &batch, batch_off, &pages_path)?;
+                batch.clear();
+                (batch_off, batch_len) = (file_off, 0);
+            }
+            batch.push((dst, len));
+            batch_len += len;
         }
+        fill(&pages, &batch, batch_off, &pages_path)?;
     }
     Ok(())
 }

@@ -104,6 +104,63 @@ pub fn pread_into(fd: BorrowedFd<'_>, addr: u64, len: u64, offset: u64) -> io::R
     Ok(())
 }
 
+/// preadv `fd` from `offset` into the raw ranges `iov` ((addr, len) in writable ranges created
+/// by mmap_fixed), in order, as if they were one buffer; at most 1024 ranges (IOV_MAX).
+pub fn preadv_into(fd: BorrowedFd<'_>, iov: &[(u64, u64)], offset: u64) -> io::Result<()> {
+    let mut vecs: Vec<libc::iovec> = iov
+        .iter()
+        .map(|&(addr, len)| libc::iovec {
+            iov_base: addr as *mut libc::c_void,
+            iov_len: len as usize,
+        })
+        .collect();
+    let mut first = 0usize;
+    let mut offset = offset;
+    while first < vecs.len() {
+        if vecs[first].iov_len == 0 {
+            first += 1;
+            continue;
+        }
+        let rest = &vecs[first..];
+        // SAFETY: every iovec lies in a writable mapping made by mmap_fixed that no Rust
+        // reference covers; preadv writes at most the iovecs' total length there.
+        let ret = unsafe {
+            libc::preadv(
+                fd.as_raw_fd(),
+                rest.as_ptr(),
+                rest.len().min(1024) as i32,
+                offset as i64,
+            )
+        };
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        if ret == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "page file shorter than its pagemap",
+            ));
+        }
+        offset += ret as u64;
+        let mut n = ret as usize;
+        while n > 0 {
+            let v = &mut vecs[first];
+            let take = n.min(v.iov_len);
+            v.iov_base = (v.iov_base as u64 + take as u64) as *mut libc::c_void;
+            v.iov_len -= take;
+            n -= take;
+            if v.iov_len == 0 {
+                first += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The kernel's `struct sigaction` for rt_sigaction on x86_64.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
@@ -128,6 +185,19 @@ pub fn rt_sigaction_set(sig: i32, act: &KernelSigaction) -> io::Result<()> {
             8usize,
         )
     };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// MADV_POPULATE_WRITE (Linux 5.14): fault in every page of `[addr, addr+len)` writable, in one
+/// call instead of one page fault per page. Returns the error on older kernels (EINVAL).
+pub fn populate_write(addr: u64, len: u64) -> io::Result<()> {
+    const MADV_POPULATE_WRITE: i32 = 23;
+    // SAFETY: only used on ranges created by mmap_fixed (writable, not referenced by Rust);
+    // populating changes no contents (fresh anonymous pages read as zero either way).
+    let ret = unsafe { libc::madvise(addr as *mut libc::c_void, len as usize, MADV_POPULATE_WRITE) };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
