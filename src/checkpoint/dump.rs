@@ -84,11 +84,14 @@ fn status_of(pid: i32) -> Result<procfs::Status> {
 }
 
 /// In a group stop (SIGSTOP & co.), frozen or not: a frozen task shows state D, but still waits
-/// in do_signal_stop.
-fn in_group_stop(pid: i32) -> bool {
-    let state = status_of(pid).map(|s| s.state).unwrap_or('?');
-    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
-    state == 'T' || wchan.trim() == "do_signal_stop"
+/// in do_signal_stop. None when the kernel does not name wait channels ("0").
+fn in_group_stop(pid: i32) -> Option<bool> {
+    if status_of(pid).is_ok_and(|s| s.state == 'T') {
+        return Some(true);
+    }
+    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).ok()?;
+    let wchan = wchan.trim();
+    (!wchan.is_empty() && wchan != "0").then(|| wchan == "do_signal_stop")
 }
 
 fn is_zombie(pid: i32) -> Result<bool> {
@@ -120,6 +123,14 @@ pub fn dump_tree(root: i32, dir: &Path, opts: &DumpOptions) -> Result<DumpSummar
 /// seized, seize + interrupt all, thaw (the interrupts then stop every task), collect. Zombies
 /// have left the cgroup: they are found as children of the seized tasks.
 pub fn dump_cgroup(cgroup: &crate::cgroups::Manager, dir: &Path, opts: &DumpOptions) -> Result<DumpSummary> {
+    // Tasks already in a group stop, seen before the freeze (state T) and, for those stopped
+    // meanwhile, by their wchan once frozen (`in_group_stop`).
+    let stopped_before: Vec<i32> = cgroup
+        .pids()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|&p| status_of(p).is_ok_and(|s| s.state == 'T'))
+        .collect();
     let stopped = Instant::now();
     cgroup.freeze()?;
     let mut seized = Seized::default();
@@ -132,7 +143,7 @@ pub fn dump_cgroup(cgroup: &crate::cgroups::Manager, dir: &Path, opts: &DumpOpti
             check_before_seize(pid)?;
             // PTRACE_SEIZE of a task in a group stop waits until it has moved to a trap stop,
             // which a frozen task never does: seize those after the thaw (they cannot fork).
-            if in_group_stop(pid) {
+            if in_group_stop(pid).unwrap_or_else(|| stopped_before.contains(&pid)) {
                 group_stopped.push(pid);
                 continue;
             }
