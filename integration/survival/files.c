@@ -3,7 +3,8 @@
  * by parent and child (an offset moved by one is seen by the other), O_APPEND, a file unlinked
  * while open, a directory fd, /dev/zero and /dev/full, a pipe with unread data from a child, a
  * pipe whose both ends the process holds (non-blocking, resized), a FIFO with data, fd flags
- * (FD_CLOEXEC) and status flags, descriptors at high numbers.
+ * (FD_CLOEXEC) and status flags, descriptors at high numbers, and locks: flock (on a shared
+ * description), POSIX (one owned by the parent, one by the child) and OFD.
  *
  * Files live in the output dir (a rw bind). After SIGUSR2 the parent checks its own state,
  * then wakes the child (SIGUSR1), which checks the shared offset, writes more into its pipe,
@@ -13,6 +14,7 @@
 
 #include <dirent.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
@@ -86,10 +88,41 @@ static void on_usr1(int sig)
     child_go = 1;
 }
 
+/* The lock another description of `path` runs into when asking for a write lock on
+ * [0, 100): "type start len pid" or "none". */
+static void conflict(const char *path, char *out, size_t size)
+{
+    int fd = open(path, O_RDWR); /* never closed: that would drop our POSIX locks on it */
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 100};
+    if (fd < 0 || fcntl(fd, F_OFD_GETLK, &fl) < 0) {
+        snprintf(out, size, "error %s", strerror(errno));
+        return;
+    }
+    if (fl.l_type == F_UNLCK)
+        snprintf(out, size, "none");
+    else
+        snprintf(out, size, "%s %ld %ld %d", fl.l_type == F_WRLCK ? "W" : "R", (long)fl.l_start, (long)fl.l_len,
+                 (int)fl.l_pid);
+}
+
+static char lock_shared[64], lock_append[64], lock_ghost[64];
+
+static void snap_locks(char *shared, char *append, char *ghost)
+{
+    conflict(at("files.shared"), shared, 64);
+    conflict(at("files.append"), append, 64);
+    char self[64];
+    snprintf(self, sizeof self, "/proc/self/fd/%d", FD_GHOST);
+    conflict(self, ghost, 64);
+}
+
 /* The child: writer of the FD_CHILD pipe, sharer of FD_SHARED. Exit code: 0 ok, else which
  * check failed. */
 static int child_main(int wfd)
 {
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    if (fcntl(FD_APPEND, F_SETLK, &fl) < 0)
+        return 9;
     sigset_t s, wait;
     sigemptyset(&s);
     sigaddset(&s, SIGUSR1);
@@ -152,6 +185,10 @@ int main(int argc, char **argv)
         die("files.ghost");
     if (fchmod(FD_GHOST, 0640) < 0 || unlink(at("files.ghost")) < 0)
         die("ghost unlink");
+    struct flock ofd = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 4};
+    struct flock posix = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 10, .l_len = 5};
+    if (flock(FD_DATA, LOCK_SH) < 0 || fcntl(FD_GHOST, F_OFD_SETLK, &ofd) < 0 || fcntl(FD_SHARED, F_SETLK, &posix) < 0)
+        die("locks");
     /* A directory, part-read. */
     place(open(sv_out, O_RDONLY | O_DIRECTORY), FD_DIR);
     char dents[256];
@@ -210,6 +247,8 @@ int main(int argc, char **argv)
     fstat(FD_GHOST, &ghost_st);
     fstat(FD_ZERO, &zero_st);
     int self_sz = fcntl(FD_SELF_W, F_GETPIPE_SZ);
+    char before_shared[64], before_append[64], before_ghost[64];
+    snap_locks(before_shared, before_append, before_ghost);
 
     sv_ready(NAME);
     sv_wait_go();
@@ -289,6 +328,20 @@ int main(int argc, char **argv)
              buf);
     SV_CHECK(write(FD_FIFO, "y", 1) == 1 && read(FD_FIFO, buf, 1) == 1 && buf[0] == 'y', "fifo round trip");
 
+    /* Locks: the same conflicts as before (POSIX ones owned by the same pids), and the flock
+     * of the shared description. */
+    snap_locks(lock_shared, lock_append, lock_ghost);
+    SV_CHECK(!strcmp(lock_shared, before_shared), "POSIX lock on files.shared: %s, was %s", lock_shared,
+             before_shared);
+    SV_CHECK(!strcmp(lock_append, before_append), "the child's POSIX lock on files.append: %s, was %s", lock_append,
+             before_append);
+    SV_CHECK(!strcmp(lock_ghost, before_ghost), "OFD lock on the ghost: %s, was %s", lock_ghost, before_ghost);
+    SV_CHECK(strcmp(before_shared, "none") && strcmp(before_append, "none") && strcmp(before_ghost, "none"),
+             "no locks to compare: %s / %s / %s", before_shared, before_append, before_ghost);
+    int other = open(at("files.data"), O_RDONLY);
+    SV_CHECK(flock(other, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK, "the flock on files.data is gone");
+    SV_CHECK(flock(other, LOCK_SH | LOCK_NB) == 0, "a shared flock next to ours: %s", strerror(errno));
+    close(other);
     /* The shared description: 2 -> 4 here, then the child checks and moves it to 7. */
     SV_CHECK(pos(FD_SHARED) == 2, "shared offset %ld, not 2", (long)pos(FD_SHARED));
     SV_CHECK(read(FD_SHARED, buf, 2) == 2, "shared read");

@@ -1,7 +1,7 @@
 /* What the engine does not restore yet must be refused at checkpoint, naming the process and
  * the object, and leave the container running untouched. argv[2] picks the object: "socket"
  * (a unix socket pair at fd 10), "sysvshm" (an attached SysV segment),
- * "lock" (an flock held on fd 10), "async" (a pipe with O_ASYNC at fd 10), "clonefiles" (a
+ * "lease" (a read lease on fd 10), "async" (a pipe with O_ASYNC at fd 10), "clonefiles" (a
  * child sharing the descriptor table, clone(CLONE_FILES)). After SIGUSR2 (sent once the
  * checkpoint failed) the program checks the object still works. */
 #include "survival.h"
@@ -54,11 +54,12 @@ int main(int argc, char **argv)
             die("shmget/shmat");
         shmctl(id, IPC_RMID, NULL);
         strcpy(shm, "sysv");
-    } else if (!strcmp(kind, "lock")) {
-        snprintf(path, sizeof path, "%s/refusals.lock", sv_out);
-        at10(open(path, O_RDWR | O_CREAT, 0644));
-        if (flock(10, LOCK_EX) < 0)
-            die("flock");
+    } else if (!strcmp(kind, "lease")) {
+        snprintf(path, sizeof path, "%s/refusals.lease", sv_out);
+        close(open(path, O_RDWR | O_CREAT, 0644));
+        at10(open(path, O_RDONLY));
+        if (fcntl(10, F_SETLEASE, F_RDLCK) < 0)
+            die("F_SETLEASE");
     } else if (!strcmp(kind, "async")) {
         if (pipe(sp) < 0)
             die("pipe");
@@ -84,8 +85,7 @@ int main(int argc, char **argv)
     } else if (!strcmp(kind, "clonefiles")) {
         SV_CHECK(1, "alive");
     } else {
-        int other = open(path, O_RDWR);
-        SV_CHECK(other >= 0 && flock(other, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK, "the lock is held");
+        SV_CHECK(fcntl(10, F_GETLEASE) == F_RDLCK, "the lease is gone");
     }
     return sv_finish(NAME);
 }

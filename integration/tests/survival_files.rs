@@ -141,8 +141,8 @@ fn sysv_shm_is_refused_and_the_container_keeps_running() {
 }
 
 #[test]
-fn file_locks_are_refused_and_the_container_keeps_running() {
-    refused("lock", "file locks");
+fn leases_are_refused_and_the_container_keeps_running() {
+    refused("lease", "LEASE locks");
 }
 
 #[test]

@@ -23,7 +23,9 @@ use std::path::PathBuf;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
-use super::image::{self, EpollTarget, Fd, FdKind, Image, PagemapEntry, ShmemObject, TaskImage, VmaKind};
+use super::image::{
+    self, EpollTarget, Fd, FdKind, FileLock, Image, LockKind, PagemapEntry, ShmemObject, TaskImage, VmaKind,
+};
 use super::plan::PAGE;
 use super::{proc_err, CheckpointError, Result};
 
@@ -83,9 +85,7 @@ pub fn collect_fds(pid: i32, external: &BTreeSet<String>) -> Result<Vec<FoundFd>
         let info = std::fs::read_to_string(&info_path).map_err(proc_err(&info_path))?;
         let (pos, flags) = super::procfs::parse_fdinfo(&info);
         let refuse = |why: &str| unsupported(pid, format!("fd {fd} -> {target}: {why}"));
-        if info.lines().any(|l| l.starts_with("lock:")) {
-            return Err(refuse("file locks are not supported yet"));
-        }
+        let locks = parse_locks(&info).map_err(|why| refuse(&why))?;
         if flags as i32 & libc::O_ASYNC != 0 {
             return Err(refuse("signal-driven I/O (O_ASYNC) is not supported yet"));
         }
@@ -175,11 +175,56 @@ pub fn collect_fds(pid: i32, external: &BTreeSet<String>) -> Result<Vec<FoundFd>
                 flags,
                 kind,
                 desc: 0,
+                locks,
             },
             object,
         });
     }
     out.sort_by_key(|f| f.fd.fd);
+    Ok(out)
+}
+
+/// The "lock:" lines of fdinfo (POSIX owners as host pids, translated by `link_objects`);
+/// waiters ("->") are left out: a task blocked taking a lock asks again after the restore.
+fn parse_locks(info: &str) -> std::result::Result<Vec<FileLock>, String> {
+    let mut out = Vec::new();
+    for l in info.lines().filter_map(|l| l.strip_prefix("lock:")) {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if w.get(1) == Some(&"->") {
+            continue;
+        }
+        // "1: POSIX ADVISORY WRITE 7438 fe:00:11175551 10 14"
+        let bad = || format!("unreadable lock line {l:?}");
+        let kind = match w.get(1).copied() {
+            Some("FLOCK") => LockKind::Flock,
+            Some("POSIX") => LockKind::Posix,
+            Some("OFDLCK") => LockKind::Ofd,
+            Some(other) => return Err(format!("{other} locks (leases, delegations) are not supported yet")),
+            None => return Err(bad()),
+        };
+        if w.get(2) != Some(&"ADVISORY") {
+            return Err(format!("a {} lock is not supported", w.get(2).unwrap_or(&"?")));
+        }
+        let write = match w.get(3).copied() {
+            Some("WRITE") => true,
+            Some("READ") => false,
+            _ => return Err(bad()),
+        };
+        let pid: i32 = w.get(4).and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let start: u64 = w.get(6).and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let len = match w.get(7).copied() {
+            Some("EOF") => 0,
+            Some(end) => end.parse::<u64>().map_err(|_| bad())? - start + 1,
+            None => return Err(bad()),
+        };
+        out.push(FileLock {
+            kind,
+            write,
+            start,
+            len,
+            pid: if kind == LockKind::Posix { pid } else { 0 },
+        });
+    }
     Ok(out)
 }
 
@@ -319,6 +364,23 @@ pub fn link_objects(tasks: &mut [TaskFds<'_>]) -> Result<DumpObjects> {
         }
     }
 
+    // POSIX lock owners: host pids to the container's.
+    let pids: BTreeMap<i32, i32> = tasks.iter().map(|t| (t.host_pid, t.task.pid)).collect();
+    for t in tasks.iter_mut() {
+        for f in t.task.fds.iter_mut() {
+            for l in f.locks.iter_mut().filter(|l| l.kind == LockKind::Posix) {
+                l.pid = *pids.get(&l.pid).ok_or_else(|| {
+                    unsupported(
+                        t.host_pid,
+                        format!(
+                            "fd {}: a POSIX lock on it is held by pid {}, outside the dump",
+                            f.fd, l.pid
+                        ),
+                    )
+                })?;
+            }
+        }
+    }
     // Epoll registrations: a task holding the instance whose descriptor `tfd` is the target.
     let holders: Vec<(i32, i32, i32, u32)> = tasks
         .iter()
@@ -668,6 +730,7 @@ pub fn build(image: &Image, base: RawFd) -> Result<Objects> {
                 }
                 _ => open_one(image, t.pid, f, &mut ghosts, &mut pipes)?,
             };
+            take_locks(fd.as_raw_fd(), t.pid, f, false)?;
             let raw = place(&mut objs, fd)?;
             if let FdKind::TimerFd {
                 value_ns,
@@ -696,6 +759,40 @@ pub fn build(image: &Image, base: RawFd) -> Result<Objects> {
     // ghost files are unlinked when `ghosts` drops.
     drop(pipes);
     Ok(objs)
+}
+
+/// Take the locks of `f` on `fd`: those of the description (flock, OFD; in the restorer,
+/// before the seeds inherit it), or with `posix` those its task owns (in the task's seed).
+pub fn take_locks(fd: RawFd, pid: i32, f: &Fd, posix: bool) -> Result<()> {
+    for l in &f.locks {
+        if (l.kind == LockKind::Posix) != posix || (posix && l.pid != pid) {
+            continue;
+        }
+        let what = format!(
+            "{:?} {} lock on {}+{}",
+            l.kind,
+            if l.write { "write" } else { "read" },
+            l.start,
+            l.len
+        );
+        let failed = |e: std::io::Error| restore_err(pid, f, format!("taking the {what}: {e}"));
+        match l.kind {
+            LockKind::Flock => {
+                let op = if l.write { libc::LOCK_EX } else { libc::LOCK_SH };
+                crate::sys::flock(fd, op | libc::LOCK_NB).map_err(failed)?;
+            }
+            LockKind::Posix | LockKind::Ofd => {
+                let cmd = if l.kind == LockKind::Ofd {
+                    libc::F_OFD_SETLK
+                } else {
+                    libc::F_SETLK
+                };
+                let ty = if l.write { libc::F_WRLCK } else { libc::F_RDLCK };
+                crate::sys::fcntl_lock(fd, cmd, ty, l.start, l.len).map_err(failed)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The restorer's descriptor of shared memory object `id`, created on first use.
@@ -993,4 +1090,76 @@ fn shmem_object(image: &Image, id: u64) -> Result<(OwnedFd, u32)> {
     // The last page may reach beyond the object's size.
     file.set_len(obj.size).map_err(fill)?;
     Ok((file.into(), obj.seals))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_lines() {
+        let info = "pos:\t0\nflags:\t0100002\nlock:\t1: POSIX  ADVISORY  WRITE 7438 fe:00:11175551 10 14\n\
+                    lock:\t2: POSIX  ADVISORY  READ 7438 fe:00:11175551 100 EOF\n\
+                    lock:\t3: -> FLOCK  ADVISORY  WRITE 7439 fe:00:11175551 0 EOF\n\
+                    lock:\t4: OFDLCK ADVISORY  WRITE -1 fe:00:11175552 0 0\n";
+        let locks = parse_locks(info).unwrap();
+        assert_eq!(locks.len(), 3, "the waiter is left out: {locks:?}");
+        assert_eq!(
+            locks[0],
+            FileLock {
+                kind: LockKind::Posix,
+                write: true,
+                start: 10,
+                len: 5,
+                pid: 7438
+            }
+        );
+        assert_eq!((locks[1].start, locks[1].len, locks[1].write), (100, 0, false));
+        assert_eq!((locks[2].kind, locks[2].len, locks[2].pid), (LockKind::Ofd, 1, 0));
+        let lease = "lock:\t1: LEASE  ACTIVE    READ 7440 fe:00:1 0 EOF\n";
+        assert!(parse_locks(lease).unwrap_err().contains("LEASE"));
+        assert!(parse_locks("lock:\t1: POSIX ADVISORY WRITE x").is_err());
+    }
+
+    #[test]
+    fn event_fdinfo() {
+        let ev = "pos:\t0\nflags:\t04002\neventfd-count:                1f\neventfd-id: 1\neventfd-semaphore: 1\n";
+        assert_eq!(
+            anon_kind("anon_inode:[eventfd]", ev).unwrap().unwrap(),
+            FdKind::EventFd {
+                count: 31,
+                semaphore: true
+            }
+        );
+        let sig = "sigmask:\t0000000000010200\n";
+        assert_eq!(
+            anon_kind("anon_inode:[signalfd]", sig).unwrap().unwrap(),
+            FdKind::SignalFd { mask: 0x10200 }
+        );
+        let timer = "clockid: 1\nticks: 3\nsettime flags: 00\nit_value: (99, 999989935)\nit_interval: (1, 500)\n";
+        assert_eq!(
+            anon_kind("anon_inode:[timerfd]", timer).unwrap().unwrap(),
+            FdKind::TimerFd {
+                clock: 1,
+                value_ns: 99_999_989_935,
+                interval_ns: 1_000_000_500,
+                ticks: 3
+            }
+        );
+        let bad_clock = timer.replace("clockid: 1", "clockid: 11");
+        assert!(anon_kind("anon_inode:[timerfd]", &bad_clock).unwrap().is_err());
+        let epoll = "tfd:        3 events: 80000019 data:             1234  pos:0 ino:11 sdev:10\n\
+                     tfd:        5 events:       1c data:               63  pos:0 ino:11 sdev:10\n";
+        let FdKind::Epoll { targets } = anon_kind("anon_inode:[eventpoll]", epoll).unwrap().unwrap() else {
+            panic!("not epoll")
+        };
+        assert_eq!(
+            targets.iter().map(|t| (t.tfd, t.events, t.data)).collect::<Vec<_>>(),
+            vec![(3, 0x8000_0019, 0x1234), (5, 0x1c, 0x63)]
+        );
+        assert!(anon_kind("anon_inode:[io_uring]", "").is_none());
+        assert!(anon_kind("anon_inode:[eventfd]", "eventfd-count: zz\n")
+            .unwrap()
+            .is_err());
+    }
 }

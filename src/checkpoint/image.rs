@@ -450,15 +450,41 @@ pub struct Fd {
     pub flags: u32,
     #[serde(flatten)]
     pub kind: FdKind,
-    /// The open file description (format 1.2): descriptors with the same non-zero `desc`, in
+    /// The open file description (format 1.4): descriptors with the same non-zero `desc`, in
     /// one task or several, share one description (offset, status flags) and are restored as
     /// one. 0: a description of its own.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub desc: u32,
+    /// Locks held through this description (the same list on every descriptor sharing it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locks: Vec<FileLock>,
 }
 
 fn is_zero(v: &u32) -> bool {
     *v == 0
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LockKind {
+    /// flock(2): belongs to the open file description.
+    Flock,
+    /// fcntl F_SETLK: belongs to the process `FileLock::pid`.
+    Posix,
+    /// fcntl F_OFD_SETLK: belongs to the open file description.
+    Ofd,
+}
+
+/// A file lock as /proc/<pid>/fdinfo shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileLock {
+    pub kind: LockKind,
+    pub write: bool,
+    pub start: u64,
+    /// Bytes from `start`; 0: to the end of the file, whatever its size.
+    pub len: u64,
+    /// For POSIX locks: the owner's container-level pid (0 otherwise).
+    pub pid: i32,
 }
 
 /// One queued signal (format 1.5), in queue order.
@@ -1042,6 +1068,7 @@ mod tests {
                     flags: 0o100000,
                     kind: FdKind::DevNull,
                     desc: 1,
+                    locks: vec![],
                 },
                 Fd {
                     fd: 1,
@@ -1051,12 +1078,14 @@ mod tests {
                         pos: 12,
                     },
                     desc: 2,
+                    locks: vec![],
                 },
                 Fd {
                     fd: 2,
                     flags: 0o1,
                     kind: FdKind::External { key: "pipe:[7]".into() },
                     desc: 0,
+                    locks: vec![],
                 },
                 Fd {
                     fd: 3,
@@ -1067,6 +1096,7 @@ mod tests {
                         data: 0,
                     },
                     desc: 3,
+                    locks: vec![],
                 },
             ],
             pending: vec![PendingSignal {

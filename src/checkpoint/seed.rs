@@ -127,6 +127,7 @@ fn setup(ctx: &SeedCtx, pid: i32, helpers: &mut Helpers) -> SeedResult<i32> {
     let exe = open(task.exe.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(errno(format!("opening exe {}", task.exe)))?;
     let exe_fd = move_above(exe, plan.helper_base)?;
+    take_posix_locks(task, plan)?;
     // SIGCHLD is set by the restorer once the zombie and helper children are dead (an ignored
     // SIGCHLD would have them reaped by the kernel).
     for a in task.sigactions.iter().filter(|a| a.signo != libc::SIGCHLD) {
@@ -491,4 +492,24 @@ fn shared_object(v: &Vma, plan: &TaskPlan) -> std::io::Result<std::os::fd::Owned
         .write(v.may_write())
         .open(&v.name)?;
     Ok(file.into())
+}
+
+/// POSIX locks belong to the process and go away with its first close of any descriptor of the
+/// file: taken once nothing is left to close but the helpers (premap opened and closed its
+/// files already), after the restorer's objects are closed here.
+fn take_posix_locks(task: &TaskImage, plan: &TaskPlan) -> SeedResult<()> {
+    if !task.fds.iter().any(|f| f.locks.iter().any(|l| l.pid == task.pid)) {
+        return Ok(());
+    }
+    for &fd in &plan.keep {
+        let _ = close(fd);
+    }
+    let mut done = std::collections::BTreeSet::new();
+    for f in &task.fds {
+        if f.desc != 0 && !done.insert(f.desc) {
+            continue;
+        }
+        super::files::take_locks(f.fd, task.pid, f, true).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }

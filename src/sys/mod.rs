@@ -573,3 +573,31 @@ pub fn epoll_add(epfd: RawFd, fd: RawFd, events: u32, data: u64) -> io::Result<(
     }
     Ok(())
 }
+
+/// flock(2).
+pub fn flock(fd: RawFd, op: i32) -> io::Result<()> {
+    // SAFETY: integer-only call (a bad descriptor fails with EBADF).
+    let ret = unsafe { libc::flock(fd, op) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// fcntl(F_SETLK / F_OFD_SETLK) of `ty` (F_RDLCK, F_WRLCK) on [start, start+len), len 0 = to EOF.
+/// Takes a raw descriptor: a POSIX lock goes away with the first close of any descriptor of the
+/// file by its owner, so the caller must not dup and close one.
+pub fn fcntl_lock(fd: RawFd, cmd: i32, ty: i32, start: u64, len: u64) -> io::Result<()> {
+    // SAFETY: an all-zero flock is a valid value (OFD locks require l_pid 0).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = ty as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = start as libc::off_t;
+    fl.l_len = len as libc::off_t;
+    // SAFETY: fl is a valid struct flock that outlives the call.
+    let ret = unsafe { libc::fcntl(fd, cmd, &mut fl) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
