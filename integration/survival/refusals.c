@@ -1,7 +1,7 @@
 /* What the engine does not restore yet must be refused at checkpoint, naming the process and
  * the object, and leave the container running untouched. argv[2] picks the object: "socket"
  * (a unix socket pair at fd 10), "sysvshm" (an attached SysV segment),
- * "lease" (a read lease on fd 10), "async" (a pipe with O_ASYNC at fd 10), "clonefiles" (a
+ * "lease" (a read lease on fd 10), "procfile" (/proc/self/stat at fd 10), "async" (a pipe with O_ASYNC at fd 10), "clonefiles" (a
  * child sharing the descriptor table, clone(CLONE_FILES)). After SIGUSR2 (sent once the
  * checkpoint failed) the program checks the object still works. */
 #include "survival.h"
@@ -60,6 +60,8 @@ int main(int argc, char **argv)
         at10(open(path, O_RDONLY));
         if (fcntl(10, F_SETLEASE, F_RDLCK) < 0)
             die("F_SETLEASE");
+    } else if (!strcmp(kind, "procfile")) {
+        at10(open("/proc/self/stat", O_RDONLY));
     } else if (!strcmp(kind, "async")) {
         if (pipe(sp) < 0)
             die("pipe");
@@ -80,6 +82,8 @@ int main(int argc, char **argv)
         SV_CHECK(write(sp[1], "x", 1) == 1 && read(10, buf, 1) == 1 && buf[0] == 'x', "socket pair");
     } else if (!strcmp(kind, "sysvshm")) {
         SV_CHECK(!strcmp(shm, "sysv"), "sysv segment");
+    } else if (!strcmp(kind, "procfile")) {
+        SV_CHECK(pread(10, buf, 8, 0) > 0, "/proc/self/stat");
     } else if (!strcmp(kind, "async")) {
         SV_CHECK(fcntl(10, F_GETFL) & O_ASYNC, "O_ASYNC");
     } else if (!strcmp(kind, "clonefiles")) {

@@ -154,3 +154,8 @@ fn signal_driven_io_is_refused_and_the_container_keeps_running() {
 fn shared_descriptor_tables_are_refused_and_the_container_keeps_running() {
     refused("clonefiles", "CLONE_FILES");
 }
+
+#[test]
+fn proc_files_are_refused_and_the_container_keeps_running() {
+    refused("procfile", "files in /proc are not supported yet");
+}

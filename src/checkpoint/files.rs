@@ -60,6 +60,12 @@ fn reopenable_device(rdev: u64) -> bool {
     major == 1 && matches!(minor, 3 | 5 | 7 | 8 | 9)
 }
 
+/// The object behind /proc/<pid>/fd/<n> lives on procfs (its paths name pids; its contents
+/// are the kernel's).
+fn on_procfs(link: &str) -> bool {
+    nix::sys::statfs::statfs(link).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
+}
+
 /// One descriptor as found, with the identity of the object behind it (st_dev, st_ino), which
 /// `link_objects` uses to find shared descriptions.
 pub struct FoundFd {
@@ -144,6 +150,8 @@ pub fn collect_fds(pid: i32, external: &BTreeSet<String>) -> Result<Vec<FoundFd>
                 path: target.clone(),
                 pos,
             }
+        } else if ft.is_file() && on_procfs(&link) {
+            return Err(refuse("files in /proc are not supported yet"));
         } else if ft.is_file() && (meta.nlink() == 0 || target.ends_with(" (deleted)")) {
             // Unlinked (or its name is gone while another link remains): copied.
             if meta.size() > GHOST_MAX {
