@@ -860,10 +860,40 @@ fn expected_digest(entry: &FileEntry) -> Result<(&'static str, &str), Checkpoint
     }
 }
 
-/// Size and digest (hex) of a file, read in 128 KiB pieces (they stay in the cache between the
-/// copy and the digest).
-fn digest_file(path: &Path, algorithm: &str) -> std::io::Result<(u64, String)> {
+/// What identifies one version of a file: device, inode, size, mtime and ctime (ns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl FileStamp {
+    fn of(m: &std::fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+            ctime_ns: m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
+        }
+    }
+}
+
+/// Files this process, or the process it was forked from, has verified: (identity when it was
+/// read, its digest). `amber restore` verifies the image before it makes anything, then the
+/// restorer, a fork of it, loads the same image: a file that has not changed since (same
+/// inode, size, mtime and ctime) is not read and digested a second time.
+static VERIFIED: std::sync::Mutex<Vec<(FileStamp, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Size, digest (hex) and identity of a file, read in 128 KiB pieces (they stay in the cache
+/// between the copy and the digest).
+fn digest_file(path: &Path, algorithm: &str) -> std::io::Result<(u64, String, FileStamp)> {
     let mut f = std::fs::File::open(path)?;
+    let stamp = FileStamp::of(&f.metadata()?);
     let mut buf = vec![0u8; 128 << 10];
     let mut size = 0u64;
     let mut sha = (algorithm == "SHA-256").then(Sha256::new);
@@ -884,8 +914,8 @@ fn digest_file(path: &Path, algorithm: &str) -> std::io::Result<(u64, String)> {
         }
     }
     Ok(match sha {
-        Some(h) => (size, to_hex(&h.finalize())),
-        None => (size, xxh3_hex(&xxh)),
+        Some(h) => (size, to_hex(&h.finalize()), stamp),
+        None => (size, xxh3_hex(&xxh), stamp),
     })
 }
 
@@ -909,7 +939,15 @@ pub fn verify_files(dir: &Path, manifest: &Manifest) -> Result<(), CheckpointErr
         }
         let path = dir.join(&entry.name);
         let (algorithm, expected) = expected_digest(entry)?;
-        let (size, digest) = digest_file(&path, algorithm).map_err(|source| CheckpointError::Image {
+        let known = |stamp: &FileStamp| {
+            VERIFIED
+                .lock()
+                .is_ok_and(|v| v.iter().any(|(s, d)| s == stamp && d.eq_ignore_ascii_case(expected)))
+        };
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == entry.size && known(&FileStamp::of(&m))) {
+            continue;
+        }
+        let (size, digest, stamp) = digest_file(&path, algorithm).map_err(|source| CheckpointError::Image {
             path: path.clone(),
             source,
         })?;
@@ -925,6 +963,9 @@ pub fn verify_files(dir: &Path, manifest: &Manifest) -> Result<(), CheckpointErr
                 "{}: checksum mismatch, {algorithm} {digest} where the manifest has {expected}",
                 path.display(),
             )));
+        }
+        if let Ok(mut v) = VERIFIED.lock() {
+            v.push((stamp, digest));
         }
     }
     Ok(())
@@ -1254,6 +1295,25 @@ mod tests {
         std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
         let e = verify(t.path()).unwrap_err().to_string();
         assert!(e.contains("no checksum"), "{e}");
+    }
+
+    /// A file verified once is not digested again while unchanged (the restorer after the CLI),
+    /// but any change right after a verification is caught.
+    #[test]
+    fn files_changed_after_a_verification_are_verified_again() {
+        let t = tempfile::tempdir().unwrap();
+        write_sample(t.path());
+        let pages = t.path().join(task_pages(1));
+        let good = std::fs::read(&pages).unwrap();
+        for i in 0..20 {
+            verify(t.path()).expect("the sample verifies");
+            let mut bad = good.clone();
+            bad[i * 100] ^= 1;
+            std::fs::write(&pages, &bad).unwrap();
+            let e = verify(t.path()).unwrap_err().to_string();
+            assert!(e.contains("checksum mismatch"), "round {i}: {e}");
+            std::fs::write(&pages, &good).unwrap();
+        }
     }
 
     #[test]
