@@ -3,6 +3,7 @@
  *   restore, getting the same pids and statuses;
  * - a session whose leader exited (setsid + two children, one in its own group; the children
  *   are reparented to the program, a subreaper);
+ * - a session whose leader is a zombie (not reaped until after the restore) with a member;
  * - a process group whose leader exited (one member reparented, one a direct child);
  * - a child with a parent-death signal;
  * - a stopped child (SIGSTOP) that the program finds stopped and SIGCONTs after the restore;
@@ -183,6 +184,28 @@ int main(int argc, char **argv)
     close(p[0]);
     expect_exit("session leader", leader, 0);
 
+    /* A session whose leader stays a zombie, with a member that comes to us. */
+    if (pipe(p) < 0)
+        return 2;
+    pid_t zleader = fork();
+    if (zleader == 0) {
+        close(p[0]);
+        setsid();
+        struct ids w = {0, me, getpid(), getpid(), -1};
+        pid_t m = fork();
+        if (m == 0)
+            wait_and_verify("member of a zombie's session", w);
+        wait_armed(m);
+        if (write(p[1], &m, sizeof m) != sizeof m)
+            _exit(3);
+        _exit(7);
+    }
+    close(p[1]);
+    pid_t zmember;
+    read_full(p[0], &zmember, sizeof zmember);
+    close(p[0]);
+    waitid(P_PID, zleader, &si, WEXITED | WNOWAIT);
+
     /* A process group whose leader exits: one member forked by the leader, one by us. */
     if (pipe(p) < 0)
         return 2;
@@ -256,7 +279,7 @@ int main(int argc, char **argv)
     if (stopped == 0)
         wait_and_verify("stopped child", common);
 
-    pid_t checked[] = {sess_kids[0], sess_kids[1], pdeath, born, stopped};
+    pid_t checked[] = {sess_kids[0], sess_kids[1], pdeath, born, stopped, zmember};
     for (size_t i = 0; i < sizeof checked / sizeof checked[0]; i++)
         if (wait_armed(checked[i]) < 0)
             return 2;
@@ -281,6 +304,9 @@ int main(int argc, char **argv)
     SV_CHECK(state_of(z_exit) == 'Z', "pid %d is in state %c, not a zombie", (int)z_exit, state_of(z_exit));
     SV_CHECK(state_of(z_kill) == 'Z', "pid %d is in state %c, not a zombie", (int)z_kill, state_of(z_kill));
     expect_exit("zombie", z_exit, 42);
+    SV_CHECK(state_of(zleader) == 'Z', "the zombie session leader %d is in state %c", (int)zleader,
+             state_of(zleader));
+    SV_CHECK(getsid(zmember) == zleader, "the zombie's session member is in session %d", (int)getsid(zmember));
     pid_t got = waitpid(z_kill, &st, 0);
     SV_CHECK(got == z_kill && WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM,
              "zombie %d: waitpid = %d, status %#x, want killed by SIGTERM", (int)z_kill, (int)got, st);
@@ -311,11 +337,13 @@ int main(int argc, char **argv)
         {"pdeathsig child", pdeath},
         {"born before setsid", born},
         {"stopped child", stopped},
+        {"member of a zombie's session", zmember},
     };
     for (size_t i = 0; i < sizeof kids / sizeof kids[0]; i++) {
         kill(kids[i].pid, SIGUSR2);
         expect_exit(kids[i].what, kids[i].pid, 0);
     }
+    expect_exit("zombie session leader", zleader, 7);
     /* The dead leaders' pids are free again, and no helper is left as our child. */
     SV_CHECK(kill(leader, 0) < 0 && errno == ESRCH, "the session leader's pid %d exists", (int)leader);
     SV_CHECK(kill(gleader, 0) < 0 && errno == ESRCH, "the group leader's pid %d exists", (int)gleader);
