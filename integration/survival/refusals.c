@@ -1,15 +1,17 @@
 /* What the engine does not restore yet must be refused at checkpoint, naming the process and
  * the object, and leave the container running untouched. argv[2] picks the object: "socket"
- * (a unix socket pair at fd 10), "sysvshm" (an attached SysV segment),
- * "lease" (a read lease on fd 10), "procfile" (/proc/self/stat at fd 10), "async" (a pipe with O_ASYNC at fd 10), "clonefiles" (a
- * child sharing the descriptor table, clone(CLONE_FILES)). After SIGUSR2 (sent once the
- * checkpoint failed) the program checks the object still works. */
+ * (a TCP socket at fd 10), "unixconn" (a unix connection made with connect/accept on a named
+ * listener), "sysvshm" (an attached SysV segment), "lease" (a read lease on fd 10),
+ * "procfile" (/proc/self/stat at fd 10), "async" (a pipe with O_ASYNC at fd 10),
+ * "clonefiles" (a child sharing the descriptor table, clone(CLONE_FILES)). After SIGUSR2
+ * (sent once the checkpoint failed) the program checks the object still works. */
 #include "survival.h"
 
 #include <sched.h>
 #include <sys/file.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #define NAME "refusals"
 
@@ -45,9 +47,18 @@ int main(int argc, char **argv)
     char *shm = NULL;
     char path[4096];
     if (!strcmp(kind, "socket")) {
-        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) < 0)
-            die("socketpair");
-        at10(sp[0]);
+        at10(socket(AF_INET, SOCK_STREAM, 0));
+    } else if (!strcmp(kind, "unixconn")) {
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        snprintf(a.sun_path, sizeof a.sun_path, "%s/refusals.sock", sv_out);
+        unlink(a.sun_path);
+        int l = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 1) < 0)
+            die("listen");
+        sp[1] = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (connect(sp[1], (struct sockaddr *)&a, sizeof a) < 0)
+            die("connect");
+        at10(accept(l, NULL, NULL));
     } else if (!strcmp(kind, "sysvshm")) {
         int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
         if (id < 0 || (shm = shmat(id, NULL, 0)) == (void *)-1)
@@ -79,7 +90,11 @@ int main(int argc, char **argv)
     sv_wait_go();
     char buf[16] = "";
     if (!strcmp(kind, "socket")) {
-        SV_CHECK(write(sp[1], "x", 1) == 1 && read(10, buf, 1) == 1 && buf[0] == 'x', "socket pair");
+        int t = 0;
+        socklen_t l = sizeof t;
+        SV_CHECK(getsockopt(10, SOL_SOCKET, SO_TYPE, &t, &l) == 0 && t == SOCK_STREAM, "TCP socket");
+    } else if (!strcmp(kind, "unixconn")) {
+        SV_CHECK(write(sp[1], "x", 1) == 1 && read(10, buf, 1) == 1 && buf[0] == 'x', "unix connection");
     } else if (!strcmp(kind, "sysvshm")) {
         SV_CHECK(!strcmp(shm, "sysv"), "sysv segment");
     } else if (!strcmp(kind, "procfile")) {

@@ -131,8 +131,13 @@ fn refused(kind: &str, expect: &str) {
 }
 
 #[test]
-fn sockets_are_refused_and_the_container_keeps_running() {
-    refused("socket", "-> socket:[");
+fn inet_sockets_are_refused_and_the_container_keeps_running() {
+    refused("socket", "only unix sockets are supported yet");
+}
+
+#[test]
+fn named_unix_connections_are_refused_and_the_container_keeps_running() {
+    refused("unixconn", "connected unix sockets with a name");
 }
 
 #[test]
@@ -158,4 +163,19 @@ fn shared_descriptor_tables_are_refused_and_the_container_keeps_running() {
 #[test]
 fn proc_files_are_refused_and_the_container_keeps_running() {
     refused("procfile", "files in /proc are not supported yet");
+}
+
+#[test]
+fn unix_sockets_as_init() {
+    survive("unixsk", Place::Init);
+}
+
+#[test]
+fn unix_sockets_deep_clone() {
+    survive_with("unixsk", Place::Deep, &clone());
+}
+
+#[test]
+fn unix_sockets_deep_twice() {
+    survive_with("unixsk", Place::Deep, &twice());
 }

@@ -2,7 +2,7 @@
 //!
 //! Dump: `collect_fds` classifies each descriptor of one task (regular files, directories,
 //! character devices, files unlinked while open, pipes, FIFOs, memfds, eventfd, signalfd,
-//! timerfd, epoll; the container's stdio is external); `link_objects` then looks at all tasks together: descriptors that share one open
+//! timerfd, epoll, unix sockets (`sockets`), file locks; the container's stdio is external); `link_objects` then looks at all tasks together: descriptors that share one open
 //! file description (kcmp KCMP_FILE) get one `Fd::desc`, and the data of each object is read
 //! once, without disturbing it: pipe buffers through tee(2) from a reopened end, ghost file
 //! contents, shared anonymous memory through /proc/<pid>/map_files.
@@ -115,6 +115,19 @@ pub fn collect_fds(pid: i32, external: &BTreeSet<String>) -> Result<Vec<FoundFd>
                 ));
             }
             FdKind::External { key: target.clone() }
+        } else if target.starts_with("socket:[") {
+            // Described by link_objects from sock_diag.
+            FdKind::Unix {
+                ino: meta.ino(),
+                sock_type: 0,
+                name: String::new(),
+                peer: 0,
+                backlog: None,
+                shutdown: 0,
+                queue: Vec::new(),
+                passcred: false,
+                file: None,
+            }
         } else if let Some(kind) = anon_kind(&target, &info) {
             kind.map_err(|why| refuse(&why))?
         } else if !target.starts_with('/') {
@@ -345,6 +358,7 @@ pub fn link_objects(tasks: &mut [TaskFds<'_>]) -> Result<DumpObjects> {
     type Representatives = Vec<(i32, i32, u32)>;
     let mut reps: BTreeMap<(u64, u64), Representatives> = BTreeMap::new();
     let mut next_desc = 1u32;
+    let mut blobs = Vec::new();
     for t in tasks.iter_mut() {
         for (f, object) in t.task.fds.iter_mut().zip(t.objects) {
             if matches!(f.kind, FdKind::External { .. }) {
@@ -372,6 +386,7 @@ pub fn link_objects(tasks: &mut [TaskFds<'_>]) -> Result<DumpObjects> {
         }
     }
 
+    link_sockets(tasks, &mut blobs)?;
     // POSIX lock owners: host pids to the container's.
     let pids: BTreeMap<i32, i32> = tasks.iter().map(|t| (t.host_pid, t.task.pid)).collect();
     for t in tasks.iter_mut() {
@@ -421,7 +436,6 @@ pub fn link_objects(tasks: &mut [TaskFds<'_>]) -> Result<DumpObjects> {
             }
         }
     }
-    let mut blobs = Vec::new();
     // Pipes and FIFOs: size and buffered data, once per pipe.
     let mut pipes: BTreeMap<u64, (u32, u64)> = BTreeMap::new();
     // Ghost files: one id per inode.
@@ -522,6 +536,98 @@ pub fn write_objects(objects: DumpObjects, w: &mut image::ImageWriter) -> Result
         obj.pagemap = stream_shmem(&file, &path, obj.size, &mut out)?;
         w.close(out)?;
         w.write_json(&image::shmem_json(obj.id), &obj)?;
+    }
+    Ok(())
+}
+
+/// Describe every unix socket from sock_diag (in each task's network namespace), refuse what
+/// cannot be restored, and read each socket's queue once.
+fn link_sockets(tasks: &mut [TaskFds<'_>], blobs: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
+    use super::sockets::{self, Diag};
+    let mut diags: BTreeMap<u64, BTreeMap<u64, Diag>> = BTreeMap::new(); // by netns inode
+    let dumped: BTreeSet<u64> = tasks
+        .iter()
+        .flat_map(|t| t.task.fds.iter())
+        .filter_map(|f| match f.kind {
+            FdKind::Unix { ino, .. } => Some(ino),
+            _ => None,
+        })
+        .collect();
+    // Each socket's queue is read once; every descriptor of it carries the same lengths.
+    let mut queued: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+    for t in tasks.iter_mut() {
+        let host = t.host_pid;
+        for f in t.task.fds.iter_mut() {
+            let FdKind::Unix { ino, .. } = f.kind else { continue };
+            let fd = f.fd;
+            let refuse = |what: &str| unsupported(host, format!("fd {fd} -> socket:[{ino}]: {what}"));
+            let netns = std::fs::metadata(format!("/proc/{host}/ns/net"))
+                .map(|m| m.ino())
+                .map_err(|e| CheckpointError::Sys("stat of a netns", e))?;
+            let all = match diags.entry(netns) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => e.insert(sockets::diag(host)?),
+            };
+            let Some(d) = all.get(&ino) else {
+                return Err(refuse("only unix sockets are supported yet (this is another family)"));
+            };
+            if !matches!(d.sock_type, libc::SOCK_STREAM | libc::SOCK_DGRAM | libc::SOCK_SEQPACKET) {
+                return Err(refuse(&format!("unix socket type {}", d.sock_type)));
+            }
+            if !d.name.is_empty() && !d.name.starts_with('/') && !d.name.starts_with('@') {
+                return Err(refuse(&format!("bound to the relative path {:?}", d.name)));
+            }
+            const ESTABLISHED: u8 = 1;
+            let (mut peer, mut backlog, mut read) = (0, None, false);
+            if d.state == sockets::TCP_LISTEN {
+                if d.pending > 0 {
+                    return Err(refuse(&format!("{} connections wait to be accepted", d.pending)));
+                }
+                backlog = Some(d.wqueue);
+            } else if d.peer != 0 || d.state == ESTABLISHED {
+                let peer_name = all.get(&d.peer).map(|p| p.name.as_str()).unwrap_or("");
+                if !d.name.is_empty() || !peer_name.is_empty() {
+                    return Err(refuse(
+                        "connected unix sockets with a name (accept, connect) are not supported yet",
+                    ));
+                }
+                peer = if dumped.contains(&d.peer) {
+                    d.peer
+                } else if d.peer == 0 || !all.contains_key(&d.peer) {
+                    u64::MAX // the other end is closed
+                } else {
+                    return Err(refuse(&format!("its peer socket:[{}] is outside the dump", d.peer)));
+                };
+                read = true;
+            } else if !d.name.is_empty() && d.rqueue > 0 {
+                return Err(refuse("datagrams queued on a bound socket are not supported yet"));
+            }
+            let mut queue = Vec::new();
+            if read {
+                if let Some(q) = queued.get(&ino) {
+                    queue = q.clone();
+                } else {
+                    let msgs = sockets::read_queue(host, fd, d.sock_type == libc::SOCK_STREAM)?;
+                    queue = msgs.iter().map(|m| m.len() as u32).collect();
+                    let bytes: Vec<u8> = msgs.concat();
+                    if !bytes.is_empty() {
+                        blobs.push((image::socket_data(ino), bytes));
+                    }
+                    queued.insert(ino, queue.clone());
+                }
+            }
+            f.kind = FdKind::Unix {
+                ino,
+                sock_type: d.sock_type,
+                name: d.name.clone(),
+                peer,
+                backlog,
+                shutdown: d.shutdown,
+                queue,
+                passcred: sockets::passcred(host, fd)?,
+                file: sockets::name_file(&d.name),
+            };
+        }
     }
     Ok(())
 }
@@ -709,6 +815,7 @@ pub fn build(image: &Image, base: RawFd) -> Result<Objects> {
     let mut objs = Objects::default();
     let mut ghosts = Ghosts(BTreeMap::new());
     let mut pipes: BTreeMap<u64, PipeState> = BTreeMap::new();
+    let mut pairs: BTreeMap<u64, OwnedFd> = BTreeMap::new();
     let mut descs: BTreeMap<u32, RawFd> = BTreeMap::new();
     let place = |objs: &mut Objects, fd: OwnedFd| -> Result<RawFd> {
         let high =
@@ -735,6 +842,11 @@ pub fn build(image: &Image, base: RawFd) -> Result<Objects> {
                     nix::unistd::lseek(fd.as_raw_fd(), pos as i64, nix::unistd::Whence::SeekSet)
                         .map_err(|e| restore_err(t.pid, f, format!("seeking memfd {id} to {pos}: {e}")))?;
                     fd
+                }
+                FdKind::Unix { .. } => {
+                    let sock = super::sockets::create(image, t.pid, f, &mut pairs)?;
+                    set_status(t.pid, f, &sock)?;
+                    sock
                 }
                 _ => open_one(image, t.pid, f, &mut ghosts, &mut pipes)?,
             };
@@ -844,6 +956,7 @@ fn open_one(
     match &f.kind {
         FdKind::External { key } => Err(restore_err(pid, f, format!("external {key} is not an object"))),
         FdKind::Memfd { id, .. } => Err(restore_err(pid, f, format!("memfd {id} is opened by build"))),
+        FdKind::Unix { ino, .. } => Err(restore_err(pid, f, format!("socket {ino} is made by build"))),
         FdKind::EventFd { count, semaphore } => {
             let mut fl = libc::EFD_CLOEXEC | libc::EFD_NONBLOCK;
             if *semaphore {

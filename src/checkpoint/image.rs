@@ -342,6 +342,9 @@ pub fn shmem_pages(id: u64) -> String {
 pub fn pipe_data(ino: u64) -> String {
     format!("files/pipe-{ino}.data")
 }
+pub fn socket_data(ino: u64) -> String {
+    format!("files/sock-{ino}.data")
+}
 pub fn ghost_data(id: u32) -> String {
     format!("files/ghost-{id}.data")
 }
@@ -402,6 +405,24 @@ pub enum FdKind {
     /// An epoll instance and its registrations, each added again by the task that registered
     /// it, through the same descriptor number.
     Epoll { targets: Vec<EpollTarget> },
+    /// A unix socket: a socket pair end (`peer`: the other end's inode, u64::MAX when that end
+    /// was closed), a listening (`backlog`) or bound (`name`: a path, "@..." abstract) socket,
+    /// or an unbound one. `queue`: lengths of the messages waiting to be read (one entry for a
+    /// stream socket), their bytes in files/sock-<ino>.data; `shutdown`: RCV 1 | SEND 2;
+    /// `file`: mode, owner and group of a path name's socket file.
+    Unix {
+        ino: u64,
+        sock_type: i32,
+        name: String,
+        peer: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        backlog: Option<u32>,
+        shutdown: u8,
+        queue: Vec<u32>,
+        passcred: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<(u32, u32, u32)>,
+    },
     /// A FIFO (named pipe) opened by path; buffered data and size as for `Pipe`.
     Fifo {
         path: String,
@@ -438,7 +459,8 @@ impl FdKind {
             | FdKind::EventFd { .. }
             | FdKind::SignalFd { .. }
             | FdKind::TimerFd { .. }
-            | FdKind::Epoll { .. } => None,
+            | FdKind::Epoll { .. }
+            | FdKind::Unix { .. } => None,
         }
     }
 }

@@ -7,7 +7,8 @@
 //!   (sigactions, brk, tid address, altstack, itimers), memory through pagemap + /proc/pid/mem;
 //!   descriptors and shared memory objects (`files`: files, ghost files, directories, devices,
 //!   pipes and FIFOs with their data, memfds, eventfd, signalfd, timerfd, epoll with its
-//!   registrations, MAP_SHARED memory; shared open file descriptions
+//!   registrations, file locks, unix sockets (`sockets`: pairs with their queues, listeners,
+//!   bound and unbound sockets), MAP_SHARED memory; shared open file descriptions
 //!   found with kcmp); then write a checksummed image (`image`) and detach (leave running) or
 //!   kill.
 //! - restore: `image::load` verifies every checksum and the host record; seeds (forks of the
@@ -39,6 +40,7 @@ mod remote;
 pub mod restore;
 mod seed;
 mod signals;
+mod sockets;
 mod transplant;
 
 #[cfg(test)]

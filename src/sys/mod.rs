@@ -601,3 +601,49 @@ pub fn fcntl_lock(fd: RawFd, cmd: i32, ty: i32, start: u64, len: u64) -> io::Res
     }
     Ok(())
 }
+
+/// pidfd_getfd(2): a duplicate of descriptor `fd` of the process behind `pidfd` (the same open
+/// file description).
+pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: i32) -> io::Result<OwnedFd> {
+    // SAFETY: integer-only syscall.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    fd_result(ret as libc::c_int)
+}
+
+/// getsockopt for an int option.
+pub fn getsockopt_int(fd: BorrowedFd<'_>, level: i32, opt: i32) -> io::Result<i32> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: v and len are valid and writable for the sizes given.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            opt,
+            &mut v as *mut libc::c_int as *mut _,
+            &mut len,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(v)
+}
+
+/// setsockopt for an int option.
+pub fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, opt: i32, v: i32) -> io::Result<()> {
+    // SAFETY: v is a valid int that outlives the call; the kernel only reads it.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            opt,
+            &v as *const libc::c_int as *const _,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,382 @@
+//! Unix sockets (CHECKPOINT.md §1.6, step 13 in part): socket pairs (also with one end closed)
+//! with the data queued in each direction, listening and bound sockets without pending
+//! connections or data, unbound ones. Connected sockets with names (accept/connect), pending
+//! connections, data carrying descriptors, peers outside the dump and other families are
+//! refused by name.
+//!
+//! Dump: sock_diag (NETLINK_SOCK_DIAG, UNIX_DIAG) run inside the task's network namespace gives
+//! type, state, name, peer, pending connections and shutdown state by inode; the queues are
+//! read without being consumed, from a duplicate of the socket (pidfd_getfd) with MSG_PEEK and
+//! SO_PEEK_OFF (put back as it was). Restore: `create` makes the pair or socket in the restorer;
+//! queued data is sent again from the other end, in order, message by message.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use nix::sys::socket::{self as ns, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType};
+
+use super::image::{self, Fd, FdKind, Image};
+use super::{CheckpointError, Result};
+
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const UDIAG_SHOW: u32 = 0x1 | 0x2 | 0x4 | 0x8 | 0x10; // name, vfs, peer, icons, rqlen
+const UNIX_DIAG_NAME: u16 = 0;
+const UNIX_DIAG_PEER: u16 = 2;
+const UNIX_DIAG_ICONS: u16 = 3;
+const UNIX_DIAG_RQLEN: u16 = 4;
+const UNIX_DIAG_SHUTDOWN: u16 = 6;
+pub const TCP_LISTEN: u8 = 10;
+/// Queued data above this is refused (it is held in memory while dumping).
+const QUEUE_MAX: usize = 16 << 20;
+
+/// What sock_diag says about one unix socket.
+#[derive(Debug, Clone, Default)]
+pub struct Diag {
+    pub sock_type: i32,
+    pub state: u8,
+    /// sun_path as bound: "" none, "@..." abstract.
+    pub name: String,
+    pub peer: u64,
+    pub pending: usize,
+    pub rqueue: u32,
+    pub wqueue: u32,
+    pub shutdown: u8,
+}
+
+fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> CheckpointError {
+    move |e| CheckpointError::Sys(what, e.into())
+}
+
+/// Every unix socket of the network namespace `pid` lives in, by inode.
+pub fn diag(pid: i32) -> Result<BTreeMap<u64, Diag>> {
+    let own = File::open("/proc/thread-self/ns/net").map_err(|e| CheckpointError::Sys("opening our netns", e))?;
+    let theirs =
+        File::open(format!("/proc/{pid}/ns/net")).map_err(|e| CheckpointError::Sys("opening the task's netns", e))?;
+    nix::sched::setns(theirs.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(sys("setns(net)"))?;
+    let sock = ns::socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkSockDiag,
+    );
+    nix::sched::setns(own.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(sys("setns(net) back"))?;
+    let sock = sock.map_err(sys("socket(NETLINK_SOCK_DIAG)"))?;
+    let mut req = Vec::with_capacity(40);
+    req.extend_from_slice(&40u32.to_ne_bytes());
+    req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req.extend_from_slice(&(0x1u16 | 0x300).to_ne_bytes()); // NLM_F_REQUEST | NLM_F_DUMP
+    req.extend_from_slice(&1u32.to_ne_bytes());
+    req.extend_from_slice(&0u32.to_ne_bytes());
+    req.extend_from_slice(&[libc::AF_UNIX as u8, 0, 0, 0]);
+    req.extend_from_slice(&u32::MAX.to_ne_bytes()); // all states
+    req.extend_from_slice(&0u32.to_ne_bytes());
+    req.extend_from_slice(&UDIAG_SHOW.to_ne_bytes());
+    req.extend_from_slice(&[0xff; 8]);
+    ns::sendto(sock.as_raw_fd(), &req, &ns::NetlinkAddr::new(0, 0), MsgFlags::empty())
+        .map_err(sys("sock_diag request"))?;
+    let mut out = BTreeMap::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = ns::recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty()).map_err(sys("sock_diag reply"))?;
+        if n == 0 {
+            return Ok(out);
+        }
+        let mut off = 0;
+        while off + 16 <= n {
+            let u32_at = |b: &[u8], o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().unwrap_or_default());
+            let u16_at = |b: &[u8], o: usize| u16::from_ne_bytes(b[o..o + 2].try_into().unwrap_or_default());
+            let len = u32_at(&buf, off) as usize;
+            let kind = u16_at(&buf, off + 4);
+            if len < 16 || off + len > n {
+                return Err(CheckpointError::Sys(
+                    "sock_diag reply",
+                    std::io::ErrorKind::InvalidData.into(),
+                ));
+            }
+            match kind {
+                NLMSG_DONE => return Ok(out),
+                NLMSG_ERROR => {
+                    let errno = -(u32_at(&buf, off + 16) as i32);
+                    return Err(CheckpointError::Sys(
+                        "sock_diag",
+                        std::io::Error::from_raw_os_error(errno),
+                    ));
+                }
+                _ => {}
+            }
+            let msg = &buf[off + 16..off + len];
+            if msg.len() >= 16 {
+                let mut d = Diag {
+                    sock_type: msg[1] as i32,
+                    state: msg[2],
+                    ..Default::default()
+                };
+                let ino = u32_at(msg, 4) as u64;
+                let mut a = 16;
+                while a + 4 <= msg.len() {
+                    let alen = u16_at(msg, a) as usize;
+                    let atype = u16_at(msg, a + 2) & 0x3fff;
+                    if alen < 4 || a + alen > msg.len() {
+                        break;
+                    }
+                    let p = &msg[a + 4..a + alen];
+                    match atype {
+                        UNIX_DIAG_NAME => d.name = decode_name(p),
+                        UNIX_DIAG_PEER if p.len() >= 4 => d.peer = u32_at(p, 0) as u64,
+                        UNIX_DIAG_ICONS => d.pending = p.len() / 4,
+                        UNIX_DIAG_RQLEN if p.len() >= 8 => {
+                            d.rqueue = u32_at(p, 0);
+                            d.wqueue = u32_at(p, 4);
+                        }
+                        UNIX_DIAG_SHUTDOWN if !p.is_empty() => d.shutdown = p[0],
+                        _ => {}
+                    }
+                    a += alen.div_ceil(4) * 4;
+                }
+                out.insert(ino, d);
+            }
+            off += len.div_ceil(4) * 4;
+        }
+    }
+}
+
+/// sun_path bytes: "@name" for the abstract namespace, the path otherwise.
+fn decode_name(p: &[u8]) -> String {
+    match p.split_first() {
+        Some((0, rest)) => format!("@{}", String::from_utf8_lossy(rest)),
+        _ => {
+            let end = p.iter().position(|&b| b == 0).unwrap_or(p.len());
+            String::from_utf8_lossy(&p[..end]).into_owned()
+        }
+    }
+}
+
+/// The receive queue of socket `fd` of `pid`, message by message, left in place.
+pub fn read_queue(pid: i32, fd: i32, stream: bool) -> Result<Vec<Vec<u8>>> {
+    let pidfd = crate::sys::pidfd_open(pid).map_err(|e| CheckpointError::Sys("pidfd_open", e))?;
+    let sock = crate::sys::pidfd_getfd(pidfd.as_fd(), fd).map_err(|e| CheckpointError::Sys("pidfd_getfd", e))?;
+    let refuse = |what: String| CheckpointError::Unsupported {
+        pid,
+        what: format!("fd {fd}: {what}"),
+    };
+    let old = crate::sys::getsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_PEEK_OFF)
+        .map_err(|e| CheckpointError::Sys("SO_PEEK_OFF", e))?;
+    crate::sys::setsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)
+        .map_err(|e| CheckpointError::Sys("SO_PEEK_OFF", e))?;
+    let result = (|| {
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            let mut cmsg = nix::cmsg_space!([RawFdAlias; 16]);
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC;
+            let msg = match ns::recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), flags) {
+                Ok(m) => m,
+                Err(nix::errno::Errno::EAGAIN) => break,
+                Err(e) => return Err(CheckpointError::Sys("peeking a unix socket queue", e.into())),
+            };
+            let mut has_fds = false;
+            if let Ok(cmsgs) = msg.cmsgs() {
+                for c in cmsgs {
+                    if let ns::ControlMessageOwned::ScmRights(fds) = c {
+                        has_fds = true;
+                        for f in fds {
+                            drop(crate::sys::own_received_fd(f));
+                        }
+                    }
+                }
+            }
+            let n = msg.bytes;
+            if has_fds {
+                return Err(refuse(
+                    "descriptors in flight in a unix socket queue are not supported yet".into(),
+                ));
+            }
+            if msg.flags.contains(MsgFlags::MSG_TRUNC) {
+                return Err(refuse("a queued datagram larger than 256 KiB".into()));
+            }
+            if n == 0 {
+                break;
+            }
+            total += n;
+            if total > QUEUE_MAX {
+                return Err(refuse(format!("more than {QUEUE_MAX} bytes queued in a unix socket")));
+            }
+            match (stream, out.last_mut()) {
+                (true, Some(last)) => last.extend_from_slice(&buf[..n]),
+                _ => out.push(buf[..n].to_vec()),
+            }
+        }
+        Ok(out)
+    })();
+    let _ = crate::sys::setsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_PEEK_OFF, old);
+    result
+}
+
+type RawFdAlias = std::os::fd::RawFd;
+
+/// SO_PASSCRED of socket `fd` of `pid`.
+pub fn passcred(pid: i32, fd: i32) -> Result<bool> {
+    let pidfd = crate::sys::pidfd_open(pid).map_err(|e| CheckpointError::Sys("pidfd_open", e))?;
+    let sock = crate::sys::pidfd_getfd(pidfd.as_fd(), fd).map_err(|e| CheckpointError::Sys("pidfd_getfd", e))?;
+    Ok(
+        crate::sys::getsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_PASSCRED)
+            .map_err(|e| CheckpointError::Sys("SO_PASSCRED", e))?
+            != 0,
+    )
+}
+
+/// Mode, owner and group of the socket file of a path name (None: abstract or gone).
+pub fn name_file(name: &str) -> Option<(u32, u32, u32)> {
+    if !name.starts_with('/') {
+        return None;
+    }
+    let m = std::fs::symlink_metadata(name).ok()?;
+    Some((m.mode() & 0o7777, m.uid(), m.gid()))
+}
+
+fn restore_err(pid: i32, f: &Fd, msg: impl std::fmt::Display) -> CheckpointError {
+    CheckpointError::Restore(format!("pid {pid} fd {}: {msg}", f.fd))
+}
+
+fn sock_type(t: i32) -> Option<SockType> {
+    match t {
+        libc::SOCK_STREAM => Some(SockType::Stream),
+        libc::SOCK_DGRAM => Some(SockType::Datagram),
+        libc::SOCK_SEQPACKET => Some(SockType::SeqPacket),
+        _ => None,
+    }
+}
+
+fn unix_addr(name: &str) -> std::result::Result<ns::UnixAddr, nix::Error> {
+    match name.strip_prefix('@') {
+        Some(abs) => ns::UnixAddr::new_abstract(abs.as_bytes()),
+        None => ns::UnixAddr::new(name),
+    }
+}
+
+/// One unix socket as the image describes it, created in the restorer. Pairs are made once:
+/// `pairs` keeps the end not handed out yet, by inode.
+pub fn create(image: &Image, pid: i32, f: &Fd, pairs: &mut BTreeMap<u64, OwnedFd>) -> Result<OwnedFd> {
+    let FdKind::Unix {
+        ino,
+        sock_type: ty,
+        name,
+        peer,
+        backlog,
+        shutdown,
+        passcred,
+        file,
+        ..
+    } = &f.kind
+    else {
+        return Err(restore_err(pid, f, "not a unix socket"));
+    };
+    let st = sock_type(*ty).ok_or_else(|| restore_err(pid, f, format!("socket type {ty}")))?;
+    let sock = if let Some(end) = pairs.remove(ino) {
+        end
+    } else if *peer != 0 {
+        let (a, b) = ns::socketpair(AddressFamily::Unix, st, None, SockFlag::SOCK_CLOEXEC)
+            .map_err(|e| restore_err(pid, f, format!("socketpair: {e}")))?;
+        // Each end's queue was sent by the other end.
+        let other = find(image, *peer);
+        fill(image, pid, f, &b, *ino, queue_of(&f.kind))?;
+        if let Some(o) = other {
+            fill(image, pid, f, &a, *peer, queue_of(&o.kind))?;
+        }
+        for (end, sd) in [(&a, *shutdown), (&b, other.map_or(3, |o| shutdown_of(&o.kind)))] {
+            if sd & 2 != 0 {
+                let _ = ns::shutdown(end.as_raw_fd(), ns::Shutdown::Write);
+            }
+            if sd & 1 != 0 {
+                let _ = ns::shutdown(end.as_raw_fd(), ns::Shutdown::Read);
+            }
+        }
+        if other.is_some() {
+            pairs.insert(*peer, b);
+        } // else: the other end was closed before the dump; it goes now.
+        a
+    } else {
+        let s = ns::socket(AddressFamily::Unix, st, SockFlag::SOCK_CLOEXEC, None)
+            .map_err(|e| restore_err(pid, f, format!("socket: {e}")))?;
+        if !name.is_empty() {
+            if name.starts_with('/') {
+                // The socket file of the dumped socket is still there: bind would find it taken.
+                if std::fs::symlink_metadata(name)
+                    .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+                {
+                    let _ = std::fs::remove_file(name);
+                }
+            }
+            let addr = unix_addr(name).map_err(|e| restore_err(pid, f, format!("address {name}: {e}")))?;
+            ns::bind(s.as_raw_fd(), &addr).map_err(|e| restore_err(pid, f, format!("bind {name}: {e}")))?;
+            if let Some((mode, uid, gid)) = file {
+                let _ = std::fs::set_permissions(name, std::fs::Permissions::from_mode(*mode));
+                let _ = std::os::unix::fs::chown(name, Some(*uid), Some(*gid));
+            }
+        }
+        if let Some(b) = backlog {
+            let backlog = ns::Backlog::new(*b as i32).unwrap_or(ns::Backlog::MAXCONN);
+            ns::listen(&s, backlog).map_err(|e| restore_err(pid, f, format!("listen {name}: {e}")))?;
+        }
+        s
+    };
+    if *passcred {
+        crate::sys::setsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_PASSCRED, 1)
+            .map_err(|e| restore_err(pid, f, format!("SO_PASSCRED: {e}")))?;
+    }
+    Ok(sock)
+}
+
+fn find(image: &Image, ino: u64) -> Option<&Fd> {
+    image
+        .tasks
+        .values()
+        .flat_map(|t| &t.fds)
+        .find(|f| matches!(f.kind, FdKind::Unix { ino: i, .. } if i == ino))
+}
+
+fn queue_of(kind: &FdKind) -> &[u32] {
+    match kind {
+        FdKind::Unix { queue, .. } => queue,
+        _ => &[],
+    }
+}
+
+fn shutdown_of(kind: &FdKind) -> u8 {
+    match kind {
+        FdKind::Unix { shutdown, .. } => *shutdown,
+        _ => 0,
+    }
+}
+
+/// Send socket `ino`'s dumped queue from `sender` (its peer), message by message.
+fn fill(image: &Image, pid: i32, f: &Fd, sender: &OwnedFd, ino: u64, queue: &[u32]) -> Result<()> {
+    let total: u64 = queue.iter().map(|&l| l as u64).sum();
+    if total == 0 {
+        return Ok(());
+    }
+    let path = image.object_path(&image::socket_data(ino), total)?;
+    let mut data = Vec::new();
+    File::open(&path)
+        .and_then(|mut d| d.read_to_end(&mut data))
+        .map_err(|source| CheckpointError::Image { path, source })?;
+    let mut off = 0usize;
+    for &len in queue {
+        let msg = &data[off..off + len as usize];
+        let mut sent = 0;
+        while sent < msg.len() {
+            let n = ns::send(sender.as_raw_fd(), &msg[sent..], MsgFlags::MSG_DONTWAIT)
+                .map_err(|e| restore_err(pid, f, format!("refilling socket {ino} ({total} bytes): {e}")))?;
+            sent += n;
+        }
+        off += len as usize;
+    }
+    Ok(())
+}
