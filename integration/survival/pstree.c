@@ -4,6 +4,7 @@
  * - a session whose leader exited (setsid + two children, one in its own group; the children
  *   are reparented to the program, a subreaper);
  * - a session whose leader is a zombie (not reaped until after the restore) with a member;
+ * - a session whose leader lives on while a grandchild of it came to us (its parent exited);
  * - a process group whose leader exited (one member reparented, one a direct child);
  * - a child with a parent-death signal;
  * - a stopped child (SIGSTOP) that the program finds stopped and SIGCONTs after the restore;
@@ -206,6 +207,34 @@ int main(int argc, char **argv)
     close(p[0]);
     waitid(P_PID, zleader, &si, WEXITED | WNOWAIT);
 
+    /* A session whose leader lives on, and a grandchild of it that came to us. */
+    if (pipe(p) < 0)
+        return 2;
+    pid_t lleader = fork();
+    if (lleader == 0) {
+        close(p[0]);
+        setsid();
+        struct ids w = {0, me, getpid(), getpid(), -1};
+        pid_t mid = fork();
+        if (mid == 0) {
+            pid_t gc = fork();
+            if (gc == 0)
+                wait_and_verify("grandchild of a live session leader", w);
+            wait_armed(gc);
+            if (write(p[1], &gc, sizeof gc) != sizeof gc)
+                _exit(3);
+            _exit(0);
+        }
+        close(p[1]);
+        int mst;
+        waitpid(mid, &mst, 0);
+        wait_and_verify("live session leader", w);
+    }
+    close(p[1]);
+    pid_t lgrandchild;
+    read_full(p[0], &lgrandchild, sizeof lgrandchild);
+    close(p[0]);
+
     /* A process group whose leader exits: one member forked by the leader, one by us. */
     if (pipe(p) < 0)
         return 2;
@@ -279,7 +308,7 @@ int main(int argc, char **argv)
     if (stopped == 0)
         wait_and_verify("stopped child", common);
 
-    pid_t checked[] = {sess_kids[0], sess_kids[1], pdeath, born, stopped, zmember};
+    pid_t checked[] = {sess_kids[0], sess_kids[1], pdeath, born, stopped, zmember, lleader, lgrandchild};
     for (size_t i = 0; i < sizeof checked / sizeof checked[0]; i++)
         if (wait_armed(checked[i]) < 0)
             return 2;
@@ -338,6 +367,8 @@ int main(int argc, char **argv)
         {"born before setsid", born},
         {"stopped child", stopped},
         {"member of a zombie's session", zmember},
+        {"live session leader", lleader},
+        {"grandchild of a live session leader", lgrandchild},
     };
     for (size_t i = 0; i < sizeof kids / sizeof kids[0]; i++) {
         kill(kids[i].pid, SIGUSR2);

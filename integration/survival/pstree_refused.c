@@ -1,10 +1,10 @@
 /* A tree amber cannot restore yet (a refusal test, not a survival program): the program (a
  * subreaper) forks A, A calls setsid() and forks B, B forks C and exits, so C comes to the
- * program while still in A's session, and A is alive elsewhere in the tree. Rebuilding that
- * needs a helper in A's session that C's real parent could not have cloned; the checkpoint
- * must refuse it naming C and session A, and leave everything running. After SIGUSR2 the
- * program checks that A and C are alive, not traced and not stopped, and tells the harness
- * C's pid and A's (in the ready file: "<pid>\n<C> <A>\n"). */
+ * program while still in A's session; then A becomes a subreaper itself. A helper in A's
+ * session (cloned by A) would now leave C to A, not to the program: the checkpoint must refuse
+ * it naming C and session A, and leave everything running. After SIGUSR2 the program checks
+ * that A and C are alive, not traced and not stopped, and tells the harness C's pid and A's (in
+ * the ready file: "<pid>\n<C> <A>\n"). */
 #include "survival.h"
 
 #include <sys/prctl.h>
@@ -44,14 +44,19 @@ int main(int argc, char **argv)
                 _exit(3);
             _exit(0);
         }
+        waitpid(b, NULL, 0); /* C has come to the program by now */
+        prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        char done = 'x';
+        if (write(p[1], &done, 1) != 1)
+            _exit(3);
         close(p[1]);
-        waitpid(b, NULL, 0);
         for (;;)
             pause();
     }
     close(p[1]);
     pid_t c;
-    if (read(p[0], &c, sizeof c) != sizeof c)
+    char done;
+    if (read(p[0], &c, sizeof c) != sizeof c || read(p[0], &done, 1) != 1) /* C, then A is a subreaper */
         return 2;
     close(p[0]);
     while (getsid(c) != a || getpgid(c) != a)

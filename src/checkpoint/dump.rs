@@ -313,7 +313,6 @@ fn collect_and_write(seized: &Seized, dir: &Path, release: &mut dyn FnMut()) -> 
             })
         })
         .collect::<Result<_>>()?;
-    check_sessions(&tree)?;
     let mut collected: Vec<(i32, Collected)> = Vec::new();
     let root_host = tree.tasks.iter().find(|t| t.pid == tree.root).map_or(0, |t| t.host_pid);
     let external = files::external_stdio(root_host);
@@ -323,6 +322,13 @@ fn collect_and_write(seized: &Seized, dir: &Path, release: &mut dyn FnMut()) -> 
         c.task.stop_signal = seized.stopped.get(&entry.host_pid).copied();
         collected.push((entry.host_pid, c));
     }
+    // Sessions and groups need every task's subreaper flag (an injected query).
+    let subreapers = collected
+        .iter()
+        .filter(|(_, c)| c.task.child_subreaper)
+        .map(|(_, c)| c.task.pid)
+        .collect();
+    check_sessions(&tree, &subreapers)?;
     let mut linked: Vec<files::TaskFds> = collected
         .iter_mut()
         .map(|(host_pid, c)| files::TaskFds {

@@ -190,8 +190,8 @@ pub fn build_tree(
 
 /// Sessions and process groups (with helpers for dead leaders, `pstree::plan`): refuse at dump
 /// what the restore could not rebuild.
-pub fn check_sessions(tree: &Tree) -> Result<(), CheckpointError> {
-    super::pstree::plan(tree).map(|_| ())
+pub fn check_sessions(tree: &Tree, subreapers: &std::collections::BTreeSet<i32>) -> Result<(), CheckpointError> {
+    super::pstree::plan(tree, subreapers).map(|_| ())
 }
 
 /// Where each dumped VMA is premapped in the seed, and the stub; one per task.
@@ -339,7 +339,10 @@ mod tests {
         s.insert(501, st(500, &[501, 7], 1, 1));
         s.insert(502, st(501, &[502, 8], 1, 7));
         let tree = flat(&s).unwrap();
-        assert!(check_sessions(&tree).unwrap_err().to_string().contains("session 7"));
+        assert!(check_sessions(&tree, &Default::default())
+            .unwrap_err()
+            .to_string()
+            .contains("session 7"));
     }
 
     fn vma(start: u64, end: u64, kind: VmaKind) -> Vma {

@@ -11,14 +11,18 @@
 //! - T's session leader is dead: a helper with the leader's pid is cloned by P, calls setsid()
 //!   and clones T with CLONE_PARENT (so T's parent is still P), then exits and P reaps it before
 //!   the tree resumes. A zombie leader does the same before it dies.
+//! - T's session leader L is alive elsewhere and T was reparented to P, the reaper L's orphans
+//!   go to (L itself or its nearest subreaper ancestor, else the namespace's init): a helper with
+//!   a free pid, cloned by L, clones T and exits, so that T is reparented to P again (CRIU's
+//!   helper for a live leader). Subreapers are set in the seeds before anything is cloned.
 //! - Process groups: every task and zombie joins its group itself with setpgid(), retrying until
 //!   the leader has made it; after cloning its own children when the leader is one of its
 //!   descendants. A group whose leader is dead gets a helper with the leader's pid, cloned by
 //!   the group's first live member.
 //!
-//! Anything else (a session led by a task alive elsewhere that is neither P's current nor birth
-//! session, a dead session whose members have different parents, a group outside the container's
-//! pid namespace that is not inherited) is refused at dump, naming the pid and the object.
+//! Anything else (a session led by a task alive elsewhere whose orphans would not go to P, a
+//! dead session whose members have different parents, a group outside the container's pid
+//! namespace that is not inherited) is refused at dump, naming the pid and the object.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -83,9 +87,10 @@ struct Entry<'a> {
     zombie: Option<i32>,
 }
 
-/// Plan the restore of `tree` (tasks and zombies). Called at dump (to refuse early) and at
-/// restore (to act). Errors name the dump-time host pid.
-pub fn plan(tree: &Tree) -> Result<TreePlan, CheckpointError> {
+/// Plan the restore of `tree` (tasks and zombies; `subreapers`: the tasks that are child
+/// subreapers). Called at dump (to refuse early) and at restore (to act). Errors name the
+/// dump-time host pid.
+pub fn plan(tree: &Tree, subreapers: &BTreeSet<i32>) -> Result<TreePlan, CheckpointError> {
     let mut all: BTreeMap<i32, Entry> = BTreeMap::new();
     for t in &tree.tasks {
         all.insert(t.pid, Entry { e: t, zombie: None });
@@ -145,6 +150,23 @@ pub fn plan(tree: &Tree) -> Result<TreePlan, CheckpointError> {
     born.insert(tree.root, root.e.sid);
     // Dead session leader -> (helper's parent, members it clones).
     let mut dead_sessions: BTreeMap<i32, (i32, Vec<i32>)> = BTreeMap::new();
+    // (live session leader, reaper) -> members a helper under the leader clones.
+    let mut live_sessions: BTreeMap<(i32, i32), Vec<i32>> = BTreeMap::new();
+    // Where the orphans of `start`'s children go: `start` or its nearest subreaper ancestor, or
+    // the init of the container's pid namespace (the root when it is pid 1).
+    let reaper_of = |start: i32| -> Option<i32> {
+        let mut cur = start;
+        for _ in 0..all.len() {
+            if subreapers.contains(&cur) || (cur == tree.root && cur == 1) {
+                return Some(cur);
+            }
+            if cur == tree.root {
+                return None;
+            }
+            cur = all.get(&cur)?.e.ppid;
+        }
+        None
+    };
     let mut queue = vec![tree.root];
     while let Some(p) = queue.pop() {
         let pe = all[&p].e;
@@ -184,11 +206,19 @@ pub fn plan(tree: &Tree) -> Result<TreePlan, CheckpointError> {
                 n.children.push(c);
                 n.clone_parent = true;
                 born.insert(c, sid);
+            } else if all
+                .get(&sid)
+                .is_some_and(|l| l.zombie.is_none() && l.e.sid == sid && l.e.levels().len() == 1)
+                && ce.levels().len() == 1
+                && reaper_of(sid) == Some(p)
+            {
+                live_sessions.entry((sid, p)).or_default().push(c);
+                born.insert(c, sid);
             } else {
                 return Err(refuse(
                     ce.host_pid,
                     format!(
-                        "session {sid} is neither its own, its parent {p}'s (session {}), nor one the parent left by setsid(); not restorable yet",
+                        "session {sid} is neither its own, its parent {p}'s (session {}), one the parent left by setsid(), nor one whose leader's orphans go to {p}; not restorable yet",
                         pe.sid
                     ),
                 ));
@@ -305,6 +335,30 @@ pub fn plan(tree: &Tree) -> Result<TreePlan, CheckpointError> {
         n.await_exit.push(*g);
         n.reap.push(*g);
     }
+    // Helpers for live session leaders take free pids above every other node's.
+    let first_free = nodes.keys().max().copied().unwrap_or(1) + 1;
+    for (h, ((leader, _), members)) in (first_free..).zip(&live_sessions) {
+        nodes.insert(
+            h,
+            Node {
+                pid: h,
+                kind: NodeKind::Helper,
+                set_tid: vec![h],
+                setsid: false,
+                pgid: None,
+                pgid_after_children: false,
+                before_setsid: vec![],
+                children: members.clone(),
+                clone_parent: false,
+                await_exit: vec![],
+                reap: vec![],
+            },
+        );
+        let l = nodes.get_mut(leader).unwrap();
+        l.children.push(h);
+        l.await_exit.push(h);
+        l.reap.push(h);
+    }
     // Join after cloning when the leader is a descendant (through the cloning links).
     let cloner: BTreeMap<i32, i32> = nodes
         .values()
@@ -376,7 +430,7 @@ mod tests {
     #[test]
     fn plain_tree_and_own_groups() {
         let t = tree(vec![e(1, 0, 1, 1), e(5, 1, 5, 1), e(6, 5, 5, 1), e(7, 1, 1, 1)], vec![]);
-        let p = plan(&t).unwrap();
+        let p = plan(&t, &BTreeSet::new()).unwrap();
         assert_eq!(p.nodes[&1].children, vec![5, 7]);
         assert!(p.nodes[&1].setsid);
         assert_eq!(p.nodes[&5].pgid, Some(5));
@@ -389,7 +443,7 @@ mod tests {
     #[test]
     fn zombies_are_cloned_by_their_parent_and_awaited() {
         let t = tree(vec![e(1, 0, 1, 1)], vec![(e(3, 1, 1, 1), 7 << 8)]);
-        let p = plan(&t).unwrap();
+        let p = plan(&t, &BTreeSet::new()).unwrap();
         assert_eq!(p.nodes[&1].children, vec![3]);
         assert_eq!(p.nodes[&3].kind, NodeKind::Zombie { status: 7 << 8 });
         assert_eq!(p.nodes[&1].await_exit, vec![3], "the parent waits for it to die");
@@ -400,7 +454,7 @@ mod tests {
     fn dead_session_leader_gets_a_helper_that_clones_for_the_parent() {
         // 4 did setsid, forked 8 and 9 (8 made its own group), and exited: 8 and 9 are init's.
         let t = tree(vec![e(1, 0, 1, 1), e(8, 1, 8, 4), e(9, 1, 4, 4)], vec![]);
-        let p = plan(&t).unwrap();
+        let p = plan(&t, &BTreeSet::new()).unwrap();
         let h = &p.nodes[&4];
         assert_eq!(h.kind, NodeKind::Helper);
         assert!(h.setsid && h.clone_parent);
@@ -415,7 +469,7 @@ mod tests {
     fn dead_group_leader_gets_a_helper_under_the_first_member() {
         // Group 6's leader exited; 7 and 9 remain in it (children of 1).
         let t = tree(vec![e(1, 0, 1, 1), e(7, 1, 6, 1), e(9, 1, 6, 1)], vec![]);
-        let p = plan(&t).unwrap();
+        let p = plan(&t, &BTreeSet::new()).unwrap();
         assert_eq!(p.nodes[&6].kind, NodeKind::Helper);
         assert_eq!(p.nodes[&6].pgid, Some(6));
         assert_eq!(p.nodes[&7].children, vec![6]);
@@ -428,7 +482,7 @@ mod tests {
     fn born_sid_one_level_is_cloned_before_setsid() {
         // 5 (in session 1) forked 6, then called setsid().
         let t = tree(vec![e(1, 0, 1, 1), e(5, 1, 5, 5), e(6, 5, 1, 1)], vec![]);
-        let p = plan(&t).unwrap();
+        let p = plan(&t, &BTreeSet::new()).unwrap();
         assert_eq!(p.nodes[&5].before_setsid, vec![6]);
         assert!(p.nodes[&5].children.is_empty());
     }
@@ -436,7 +490,7 @@ mod tests {
     #[test]
     fn zombie_session_leader_clones_its_members() {
         let t = tree(vec![e(1, 0, 1, 1), e(8, 1, 4, 4)], vec![(e(4, 1, 4, 4), 0)]);
-        let p = plan(&t).unwrap();
+        let p = plan(&t, &BTreeSet::new()).unwrap();
         assert_eq!(p.nodes[&4].children, vec![8]);
         assert!(p.nodes[&4].clone_parent);
         assert_eq!(p.nodes[&1].children, vec![4]);
@@ -444,18 +498,44 @@ mod tests {
     }
 
     #[test]
+    fn live_session_leader_gets_a_helper_whose_orphans_go_to_the_reaper() {
+        // 1 (init) -> 4 (setsid) -> 5 -> 6; 5 exited: 6 went to 1, still in session 4.
+        let t = tree(vec![e(1, 0, 1, 1), e(4, 1, 4, 4), e(6, 1, 4, 4)], vec![]);
+        let p = plan(&t, &BTreeSet::new()).unwrap();
+        let h = &p.nodes[&7];
+        assert_eq!(h.kind, NodeKind::Helper);
+        assert!(!h.setsid && !h.clone_parent);
+        assert_eq!(h.children, vec![6]);
+        assert_eq!(
+            (p.nodes[&4].children.clone(), p.nodes[&4].reap.clone()),
+            (vec![7], vec![7])
+        );
+        // With 4 a subreaper its orphans would go to 4, not 1: refused.
+        let err = plan(&t, &BTreeSet::from([4])).unwrap_err().to_string();
+        assert!(err.contains("pid 1006") && err.contains("session 4"), "{err}");
+        // A subreaper between: 1 -> 2 (subreaper) -> 4 (setsid) ... 6 went to 2.
+        let t = tree(vec![e(1, 0, 1, 1), e(2, 1, 1, 1), e(4, 2, 4, 4), e(6, 2, 4, 4)], vec![]);
+        let p = plan(&t, &BTreeSet::from([2])).unwrap();
+        assert_eq!(p.nodes[&7].children, vec![6]);
+        assert!(
+            plan(&t, &BTreeSet::new()).is_err(),
+            "without the subreaper 6 would go to 1"
+        );
+    }
+
+    #[test]
     fn refusals_name_the_pid_and_the_object() {
-        // Session 5 led by a live task that is not the parent's.
-        let t = tree(vec![e(1, 0, 1, 1), e(5, 1, 5, 5), e(6, 1, 5, 5)], vec![]);
-        let err = plan(&t).unwrap_err().to_string();
+        // Session 5 led by a live task whose orphans go to 1, not to 6's parent 2.
+        let t = tree(vec![e(1, 0, 1, 1), e(2, 1, 1, 1), e(5, 1, 5, 5), e(6, 2, 5, 5)], vec![]);
+        let err = plan(&t, &BTreeSet::new()).unwrap_err().to_string();
         assert!(err.contains("pid 1006") && err.contains("session 5"), "{err}");
         // A dead session whose members have different parents.
         let t = tree(vec![e(1, 0, 1, 1), e(2, 1, 1, 1), e(8, 1, 4, 4), e(9, 2, 4, 4)], vec![]);
-        let err = plan(&t).unwrap_err().to_string();
+        let err = plan(&t, &BTreeSet::new()).unwrap_err().to_string();
         assert!(err.contains("session 4") && err.contains("different parents"), "{err}");
         // An outside group that is not inherited.
         let t = tree(vec![e(1, 0, 1, 1), e(2, 1, 0, 1)], vec![]);
-        let err = plan(&t).unwrap_err().to_string();
+        let err = plan(&t, &BTreeSet::new()).unwrap_err().to_string();
         assert!(err.contains("pid 1002") && err.contains("outside"), "{err}");
     }
 }

@@ -56,7 +56,13 @@ pub struct Restored {
 /// resolve in; the root task becomes the caller's child.
 pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored> {
     let image = image::load(dir)?; // every checksum and the host record, before any clone
-    let tree = super::pstree::plan(&image.tree)?;
+    let subreapers = image
+        .tasks
+        .values()
+        .filter(|t| t.child_subreaper)
+        .map(|t| t.pid)
+        .collect();
+    let tree = super::pstree::plan(&image.tree, &subreapers)?;
     check_restorable(&image, &tree, opts)?;
     let mut plans = plan_tasks(&image, &tree, opts)?;
     // Every file and shared memory object once, above every task's descriptors; the seeds

@@ -166,6 +166,10 @@ fn report(ready_w: RawFd, msg: &str) {
 /// group (before or after its children, whichever way the leader comes to exist), the other
 /// children, then wait until the children that must die (zombies, helpers) are dead.
 fn build(ctx: &SeedCtx, node: &Node) -> SeedResult<()> {
+    // A subreaper from the start: a helper's orphans must find their reaper (`pstree`).
+    if ctx.image.tasks.get(&node.pid).is_some_and(|t| t.child_subreaper) {
+        nix::sys::prctl::set_child_subreaper(true).map_err(errno("PR_SET_CHILD_SUBREAPER"))?;
+    }
     clone_all(ctx, &node.before_setsid, 0)?;
     if node.setsid {
         nix::unistd::setsid().map_err(errno("setsid"))?;

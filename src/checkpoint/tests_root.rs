@@ -852,7 +852,8 @@ fn survive_on_the_engine(name: &str, check_image: fn(&image::Image)) {
 }
 
 /// Zombies (one leads a session), a stopped task, a session and a group whose leaders are gone
-/// (helpers at restore), a subreaper, a pdeathsig: see integration/survival/pstree.c.
+/// and an orphan in a live leader's session (helpers at restore), a subreaper, a pdeathsig: see
+/// integration/survival/pstree.c.
 #[test]
 fn pstree_survives_on_the_engine() {
     survive_on_the_engine("pstree", |image| {
@@ -866,11 +867,12 @@ fn pstree_survives_on_the_engine() {
         );
         assert!(tasks.iter().any(|t| t.pdeathsig == libc::SIGUSR1), "a pdeathsig");
         assert!(tasks.iter().any(|t| t.child_subreaper), "a subreaper");
-        let plan = super::pstree::plan(&image.tree).unwrap();
+        let subreapers = tasks.iter().filter(|t| t.child_subreaper).map(|t| t.pid).collect();
+        let plan = super::pstree::plan(&image.tree, &subreapers).unwrap();
         assert_eq!(
             plan.helpers().count(),
-            2,
-            "a dead session leader and a dead group leader"
+            3,
+            "a dead session leader, a dead group leader, a live session leader's"
         );
     });
 }
