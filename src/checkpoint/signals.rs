@@ -157,3 +157,46 @@ pub fn stop_signal(task: &TaskImage) -> Option<Signal> {
     let sig = if blocked || handled { libc::SIGSTOP } else { sig };
     Signal::try_from(sig).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(stop: Option<i32>, sigmask: u64, handler_for: Option<i32>) -> TaskImage {
+        let mut t: TaskImage = serde_json::from_value(serde_json::json!({
+            "pid": 1, "host_nspid": [5, 1], "comm": "sh", "exe": "/bin/sh", "cwd": "/", "root": "/",
+            "umask": 18, "personality": 0, "creds": super::super::image::Creds::default(), "rlimits": [],
+            "sigmask": 0, "sigactions": [], "altstack": {"sp": 0, "flags": 2, "size": 0},
+            "regs": super::super::image::Regs::default(), "xstate": "", "rseq": null, "robust_list": [0, 0],
+            "tid_address": 0, "mm": super::super::image::MmFields::default(), "auxv": [], "vmas": [], "fds": []
+        }))
+        .unwrap();
+        t.stop_signal = stop;
+        t.sigmask = sigmask;
+        if let Some(signo) = handler_for {
+            t.sigactions.push(SigAction {
+                signo,
+                handler: 0x401000,
+                ..Default::default()
+            });
+        }
+        t
+    }
+
+    #[test]
+    fn the_stop_signal_that_stops_again() {
+        assert_eq!(stop_signal(&task(None, 0, None)), None);
+        assert_eq!(stop_signal(&task(Some(20), 0, None)), Some(Signal::SIGTSTP));
+        // Blocked or handled now: SIGSTOP, which always stops.
+        assert_eq!(stop_signal(&task(Some(20), 1 << 19, None)), Some(Signal::SIGSTOP));
+        assert_eq!(stop_signal(&task(Some(20), 0, Some(20))), Some(Signal::SIGSTOP));
+        // A SIGSTOP that was queued but not yet taken.
+        let mut t = task(None, 0, None);
+        t.pending.push(super::super::image::PendingSignal {
+            shared: true,
+            signo: libc::SIGSTOP,
+            siginfo: String::new(),
+        });
+        assert_eq!(stop_signal(&t), Some(Signal::SIGSTOP));
+    }
+}
