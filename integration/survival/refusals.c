@@ -1,7 +1,6 @@
 /* What the engine does not restore yet must be refused at checkpoint, naming the process and
  * the object, and leave the container running untouched. argv[2] picks the object: "socket"
- * (a TCP socket at fd 10), "unixconn" (a unix connection made with connect/accept on a named
- * listener), "sysvshm" (an attached SysV segment), "lease" (a read lease on fd 10),
+ * (a TCP socket at fd 10), "unixconn" (a connection waiting to be accepted on a listener), "sysvshm" (an attached SysV segment), "lease" (a read lease on fd 10),
  * "procfile" (/proc/self/stat at fd 10), "async" (a pipe with O_ASYNC at fd 10),
  * "clonefiles" (a child sharing the descriptor table, clone(CLONE_FILES)). After SIGUSR2
  * (sent once the checkpoint failed) the program checks the object still works. */
@@ -58,7 +57,7 @@ int main(int argc, char **argv)
         sp[1] = socket(AF_UNIX, SOCK_STREAM, 0);
         if (connect(sp[1], (struct sockaddr *)&a, sizeof a) < 0)
             die("connect");
-        at10(accept(l, NULL, NULL));
+        at10(l);
     } else if (!strcmp(kind, "sysvshm")) {
         int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
         if (id < 0 || (shm = shmat(id, NULL, 0)) == (void *)-1)
@@ -94,7 +93,8 @@ int main(int argc, char **argv)
         socklen_t l = sizeof t;
         SV_CHECK(getsockopt(10, SOL_SOCKET, SO_TYPE, &t, &l) == 0 && t == SOCK_STREAM, "TCP socket");
     } else if (!strcmp(kind, "unixconn")) {
-        SV_CHECK(write(sp[1], "x", 1) == 1 && read(10, buf, 1) == 1 && buf[0] == 'x', "unix connection");
+        int c = accept(10, NULL, NULL);
+        SV_CHECK(c >= 0 && write(sp[1], "x", 1) == 1 && read(c, buf, 1) == 1 && buf[0] == 'x', "unix connection");
     } else if (!strcmp(kind, "sysvshm")) {
         SV_CHECK(!strcmp(shm, "sysv"), "sysv segment");
     } else if (!strcmp(kind, "procfile")) {

@@ -3,7 +3,9 @@
  * ways, a datagram pair with three queued datagrams, a seqpacket pair shut down for writing
  * with a message left, a pair whose other end was closed (data, then EOF), a listening socket
  * bound to a path (new clients connect and are accepted), a listening abstract socket, a bound
- * datagram socket, an unbound one, SO_PASSCRED and O_NONBLOCK. */
+ * datagram socket, an unbound one, SO_PASSCRED and O_NONBLOCK; connections made with connect +
+ * accept, with data queued both ways and their names (one whose listener was closed before the
+ * checkpoint), and a datagram socket connected to the bound one. */
 #include "survival.h"
 
 #include <poll.h>
@@ -25,6 +27,11 @@ enum {
     FD_ABSTRACT = 17,
     FD_DGRAM_BOUND = 18,
     FD_UNBOUND = 19,
+    FD_CLIENT = 20, /* connected to FD_LISTEN, accepted as FD_ACCEPTED */
+    FD_ACCEPTED = 21,
+    FD_CLIENT2 = 22, /* connected to a listener closed since, accepted as FD_ACCEPTED2 */
+    FD_ACCEPTED2 = 23,
+    FD_DG_CONN = 24, /* datagram socket connected to FD_DGRAM_BOUND */
 };
 
 static void die(const char *what)
@@ -121,6 +128,32 @@ int main(int argc, char **argv)
     int one = 1;
     setsockopt(FD_DGRAM_BOUND, SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
     place(socket(AF_UNIX, SOCK_DGRAM, 0), FD_UNBOUND);
+    /* Connections made with connect + accept; data both ways. */
+    place(socket(AF_UNIX, SOCK_STREAM, 0), FD_CLIENT);
+    al = addr_of(&a, path, 0);
+    if (connect(FD_CLIENT, (struct sockaddr *)&a, al) < 0)
+        die("connect");
+    place(accept(FD_LISTEN, NULL, NULL), FD_ACCEPTED);
+    if (write(FD_CLIENT, "c2s", 3) != 3 || write(FD_ACCEPTED, "s2c", 3) != 3)
+        die("connection data");
+    char path2[200];
+    snprintf(path2, sizeof path2, "%s/unixsk.gone", sv_out);
+    unlink(path2);
+    int gone = socket(AF_UNIX, SOCK_STREAM, 0);
+    al = addr_of(&a, path2, 0);
+    if (bind(gone, (struct sockaddr *)&a, al) < 0 || listen(gone, 1) < 0)
+        die("listen gone");
+    place(socket(AF_UNIX, SOCK_STREAM, 0), FD_CLIENT2);
+    if (connect(FD_CLIENT2, (struct sockaddr *)&a, al) < 0)
+        die("connect gone");
+    place(accept(gone, NULL, NULL), FD_ACCEPTED2);
+    close(gone);
+    if (write(FD_CLIENT2, "late", 4) != 4)
+        die("connection 2 data");
+    place(socket(AF_UNIX, SOCK_DGRAM, 0), FD_DG_CONN);
+    al = addr_of(&a, dpath, 0);
+    if (connect(FD_DG_CONN, (struct sockaddr *)&a, al) < 0)
+        die("connect dgram");
     /* The child and its stream pair. */
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
         die("socketpair stream");
@@ -215,6 +248,28 @@ int main(int argc, char **argv)
     SV_CHECK(sock_type(FD_UNBOUND) == SOCK_DGRAM && getsockname(FD_UNBOUND, (struct sockaddr *)&got, &gl) == 0 &&
                  gl == sizeof(sa_family_t),
              "unbound socket: type %d, name length %u", sock_type(FD_UNBOUND), gl);
+    /* The connections: queued data, names on both ends, still connected. */
+    n = recv(FD_ACCEPTED, b, sizeof b, MSG_DONTWAIT);
+    SV_CHECK(n == 3 && !memcmp(b, "c2s", 3), "server end got %.*s", (int)(n > 0 ? n : 0), b);
+    n = recv(FD_CLIENT, b, sizeof b, MSG_DONTWAIT);
+    SV_CHECK(n == 3 && !memcmp(b, "s2c", 3), "client end got %.*s", (int)(n > 0 ? n : 0), b);
+    gl = sizeof got;
+    SV_CHECK(getpeername(FD_CLIENT, (struct sockaddr *)&got, &gl) == 0 && !strcmp(got.sun_path, path),
+             "client's peer name %s", got.sun_path);
+    gl = sizeof got;
+    SV_CHECK(getsockname(FD_ACCEPTED, (struct sockaddr *)&got, &gl) == 0 && !strcmp(got.sun_path, path),
+             "accepted socket's name %s", got.sun_path);
+    SV_CHECK(write(FD_CLIENT, "z", 1) == 1 && recv(FD_ACCEPTED, b, 1, MSG_DONTWAIT) == 1, "connection round trip");
+    n = recv(FD_ACCEPTED2, b, sizeof b, MSG_DONTWAIT);
+    SV_CHECK(n == 4 && !memcmp(b, "late", 4), "connection to a closed listener: %.*s", (int)(n > 0 ? n : 0), b);
+    gl = sizeof got;
+    SV_CHECK(getsockname(FD_ACCEPTED2, (struct sockaddr *)&got, &gl) == 0 && !strcmp(got.sun_path, path2),
+             "name of the socket accepted by a closed listener: %s", got.sun_path);
+    SV_CHECK(send(FD_DG_CONN, "cd", 2, 0) == 2 && recv(FD_DGRAM_BOUND, b, sizeof b, MSG_DONTWAIT) == 2,
+             "connected datagram socket: %s", strerror(errno));
+    gl = sizeof got;
+    SV_CHECK(getpeername(FD_DG_CONN, (struct sockaddr *)&got, &gl) == 0 && !strcmp(got.sun_path, dpath),
+             "datagram peer name %s", got.sun_path);
     /* The child's pair: data both ways, then EOF when it exits. */
     n = recv(FD_TOCHILD, b, 9, MSG_DONTWAIT);
     SV_CHECK(n == 9 && !memcmp(b, "to-parent", 9), "from the child: %.*s", (int)(n > 0 ? n : 0), b);
@@ -237,5 +292,6 @@ int main(int argc, char **argv)
              "child status %#x (3: it did not get to-child)", status);
     unlink(path);
     unlink(dpath);
+    unlink(path2);
     return sv_finish(NAME);
 }

@@ -136,8 +136,8 @@ fn inet_sockets_are_refused_and_the_container_keeps_running() {
 }
 
 #[test]
-fn named_unix_connections_are_refused_and_the_container_keeps_running() {
-    refused("unixconn", "connected unix sockets with a name");
+fn pending_unix_connections_are_refused_and_the_container_keeps_running() {
+    refused("unixconn", "connections wait to be accepted");
 }
 
 #[test]

@@ -584,20 +584,30 @@ fn link_sockets(tasks: &mut [TaskFds<'_>], blobs: &mut Vec<(String, Vec<u8>)>) -
                     return Err(refuse(&format!("{} connections wait to be accepted", d.pending)));
                 }
                 backlog = Some(d.wqueue);
-            } else if d.peer != 0 || d.state == ESTABLISHED {
-                let peer_name = all.get(&d.peer).map(|p| p.name.as_str()).unwrap_or("");
-                if !d.name.is_empty() || !peer_name.is_empty() {
-                    return Err(refuse(
-                        "connected unix sockets with a name (accept, connect) are not supported yet",
-                    ));
-                }
+            } else if d.peer != 0 || (d.state == ESTABLISHED && d.sock_type != libc::SOCK_DGRAM) {
+                // (A bound datagram socket that another connected to is ESTABLISHED too.)
+                let peer_diag = all.get(&d.peer);
+                let peer_name = peer_diag.map(|p| p.name.as_str()).unwrap_or("");
                 peer = if dumped.contains(&d.peer) {
                     d.peer
-                } else if d.peer == 0 || !all.contains_key(&d.peer) {
+                } else if d.peer == 0 || peer_diag.is_none() {
                     u64::MAX // the other end is closed
                 } else {
                     return Err(refuse(&format!("its peer socket:[{}] is outside the dump", d.peer)));
                 };
+                if !d.name.is_empty() && !peer_name.is_empty() {
+                    return Err(refuse(
+                        "a connection between two named unix sockets is not supported yet",
+                    ));
+                }
+                if d.sock_type == libc::SOCK_DGRAM && !(d.name.is_empty() && peer_name.is_empty()) {
+                    // A datagram socket connected to a bound one: connected again at restore.
+                    if !d.name.is_empty() || peer == u64::MAX || d.rqueue > 0 {
+                        return Err(refuse(
+                            "this datagram connection to a named socket (bound and connected, to a closed socket, or with datagrams queued) is not supported yet",
+                        ));
+                    }
+                }
                 read = true;
             } else if !d.name.is_empty() && d.rqueue > 0 {
                 return Err(refuse("datagrams queued on a bound socket are not supported yet"));
@@ -815,7 +825,7 @@ pub fn build(image: &Image, base: RawFd) -> Result<Objects> {
     let mut objs = Objects::default();
     let mut ghosts = Ghosts(BTreeMap::new());
     let mut pipes: BTreeMap<u64, PipeState> = BTreeMap::new();
-    let mut pairs: BTreeMap<u64, OwnedFd> = BTreeMap::new();
+    let mut socks = super::sockets::Made::prepare(image)?;
     let mut descs: BTreeMap<u32, RawFd> = BTreeMap::new();
     let place = |objs: &mut Objects, fd: OwnedFd| -> Result<RawFd> {
         let high =
@@ -844,7 +854,7 @@ pub fn build(image: &Image, base: RawFd) -> Result<Objects> {
                     fd
                 }
                 FdKind::Unix { .. } => {
-                    let sock = super::sockets::create(image, t.pid, f, &mut pairs)?;
+                    let sock = socks.create(image, t.pid, f)?;
                     set_status(t.pid, f, &sock)?;
                     sock
                 }

@@ -1,13 +1,15 @@
-//! Unix sockets (CHECKPOINT.md §1.6, step 13 in part): socket pairs (also with one end closed)
-//! with the data queued in each direction, listening and bound sockets without pending
-//! connections or data, unbound ones. Connected sockets with names (accept/connect), pending
-//! connections, data carrying descriptors, peers outside the dump and other families are
-//! refused by name.
+//! Unix sockets (CHECKPOINT.md §1.6, step 13 in part): socket pairs and connections made with
+//! connect/accept (also with one end closed) with the data queued in each direction, listening
+//! and bound sockets without pending connections or data, unbound ones, datagram sockets
+//! connected to a bound one. Pending connections, data carrying descriptors, peers outside the
+//! dump, connections between two named sockets and other families are refused by name.
 //!
 //! Dump: sock_diag (NETLINK_SOCK_DIAG, UNIX_DIAG) run inside the task's network namespace gives
 //! type, state, name, peer, pending connections and shutdown state by inode; the queues are
 //! read without being consumed, from a duplicate of the socket (pidfd_getfd) with MSG_PEEK and
-//! SO_PEEK_OFF (put back as it was). Restore: `create` makes the pair or socket in the restorer;
+//! SO_PEEK_OFF (put back as it was). Restore (`Made`, in the restorer): listeners and bound
+//! sockets first; a connection is made again with connect + accept on its listener (or a
+//! stand-in bound to the same name when the listener is gone), so both ends keep their names;
 //! queued data is sent again from the other end, in order, message by message.
 
 use std::collections::BTreeMap;
@@ -261,17 +263,150 @@ fn unix_addr(name: &str) -> std::result::Result<ns::UnixAddr, nix::Error> {
     }
 }
 
-/// One unix socket as the image describes it, created in the restorer. Pairs are made once:
-/// `pairs` keeps the end not handed out yet, by inode.
-pub fn create(image: &Image, pid: i32, f: &Fd, pairs: &mut BTreeMap<u64, OwnedFd>) -> Result<OwnedFd> {
+/// Sockets the restorer made ahead of their turn: listeners and bound sockets first (others
+/// connect to them), the second end of each pair or connection by inode.
+pub struct Made {
+    ends: BTreeMap<u64, OwnedFd>,
+    /// A duplicate of each listening or bound socket, by name, to connect and accept through.
+    named: BTreeMap<String, OwnedFd>,
+}
+
+impl Made {
+    /// Make every listening and bound, unconnected socket of the image.
+    pub fn prepare(image: &Image) -> Result<Made> {
+        let mut made = Made {
+            ends: BTreeMap::new(),
+            named: BTreeMap::new(),
+        };
+        for (pid, t) in &image.tasks {
+            for f in &t.fds {
+                let FdKind::Unix { ino, name, peer, .. } = &f.kind else {
+                    continue;
+                };
+                if *peer != 0 || name.is_empty() || made.ends.contains_key(ino) {
+                    continue;
+                }
+                let sock = standalone(*pid, f)?;
+                let dup = sock.try_clone().map_err(|e| restore_err(*pid, f, e))?;
+                made.named.insert(name.clone(), dup);
+                made.ends.insert(*ino, sock);
+            }
+        }
+        Ok(made)
+    }
+
+    /// The socket for descriptor `f` of `pid`.
+    pub fn create(&mut self, image: &Image, pid: i32, f: &Fd) -> Result<OwnedFd> {
+        let FdKind::Unix {
+            ino,
+            sock_type: ty,
+            name,
+            peer,
+            shutdown,
+            passcred,
+            ..
+        } = &f.kind
+        else {
+            return Err(restore_err(pid, f, "not a unix socket"));
+        };
+        let st = sock_type(*ty).ok_or_else(|| restore_err(pid, f, format!("socket type {ty}")))?;
+        let sock = if let Some(end) = self.ends.remove(ino) {
+            end
+        } else if *peer == 0 {
+            standalone(pid, f)?
+        } else {
+            let other = find(image, *peer);
+            let other_name = other.map_or("", |o| name_of(&o.kind));
+            let (mine, theirs) = if name.is_empty() && other_name.is_empty() {
+                ns::socketpair(AddressFamily::Unix, st, None, SockFlag::SOCK_CLOEXEC)
+                    .map_err(|e| restore_err(pid, f, format!("socketpair: {e}")))?
+            } else if st == SockType::Datagram {
+                // Connected to a bound datagram socket (made by `prepare`); nothing queued.
+                let s = ns::socket(AddressFamily::Unix, st, SockFlag::SOCK_CLOEXEC, None)
+                    .map_err(|e| restore_err(pid, f, format!("socket: {e}")))?;
+                let addr = unix_addr(other_name).map_err(|e| restore_err(pid, f, format!("{other_name}: {e}")))?;
+                ns::connect(s.as_raw_fd(), &addr)
+                    .map_err(|e| restore_err(pid, f, format!("connect {other_name}: {e}")))?;
+                s.try_clone().map(|t| (s, t)).map_err(|e| restore_err(pid, f, e))?
+            } else {
+                let server = if name.is_empty() { other_name } else { name.as_str() };
+                let (client, accepted) = self.connect(pid, f, st, server)?;
+                if name.is_empty() {
+                    (client, accepted)
+                } else {
+                    (accepted, client)
+                }
+            };
+            if st != SockType::Datagram || (name.is_empty() && other_name.is_empty()) {
+                // Each end's queue was sent by the other end.
+                fill(image, pid, f, &theirs, *ino, queue_of(&f.kind))?;
+                if let Some(o) = other {
+                    fill(image, pid, f, &mine, *peer, queue_of(&o.kind))?;
+                }
+                for (end, sd) in [(&mine, *shutdown), (&theirs, other.map_or(3, |o| shutdown_of(&o.kind)))] {
+                    if sd & 2 != 0 {
+                        let _ = ns::shutdown(end.as_raw_fd(), ns::Shutdown::Write);
+                    }
+                    if sd & 1 != 0 {
+                        let _ = ns::shutdown(end.as_raw_fd(), ns::Shutdown::Read);
+                    }
+                }
+                if other.is_some() {
+                    self.ends.insert(*peer, theirs);
+                } // else: the other end was closed before the dump; it goes now.
+            }
+            mine
+        };
+        if *passcred {
+            crate::sys::setsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_PASSCRED, 1)
+                .map_err(|e| restore_err(pid, f, format!("SO_PASSCRED: {e}")))?;
+        }
+        Ok(sock)
+    }
+
+    /// A connection to the listener named `server` as connect + accept make it (so both ends
+    /// have the names they had): through the restored listener, or a stand-in when that one
+    /// was closed before the dump. Returns (client, accepted).
+    fn connect(&mut self, pid: i32, f: &Fd, st: SockType, server: &str) -> Result<(OwnedFd, OwnedFd)> {
+        let addr = unix_addr(server).map_err(|e| restore_err(pid, f, format!("{server}: {e}")))?;
+        let standin;
+        let listener = match self.named.get(server) {
+            Some(l) => l,
+            None => {
+                let s = ns::socket(AddressFamily::Unix, st, SockFlag::SOCK_CLOEXEC, None)
+                    .map_err(|e| restore_err(pid, f, format!("socket: {e}")))?;
+                remove_stale(server);
+                ns::bind(s.as_raw_fd(), &addr).map_err(|e| restore_err(pid, f, format!("bind {server}: {e}")))?;
+                ns::listen(&s, ns::Backlog::new(1).unwrap_or(ns::Backlog::MAXCONN))
+                    .map_err(|e| restore_err(pid, f, format!("listen {server}: {e}")))?;
+                standin = s;
+                &standin
+            }
+        };
+        let client = ns::socket(AddressFamily::Unix, st, SockFlag::SOCK_CLOEXEC, None)
+            .map_err(|e| restore_err(pid, f, format!("socket: {e}")))?;
+        ns::connect(client.as_raw_fd(), &addr).map_err(|e| restore_err(pid, f, format!("connect {server}: {e}")))?;
+        let accepted = ns::accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC)
+            .map_err(|e| restore_err(pid, f, format!("accept on {server}: {e}")))?;
+        Ok((client, crate::sys::own_fresh_fd(accepted)))
+    }
+}
+
+/// The socket file of a path name left by the dumped socket: bind would find the name taken.
+fn remove_stale(name: &str) {
+    if name.starts_with('/')
+        && std::fs::symlink_metadata(name).is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+    {
+        let _ = std::fs::remove_file(name);
+    }
+}
+
+/// A listening, bound or unbound socket that is not connected.
+fn standalone(pid: i32, f: &Fd) -> Result<OwnedFd> {
     let FdKind::Unix {
-        ino,
         sock_type: ty,
         name,
-        peer,
         backlog,
-        shutdown,
-        passcred,
         file,
         ..
     } = &f.kind
@@ -279,59 +414,29 @@ pub fn create(image: &Image, pid: i32, f: &Fd, pairs: &mut BTreeMap<u64, OwnedFd
         return Err(restore_err(pid, f, "not a unix socket"));
     };
     let st = sock_type(*ty).ok_or_else(|| restore_err(pid, f, format!("socket type {ty}")))?;
-    let sock = if let Some(end) = pairs.remove(ino) {
-        end
-    } else if *peer != 0 {
-        let (a, b) = ns::socketpair(AddressFamily::Unix, st, None, SockFlag::SOCK_CLOEXEC)
-            .map_err(|e| restore_err(pid, f, format!("socketpair: {e}")))?;
-        // Each end's queue was sent by the other end.
-        let other = find(image, *peer);
-        fill(image, pid, f, &b, *ino, queue_of(&f.kind))?;
-        if let Some(o) = other {
-            fill(image, pid, f, &a, *peer, queue_of(&o.kind))?;
+    let s = ns::socket(AddressFamily::Unix, st, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| restore_err(pid, f, format!("socket: {e}")))?;
+    if !name.is_empty() {
+        remove_stale(name);
+        let addr = unix_addr(name).map_err(|e| restore_err(pid, f, format!("address {name}: {e}")))?;
+        ns::bind(s.as_raw_fd(), &addr).map_err(|e| restore_err(pid, f, format!("bind {name}: {e}")))?;
+        if let Some((mode, uid, gid)) = file {
+            let _ = std::fs::set_permissions(name, std::fs::Permissions::from_mode(*mode));
+            let _ = std::os::unix::fs::chown(name, Some(*uid), Some(*gid));
         }
-        for (end, sd) in [(&a, *shutdown), (&b, other.map_or(3, |o| shutdown_of(&o.kind)))] {
-            if sd & 2 != 0 {
-                let _ = ns::shutdown(end.as_raw_fd(), ns::Shutdown::Write);
-            }
-            if sd & 1 != 0 {
-                let _ = ns::shutdown(end.as_raw_fd(), ns::Shutdown::Read);
-            }
-        }
-        if other.is_some() {
-            pairs.insert(*peer, b);
-        } // else: the other end was closed before the dump; it goes now.
-        a
-    } else {
-        let s = ns::socket(AddressFamily::Unix, st, SockFlag::SOCK_CLOEXEC, None)
-            .map_err(|e| restore_err(pid, f, format!("socket: {e}")))?;
-        if !name.is_empty() {
-            if name.starts_with('/') {
-                // The socket file of the dumped socket is still there: bind would find it taken.
-                if std::fs::symlink_metadata(name)
-                    .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
-                {
-                    let _ = std::fs::remove_file(name);
-                }
-            }
-            let addr = unix_addr(name).map_err(|e| restore_err(pid, f, format!("address {name}: {e}")))?;
-            ns::bind(s.as_raw_fd(), &addr).map_err(|e| restore_err(pid, f, format!("bind {name}: {e}")))?;
-            if let Some((mode, uid, gid)) = file {
-                let _ = std::fs::set_permissions(name, std::fs::Permissions::from_mode(*mode));
-                let _ = std::os::unix::fs::chown(name, Some(*uid), Some(*gid));
-            }
-        }
-        if let Some(b) = backlog {
-            let backlog = ns::Backlog::new(*b as i32).unwrap_or(ns::Backlog::MAXCONN);
-            ns::listen(&s, backlog).map_err(|e| restore_err(pid, f, format!("listen {name}: {e}")))?;
-        }
-        s
-    };
-    if *passcred {
-        crate::sys::setsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_PASSCRED, 1)
-            .map_err(|e| restore_err(pid, f, format!("SO_PASSCRED: {e}")))?;
     }
-    Ok(sock)
+    if let Some(b) = backlog {
+        let backlog = ns::Backlog::new(*b as i32).unwrap_or(ns::Backlog::MAXCONN);
+        ns::listen(&s, backlog).map_err(|e| restore_err(pid, f, format!("listen {name}: {e}")))?;
+    }
+    Ok(s)
+}
+
+fn name_of(kind: &FdKind) -> &str {
+    match kind {
+        FdKind::Unix { name, .. } => name,
+        _ => "",
+    }
 }
 
 fn find(image: &Image, ino: u64) -> Option<&Fd> {
