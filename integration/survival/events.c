@@ -4,12 +4,14 @@
  * shared with a child, with registrations made by the parent (eventfd edge-triggered, a pipe,
  * the periodic timerfd) and one made by the child through a descriptor only the child has.
  * After the restore the registrations must still be known under their descriptor numbers
- * (EPOLL_CTL_MOD/DEL succeed) and report events with their data. */
+ * (EPOLL_CTL_MOD/DEL succeed) and report events with their data. An inotify instance watches
+ * the output dir and a file in it: the watches come back with their descriptors and masks. */
 #include "survival.h"
 
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
@@ -27,6 +29,7 @@ enum {
     FD_EPOLL = 16,
     FD_PIPE_R = 17,
     FD_PIPE_W = 18,
+    FD_INOTIFY = 19,
     FD_CHILD_EV = 30, /* the child's eventfd, registered by the child */
 };
 
@@ -85,6 +88,19 @@ int main(int argc, char **argv)
     struct pollfd pf = {.fd = FD_TFIRED, .events = POLLIN};
     if (poll(&pf, 1, 1000) != 1)
         die("one-shot timer");
+    /* inotify: the output dir (creations) and a file in it (one modification). */
+    char watched[300], created[300];
+    snprintf(watched, sizeof watched, "%s/events.watched", sv_out);
+    snprintf(created, sizeof created, "%s/events.created", sv_out);
+    unlink(created);
+    close(open(watched, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+    place(inotify_init1(IN_NONBLOCK), FD_INOTIFY);
+    int wd_dir = inotify_add_watch(FD_INOTIFY, sv_out, IN_CREATE);
+    int wd_file = inotify_add_watch(FD_INOTIFY, watched, IN_MODIFY | IN_ONESHOT);
+    inotify_rm_watch(FD_INOTIFY, inotify_add_watch(FD_INOTIFY, "/", IN_ACCESS)); /* a gap in the wds */
+    int wd_root = inotify_add_watch(FD_INOTIFY, "/", IN_OPEN);
+    if (wd_dir < 0 || wd_file < 0 || wd_root < 0)
+        die("inotify_add_watch");
     int p[2];
     if (pipe(p) < 0)
         die("pipe");
@@ -183,6 +199,32 @@ int main(int argc, char **argv)
              (unsigned long)v);
     timerfd_gettime(FD_TFIRED, &cur);
     SV_CHECK(!cur.it_value.tv_sec && !cur.it_value.tv_nsec, "the fired one-shot timer is armed");
+    /* inotify: events under the same watch descriptors. */
+    char ib[4096] __attribute__((aligned(8)));
+    while (read(FD_INOTIFY, ib, sizeof ib) > 0) {
+    } /* drop what the restore itself may have caused */
+    close(open(created, O_WRONLY | O_CREAT, 0644));
+    int fdw = open(watched, O_WRONLY);
+    SV_CHECK(write(fdw, "m", 1) == 1, "modify the watched file");
+    close(fdw);
+    int saw_dir = 0, saw_file = 0;
+    n = read(FD_INOTIFY, ib, sizeof ib);
+    for (char *q = ib; n > 0 && q < ib + n;) {
+        struct inotify_event *e = (struct inotify_event *)q;
+        if (e->wd == wd_dir && (e->mask & IN_CREATE) && !strcmp(e->name, "events.created"))
+            saw_dir = 1;
+        if (e->wd == wd_file && (e->mask & IN_MODIFY))
+            saw_file = 1;
+        q += sizeof *e + e->len;
+    }
+    SV_CHECK(saw_dir && saw_file, "inotify events: dir %d (wd %d), file %d (wd %d)", saw_dir, wd_dir, saw_file,
+             wd_file);
+    SV_CHECK(inotify_rm_watch(FD_INOTIFY, wd_root) == 0, "inotify watch %d on / is gone: %s", wd_root,
+             strerror(errno));
+    SV_CHECK(inotify_rm_watch(FD_INOTIFY, wd_file) < 0, "the one-shot watch %d is still there after firing",
+             wd_file);
+    unlink(created);
+    unlink(watched);
     /* The child's registration: its eventfd (fd 30 in the child only) reports through ours. */
     kill(child, SIGUSR1);
     int saw_child = 0;

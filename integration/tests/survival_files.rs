@@ -1,5 +1,5 @@
 //! Survival programs for step 4 (memory maps), step 8 (files and descriptors) and part of step 9
-//! (eventfd, signalfd, timerfd, epoll) of
+//! (eventfd, signalfd, timerfd, epoll, inotify) and 13 (unix sockets) of
 //! CHECKPOINT.md §6, each as the container's init and deep in its tree (see
 //! `amber_integration::survival` and `integration/survival/{maps,files}.c`); `_clone`: checkpoint
 //! with --leave-running (the original must pass: pipe data is read without being consumed) and
@@ -27,6 +27,11 @@ fn twice() -> Opts<'static> {
 #[test]
 fn events_as_init() {
     survive("events", Place::Init);
+}
+
+#[test]
+fn events_as_init_clone() {
+    survive_with("events", Place::Init, &clone());
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //!
 //! Dump: `collect_fds` classifies each descriptor of one task (regular files, directories,
 //! character devices, files unlinked while open, pipes, FIFOs, memfds, eventfd, signalfd,
-//! timerfd, epoll, unix sockets (`sockets`), file locks; the container's stdio is external); `link_objects` then looks at all tasks together: descriptors that share one open
+//! timerfd, epoll, inotify, unix sockets (`sockets`), file locks; the container's stdio is
+//! external); `link_objects` then looks at all tasks together: descriptors that share one open
 //! file description (kcmp KCMP_FILE) get one `Fd::desc`, and the data of each object is read
 //! once, without disturbing it: pipe buffers through tee(2) from a reopened end, ghost file
 //! contents, shared anonymous memory through /proc/<pid>/map_files.
@@ -24,7 +25,8 @@ use std::path::PathBuf;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 use super::image::{
-    self, EpollTarget, Fd, FdKind, FileLock, Image, LockKind, PagemapEntry, ShmemObject, TaskImage, VmaKind,
+    self, EpollTarget, Fd, FdKind, FileLock, Image, InotifyWatch, LockKind, PagemapEntry, ShmemObject, TaskImage,
+    VmaKind,
 };
 use super::plan::PAGE;
 use super::{proc_err, CheckpointError, Result};
@@ -127,6 +129,10 @@ pub fn collect_fds(pid: i32, external: &BTreeSet<String>) -> Result<Vec<FoundFd>
                 queue: Vec::new(),
                 passcred: false,
                 file: None,
+            }
+        } else if target == "anon_inode:inotify" {
+            FdKind::Inotify {
+                watches: inotify_watches(pid, &info).map_err(|why| refuse(&why))?,
             }
         } else if let Some(kind) = anon_kind(&target, &info) {
             kind.map_err(|why| refuse(&why))?
@@ -246,6 +252,56 @@ fn parse_locks(info: &str) -> std::result::Result<Vec<FileLock>, String> {
             pid: if kind == LockKind::Posix { pid } else { 0 },
         });
     }
+    Ok(out)
+}
+
+/// The watches of an inotify instance, with the path of each watched inode found through its
+/// file handle on a mount of its filesystem in `pid`'s mount namespace.
+fn inotify_watches(pid: i32, info: &str) -> std::result::Result<Vec<InotifyWatch>, String> {
+    let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).map_err(|e| format!("mountinfo: {e}"))?;
+    let mut out = Vec::new();
+    for l in info.lines().filter_map(|l| l.strip_prefix("inotify ")) {
+        let get = |key: &str| -> Option<&str> {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix(key)?.strip_prefix(':'))
+        };
+        let hex = |key: &str| get(key).and_then(|v| u64::from_str_radix(v, 16).ok());
+        let bad = || format!("unreadable inotify line {l:?} (no file handle?)");
+        let wd = hex("wd").ok_or_else(bad)? as i32;
+        let mask = hex("mask").ok_or_else(bad)? as u32;
+        let sdev = hex("sdev").ok_or_else(bad)?;
+        let htype = hex("fhandle-type").ok_or_else(bad)? as i32;
+        let handle = get("f_handle").and_then(image::from_hex).ok_or_else(bad)?;
+        let ino = hex("ino").ok_or_else(bad)?;
+        let dev = format!("{}:{}", sdev >> 20, sdev & 0xfffff);
+        // Through each mount of that filesystem in the task's mount namespace: the path the
+        // handle opens at, as the task sees it, kept if it names the watched inode there.
+        let mut found = None;
+        for m in mountinfo.lines().map(|m| m.split_whitespace().collect::<Vec<_>>()) {
+            if m.get(2) != Some(&dev.as_str()) {
+                continue;
+            }
+            let Some(point) = m.get(4) else { continue };
+            let Ok(mfd) = File::open(format!("/proc/{pid}/root{point}")) else {
+                continue;
+            };
+            let Ok(fd) = crate::sys::open_by_handle_at(mfd.as_fd(), htype, &handle, libc::O_PATH) else {
+                continue;
+            };
+            let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())) else {
+                continue;
+            };
+            let path = path.to_string_lossy().into_owned();
+            let seen = std::fs::metadata(format!("/proc/{pid}/root{path}"));
+            if !path.ends_with(" (deleted)") && seen.is_ok_and(|s| s.ino() == ino) {
+                found = Some(path);
+                break;
+            }
+        }
+        let path = found.ok_or_else(|| format!("watch {wd}: the watched inode {ino:#x} is not reachable by path"))?;
+        out.push(InotifyWatch { wd, mask, path });
+    }
+    out.sort_by_key(|w| w.wd);
     Ok(out)
 }
 
@@ -991,6 +1047,23 @@ fn open_one(
             // Armed by Objects::finish, right before the tree runs.
             let fd = crate::sys::timerfd_create(*clock, libc::TFD_CLOEXEC)
                 .map_err(|e| restore_err(pid, f, format!("timerfd_create({clock}): {e}")))?;
+            set_status(pid, f, &fd)?;
+            Ok(fd)
+        }
+        FdKind::Inotify { watches } => {
+            let fd = crate::sys::inotify_init(libc::IN_CLOEXEC)
+                .map_err(|e| restore_err(pid, f, format!("inotify_init1: {e}")))?;
+            for w in watches {
+                let got = crate::sys::inotify_add_watch_at(fd.as_fd(), w.wd, std::path::Path::new(&w.path), w.mask)
+                    .map_err(|e| restore_err(pid, f, format!("watching {} (wd {}): {e}", w.path, w.wd)))?;
+                if got != w.wd {
+                    return Err(restore_err(
+                        pid,
+                        f,
+                        format!("watching {} gave wd {got}, not {} (the same file twice?)", w.path, w.wd),
+                    ));
+                }
+            }
             set_status(pid, f, &fd)?;
             Ok(fd)
         }

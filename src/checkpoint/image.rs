@@ -423,6 +423,8 @@ pub enum FdKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         file: Option<(u32, u32, u32)>,
     },
+    /// An inotify instance and its watches (queued events are not kept).
+    Inotify { watches: Vec<InotifyWatch> },
     /// A FIFO (named pipe) opened by path; buffered data and size as for `Pipe`.
     Fifo {
         path: String,
@@ -430,6 +432,14 @@ pub enum FdKind {
         size: u32,
         data: u64,
     },
+}
+
+/// One inotify watch: descriptor, mask and the watched path (found from the file handle).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InotifyWatch {
+    pub wd: i32,
+    pub mask: u32,
+    pub path: String,
 }
 
 /// One registration of an epoll instance.
@@ -460,7 +470,8 @@ impl FdKind {
             | FdKind::SignalFd { .. }
             | FdKind::TimerFd { .. }
             | FdKind::Epoll { .. }
-            | FdKind::Unix { .. } => None,
+            | FdKind::Unix { .. }
+            | FdKind::Inotify { .. } => None,
         }
     }
 }

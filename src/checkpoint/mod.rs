@@ -7,7 +7,7 @@
 //!   (sigactions, brk, tid address, altstack, itimers), memory through pagemap + /proc/pid/mem;
 //!   descriptors and shared memory objects (`files`: files, ghost files, directories, devices,
 //!   pipes and FIFOs with their data, memfds, eventfd, signalfd, timerfd, epoll with its
-//!   registrations, file locks, unix sockets (`sockets`: pairs with their queues, listeners,
+//!   registrations, inotify watches, file locks, unix sockets (`sockets`: pairs with their queues, listeners,
 //!   bound and unbound sockets), MAP_SHARED memory; shared open file descriptions
 //!   found with kcmp); then write a checksummed image (`image`) and detach (leave running) or
 //!   kill.

@@ -70,6 +70,12 @@ pub fn relativize(task: &mut TaskImage, host_pid: i32) -> Result<()> {
         v.name = inside(&root, &v.name).ok_or_else(|| outside("mapped file", &v.name))?;
     }
     for f in task.fds.iter_mut() {
+        if let FdKind::Inotify { watches } = &mut f.kind {
+            for w in watches.iter_mut() {
+                w.path = inside(&root, &w.path).ok_or_else(|| outside(&format!("fd {} watch", f.fd), &w.path))?;
+            }
+            continue;
+        }
         let regular = matches!(f.kind, FdKind::Regular { .. });
         let Some(path) = f.kind.path_mut() else { continue };
         match inside(&root, path) {

@@ -647,3 +647,39 @@ pub fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, opt: i32, v: i32) -> io::R
     }
     Ok(())
 }
+
+/// open_by_handle_at(2) of a file handle (type and bytes as /proc fdinfo shows them) on the
+/// filesystem of `mount`. Needs CAP_DAC_READ_SEARCH.
+pub fn open_by_handle_at(mount: BorrowedFd<'_>, handle_type: i32, handle: &[u8], flags: i32) -> io::Result<OwnedFd> {
+    // struct file_handle { unsigned int handle_bytes; int handle_type; unsigned char f_handle[]; }
+    let mut buf = Vec::with_capacity(8 + handle.len());
+    buf.extend_from_slice(&(handle.len() as u32).to_ne_bytes());
+    buf.extend_from_slice(&handle_type.to_ne_bytes());
+    buf.extend_from_slice(handle);
+    // SAFETY: buf holds a complete file_handle of handle.len() bytes that outlives the call.
+    let ret = unsafe { libc::syscall(libc::SYS_open_by_handle_at, mount.as_raw_fd(), buf.as_ptr(), flags) };
+    fd_result(ret as libc::c_int)
+}
+
+/// inotify_init1(2).
+pub fn inotify_init(flags: i32) -> io::Result<OwnedFd> {
+    // SAFETY: integer-only call.
+    fd_result(unsafe { libc::inotify_init1(flags) })
+}
+
+/// INOTIFY_IOC_SETNEXTWD then inotify_add_watch(2): the watch gets descriptor `wd`.
+pub fn inotify_add_watch_at(fd: BorrowedFd<'_>, wd: i32, path: &Path, mask: u32) -> io::Result<i32> {
+    const INOTIFY_IOC_SETNEXTWD: u64 = 0x4004_4900; // _IOW('I', 0, __s32)
+                                                    // SAFETY: the ioctl takes its integer argument by value.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), INOTIFY_IOC_SETNEXTWD as _, wd as libc::c_long) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let cpath = cstr(path)?;
+    // SAFETY: cpath is a valid NUL-terminated string that outlives the call.
+    let ret = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), cpath.as_ptr(), mask) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ret)
+}
