@@ -124,7 +124,7 @@ fn take_over(
     ready_r: OwnedFd,
     objects: files::Objects,
 ) -> Result<BTreeMap<i32, i32>> {
-    let exe_fds = wait_ready(ready_r, plans.len())?;
+    let exe_fds = wait_ready(ready_r, image, plans, root_host)?;
     // Every seed holds its descriptors and mapped its memory now.
     objects.finish()?;
     let hosts = resolve_host_pids(root_host)?;
@@ -158,7 +158,14 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Read "R <pid> <exe_fd>" / "E <pid> <message>" lines until every seed is ready.
-fn wait_ready(ready_r: OwnedFd, n: usize) -> Result<BTreeMap<i32, i32>> {
+/// `M <pid>` asks the restorer to fill its half of that seed's memory (`seed::premap`).
+fn wait_ready(
+    ready_r: OwnedFd,
+    image: &Image,
+    plans: &BTreeMap<i32, TaskPlan>,
+    root_host: i32,
+) -> Result<BTreeMap<i32, i32>> {
+    let n = plans.len();
     let mut file = std::fs::File::from(ready_r);
     let mut text = String::new();
     let mut exe_fds = BTreeMap::new();
@@ -182,6 +189,16 @@ fn wait_ready(ready_r: OwnedFd, n: usize) -> Result<BTreeMap<i32, i32>> {
             match kind {
                 Some("R") => {
                     exe_fds.insert(pid, rest.parse().unwrap_or(-1));
+                }
+                Some("M") => {
+                    let (Some(task), Some(plan)) = (image.tasks.get(&pid), plans.get(&pid)) else {
+                        return Err(CheckpointError::Restore(format!("report from unknown seed {pid}")));
+                    };
+                    let host = resolve_host_pids(root_host)?
+                        .get(&pid)
+                        .map(|h| h.0)
+                        .ok_or_else(|| CheckpointError::Restore(format!("seed for pid {pid} not found")))?;
+                    seed::fill_from_restorer(image, task, &plan.layout, host)?;
                 }
                 _ => {
                     return Err(CheckpointError::Seed {

@@ -123,7 +123,7 @@ fn setup(ctx: &SeedCtx, pid: i32, helpers: &mut Helpers) -> SeedResult<i32> {
     let comm = CString::new(task.comm.clone()).map_err(|_| "comm contains NUL".to_string())?;
     nix::sys::prctl::set_name(&comm).map_err(errno("PR_SET_NAME"))?;
     seedmem::map_stub(plan.layout.stub).map_err(|e| format!("mapping the stub at {:#x}: {e}", plan.layout.stub))?;
-    premap(ctx.image, task, plan)?;
+    premap(ctx.image, task, plan, helpers.ready_w)?;
     let exe = open(task.exe.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(errno(format!("opening exe {}", task.exe)))?;
     let exe_fd = move_above(exe, plan.helper_base)?;
@@ -396,6 +396,51 @@ fn restore_fds(task: &TaskImage, plan: &TaskPlan, helpers: &mut Helpers) -> Seed
 /// Runs of at least this many pages are populated with one madvise before they are read.
 const POPULATE_MIN_PAGES: u64 = 16;
 
+/// Tasks with at least this much page data are filled by two: the seed fills the first half of
+/// its page file and the restorer, told by an `M <pid>` report once the premaps exist, the
+/// second half through process_vm_writev, in parallel (faulting in fresh memory dominates a
+/// restore, and there are two CPUs).
+const SHARED_FILL_MIN: u64 = 64 << 20;
+
+/// Offset of the page file from which the restorer fills (the file size: the seed fills it all).
+fn fill_split(total: u64) -> u64 {
+    if total >= SHARED_FILL_MIN {
+        total / 2 / PAGE * PAGE
+    } else {
+        total
+    }
+}
+
+/// Where the page file of `task` goes in its seed: (file offset, premap address, bytes) per
+/// pagemap entry, in file order.
+fn fill_targets(image: &Image, task: &TaskImage, layout: &Layout) -> Vec<(u64, u64, u64)> {
+    let pagemap = &image.pagemaps[&task.pid];
+    let premapped: Vec<(&Vma, u64)> = layout
+        .premaps
+        .iter()
+        .map(|&(i, addr)| (&task.vmas[i], addr))
+        .filter(|(v, _)| !v.is_shared())
+        .collect();
+    let mut out = Vec::with_capacity(pagemap.len());
+    let mut off = 0;
+    for e in pagemap {
+        let len = e.nr_pages * PAGE;
+        if let Some((v, addr)) = premapped.iter().find(|(v, _)| e.vaddr >= v.start && e.vaddr < v.end) {
+            out.push((off, addr + (e.vaddr - v.start), len));
+        }
+        off += len;
+    }
+    out
+}
+
+/// The part of `targets` in [from, to) of the file.
+fn clip(targets: &[(u64, u64, u64)], from: u64, to: u64) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
+    targets.iter().filter_map(move |&(off, dst, len)| {
+        let (a, b) = (off.max(from), (off + len).min(to));
+        (a < b).then(|| (a, dst + (a - off), b - a))
+    })
+}
+
 /// Read consecutive bytes of the page file from `off` into the ranges of `batch`, one preadv.
 fn fill(pages: &std::fs::File, batch: &[(u64, u64)], off: u64, path: &std::path::Path) -> SeedResult<()> {
     if batch.is_empty() {
@@ -412,21 +457,12 @@ fn fill(pages: &std::fs::File, batch: &[(u64, u64)], off: u64, path: &std::path:
     })
 }
 
-/// Map every private VMA of the image in the layout's premap area and fill it from the page
-/// file (runs that follow each other in the file with one preadv); the transplant later moves
-/// each into place with one mremap.
-fn premap(image: &Image, task: &TaskImage, plan: &TaskPlan) -> SeedResult<()> {
+/// Map every VMA of the image in the layout's premap area and fill the private ones from the
+/// page file (runs that follow each other in the file with one preadv; a large file shared
+/// with the restorer, see [`SHARED_FILL_MIN`]); the transplant later moves each into place
+/// with one mremap.
+fn premap(image: &Image, task: &TaskImage, plan: &TaskPlan, ready_w: RawFd) -> SeedResult<()> {
     let layout = &plan.layout;
-    let pages_path = image.pages_path(task.pid);
-    let pages = std::fs::File::open(&pages_path).map_err(|e| format!("opening {}: {e}", pages_path.display()))?;
-    let pagemap = &image.pagemaps[&task.pid];
-    let mut offsets = Vec::with_capacity(pagemap.len());
-    let mut off = 0;
-    for e in pagemap {
-        offsets.push(off);
-        off += e.nr_pages * PAGE;
-    }
-    let sorted = pagemap.windows(2).all(|w| w[0].vaddr < w[1].vaddr);
     for &(i, addr) in &layout.premaps {
         let v = &task.vmas[i];
         let mut flags = libc::MAP_PRIVATE;
@@ -440,42 +476,95 @@ fn premap(image: &Image, task: &TaskImage, plan: &TaskPlan) -> SeedResult<()> {
             let file = shared_object(v, plan).map_err(what)?;
             seedmem::mmap_fixed(addr, v.len(), v.prot(), libc::MAP_SHARED, Some(file.as_fd()), v.offset)
                 .map_err(what)?;
-            continue;
-        }
-        if v.kind == VmaKind::FilePrivate {
+        } else if v.kind == VmaKind::FilePrivate {
             let file = std::fs::File::open(&v.name).map_err(what)?;
             seedmem::mmap_fixed(addr, v.len(), rw, flags, Some(file.as_fd()), v.offset).map_err(what)?;
         } else {
             seedmem::mmap_fixed(addr, v.len(), rw, flags, None, 0).map_err(what)?;
         }
-        // This VMA's entries (the pagemap is in address order: a binary search; in any other
-        // order, a scan). Within a VMA they are consecutive in the page file.
-        let range = if sorted {
-            pagemap.partition_point(|e| e.vaddr < v.start)..pagemap.partition_point(|e| e.vaddr < v.end)
-        } else {
-            0..pagemap.len()
-        };
-        let mut batch: Vec<(u64, u64)> = Vec::new();
-        let (mut batch_off, mut batch_len) = (0, 0);
-        for (e, &file_off) in pagemap[range.clone()].iter().zip(&offsets[range]) {
-            if e.vaddr < v.start || e.vaddr >= v.end {
-                continue;
-            }
-            let (dst, len) = (addr + (e.vaddr - v.start), e.nr_pages * PAGE);
-            if e.nr_pages >= POPULATE_MIN_PAGES {
-                // One call faults the run in instead of one fault per page during the read
-                // (an older kernel says EINVAL: the read faults them in as before).
-                let _ = seedmem::populate_write(dst, len);
-            }
-            if batch.len() == 1024 || batch_off + batch_len != file_off {
-                fill(&pages, &batch, batch_off, &pages_path)?;
-                batch.clear();
-                (batch_off, batch_len) = (file_off, 0);
-            }
-            batch.push((dst, len));
-            batch_len += len;
+    }
+    let pages_path = image.pages_path(task.pid);
+    let pages = std::fs::File::open(&pages_path).map_err(|e| format!("opening {}: {e}", pages_path.display()))?;
+    let targets = fill_targets(image, task, layout);
+    let total: u64 = image.pagemaps[&task.pid].iter().map(|e| e.nr_pages * PAGE).sum();
+    let split = fill_split(total);
+    if split < total {
+        // Everything is mapped: the restorer may write its half now.
+        let w = nix::unistd::dup(ready_w).map_err(errno("dup of the report pipe"))?;
+        let w = crate::sys::own_fresh_fd(w);
+        let msg = format!("M {}\n", task.pid);
+        nix::unistd::write(&w, msg.as_bytes()).map_err(errno("reporting the premaps"))?;
+    }
+    let mut batch: Vec<(u64, u64)> = Vec::new();
+    let (mut batch_off, mut batch_len) = (0, 0);
+    for (file_off, dst, len) in clip(&targets, 0, split) {
+        if len >= POPULATE_MIN_PAGES * PAGE {
+            // One call faults the run in instead of one fault per page during the read
+            // (an older kernel says EINVAL: the read faults them in as before).
+            let _ = seedmem::populate_write(dst, len);
         }
-        fill(&pages, &batch, batch_off, &pages_path)?;
+        if batch.len() == 1024 || batch_off + batch_len != file_off {
+            fill(&pages, &batch, batch_off, &pages_path)?;
+            batch.clear();
+            (batch_off, batch_len) = (file_off, 0);
+        }
+        batch.push((dst, len));
+        batch_len += len;
+    }
+    fill(&pages, &batch, batch_off, &pages_path)
+}
+
+/// The restorer's half of a shared fill (`M <pid>` report): the page file from the split on,
+/// read 1 MiB at a time and written into the seed (host pid `host`) with process_vm_writev.
+pub fn fill_from_restorer(
+    image: &Image,
+    task: &TaskImage,
+    layout: &Layout,
+    host: i32,
+) -> crate::checkpoint::Result<()> {
+    use crate::checkpoint::CheckpointError;
+    use std::os::unix::fs::FileExt;
+    let targets = fill_targets(image, task, layout);
+    let total: u64 = image.pagemaps[&task.pid].iter().map(|e| e.nr_pages * PAGE).sum();
+    let path = image.pages_path(task.pid);
+    let file = std::fs::File::open(&path).map_err(|source| CheckpointError::Image {
+        path: path.clone(),
+        source,
+    })?;
+    let mut buf = vec![0u8; 1 << 20];
+    for (off, dst, len) in clip(&targets, fill_split(total), total) {
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(buf.len() as u64) as usize;
+            file.read_exact_at(&mut buf[..n], off + done)
+                .map_err(|source| CheckpointError::Image {
+                    path: path.clone(),
+                    source,
+                })?;
+            let remote = [nix::sys::uio::RemoteIoVec {
+                base: (dst + done) as usize,
+                len: n,
+            }];
+            let wrote = nix::sys::uio::process_vm_writev(
+                nix::unistd::Pid::from_raw(host),
+                &[std::io::IoSlice::new(&buf[..n])],
+                &remote,
+            )
+            .map_err(|e| CheckpointError::Seed {
+                pid: task.pid,
+                msg: format!("filling {:#x}+{n:#x} with process_vm_writev: {e}", dst + done),
+            })?;
+            if wrote != n {
+                return Err(CheckpointError::Seed {
+                    pid: task.pid,
+                    msg: format!(
+                        "filling {:#x}+{n:#x}: process_vm_writev wrote {wrote} bytes",
+                        dst + done
+                    ),
+                });
+            }
+            done += n as u64;
+        }
     }
     Ok(())
 }
