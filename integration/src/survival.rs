@@ -676,8 +676,9 @@ impl<'a> Run<'a> {
                 );
             }
             Place::Deep => {
+                // The shell's `echo $? >file` creates the file before it writes to it.
                 wait_for_timeout(&format!("{} to exit", self.what()), Duration::from_secs(10), || {
-                    exit_file.exists()
+                    fs::read_to_string(&exit_file).is_ok_and(|s| s.ends_with('\n'))
                 });
                 let code = fs::read_to_string(&exit_file).unwrap_or_default();
                 assert_eq!(
