@@ -1,7 +1,7 @@
 /* What the engine does not restore yet must be refused at checkpoint, naming the process and
  * the object, and leave the container running untouched. argv[2] picks the object: "socket"
  * (a TCP socket at fd 10), "unixconn" (a connection waiting to be accepted on a listener), "sysvshm" (an attached SysV segment), "lease" (a read lease on fd 10),
- * "procfile" (/proc/self/stat at fd 10), "async" (a pipe with O_ASYNC at fd 10),
+ * "procfile" (/proc/self/stat at fd 10), "packet" (a packet-mode pipe with data), "async" (a pipe with O_ASYNC at fd 10),
  * "clonefiles" (a child sharing the descriptor table, clone(CLONE_FILES)). After SIGUSR2
  * (sent once the checkpoint failed) the program checks the object still works. */
 #include "survival.h"
@@ -72,6 +72,10 @@ int main(int argc, char **argv)
             die("F_SETLEASE");
     } else if (!strcmp(kind, "procfile")) {
         at10(open("/proc/self/stat", O_RDONLY));
+    } else if (!strcmp(kind, "packet")) {
+        if (pipe2(sp, O_DIRECT) < 0 || write(sp[1], "ab", 2) != 2 || write(sp[1], "c", 1) != 1)
+            die("packet pipe");
+        at10(sp[0]);
     } else if (!strcmp(kind, "async")) {
         if (pipe(sp) < 0)
             die("pipe");
@@ -99,6 +103,8 @@ int main(int argc, char **argv)
         SV_CHECK(!strcmp(shm, "sysv"), "sysv segment");
     } else if (!strcmp(kind, "procfile")) {
         SV_CHECK(pread(10, buf, 8, 0) > 0, "/proc/self/stat");
+    } else if (!strcmp(kind, "packet")) {
+        SV_CHECK(read(10, buf, 16) == 2 && read(10, buf, 16) == 1, "packets");
     } else if (!strcmp(kind, "async")) {
         SV_CHECK(fcntl(10, F_GETFL) & O_ASYNC, "O_ASYNC");
     } else if (!strcmp(kind, "clonefiles")) {

@@ -184,3 +184,8 @@ fn unix_sockets_deep_clone() {
 fn unix_sockets_deep_twice() {
     survive_with("unixsk", Place::Deep, &twice());
 }
+
+#[test]
+fn packet_pipes_with_data_are_refused_and_the_container_keeps_running() {
+    refused("packet", "packet-mode (O_DIRECT) pipe with data");
+}

@@ -512,6 +512,15 @@ pub fn link_objects(tasks: &mut [TaskFds<'_>]) -> Result<DumpObjects> {
                             (s, bytes.len() as u64)
                         }
                     };
+                    if d > 0 && f.flags as i32 & libc::O_DIRECT != 0 {
+                        return Err(unsupported(
+                            host,
+                            format!(
+                                "fd {}: a packet-mode (O_DIRECT) pipe with data queued is not supported yet",
+                                f.fd
+                            ),
+                        ));
+                    }
                     (*size, *data) = (s, d);
                 }
                 FdKind::Ghost { id, size, .. } => {
