@@ -91,311 +91,335 @@ struct Entry<'a> {
 /// subreapers). Called at dump (to refuse early) and at restore (to act). Errors name the
 /// dump-time host pid.
 pub fn plan(tree: &Tree, subreapers: &BTreeSet<i32>) -> Result<TreePlan, CheckpointError> {
-    let mut all: BTreeMap<i32, Entry> = BTreeMap::new();
-    for t in &tree.tasks {
-        all.insert(t.pid, Entry { e: t, zombie: None });
+    let mut p = Planner::new(tree, subreapers)?;
+    p.sessions()?;
+    p.dead_session_helpers()?;
+    p.await_zombies();
+    p.groups()?;
+    p.dead_group_helpers()?;
+    p.live_session_helpers();
+    p.join_after_children();
+    Ok(p.finish())
+}
+
+/// The planning state: every task and zombie, the nodes being built, and the leaders that need
+/// helpers.
+struct Planner<'a> {
+    tree: &'a Tree,
+    subreapers: &'a BTreeSet<i32>,
+    all: BTreeMap<i32, Entry<'a>>,
+    nodes: BTreeMap<i32, Node>,
+    /// The session each node is in right after its clone.
+    born: BTreeMap<i32, i32>,
+    /// Dead session leader -> (helper's parent, members it clones).
+    dead_sessions: BTreeMap<i32, (i32, Vec<i32>)>,
+    /// (live session leader, reaper) -> members a helper under the leader clones.
+    live_sessions: BTreeMap<(i32, i32), Vec<i32>>,
+    /// Dead group leader -> members.
+    dead_groups: BTreeMap<i32, Vec<i32>>,
+}
+
+fn node(pid: i32, kind: NodeKind, set_tid: Vec<i32>) -> Node {
+    Node {
+        pid,
+        kind,
+        set_tid,
+        setsid: false,
+        pgid: None,
+        pgid_after_children: false,
+        before_setsid: vec![],
+        children: vec![],
+        clone_parent: false,
+        await_exit: vec![],
+        reap: vec![],
     }
-    for z in &tree.zombies {
-        all.insert(
-            z.entry.pid,
-            Entry {
+}
+
+impl<'a> Planner<'a> {
+    /// One node per task and zombie, each with a live parent (but the root).
+    fn new(tree: &'a Tree, subreapers: &'a BTreeSet<i32>) -> Result<Self, CheckpointError> {
+        let mut all: BTreeMap<i32, Entry> = BTreeMap::new();
+        for t in &tree.tasks {
+            all.insert(t.pid, Entry { e: t, zombie: None });
+        }
+        for z in &tree.zombies {
+            let entry = Entry {
                 e: &z.entry,
                 zombie: Some(z.status),
-            },
-        );
-    }
-    let host = |pid: i32| all.get(&pid).map(|x| x.e.host_pid).unwrap_or(pid);
-    let mut nodes: BTreeMap<i32, Node> = BTreeMap::new();
-    for (pid, x) in &all {
-        if *pid == tree.root && x.zombie.is_some() {
-            return Err(refuse(x.e.host_pid, "the root task is a zombie".into()));
+            };
+            all.insert(z.entry.pid, entry);
         }
-        if *pid != tree.root {
-            match all.get(&x.e.ppid) {
-                Some(p) if p.zombie.is_none() => {}
-                _ => {
-                    return Err(refuse(
-                        x.e.host_pid,
-                        format!("its parent {} is not a live task of the dump", x.e.ppid),
-                    ))
-                }
+        let root = all
+            .get(&tree.root)
+            .ok_or_else(|| CheckpointError::Corrupt(format!("the tree's root {} is not in it", tree.root)))?;
+        let born = BTreeMap::from([(tree.root, root.e.sid)]);
+        let mut nodes = BTreeMap::new();
+        for (pid, x) in &all {
+            if *pid == tree.root && x.zombie.is_some() {
+                return Err(refuse(x.e.host_pid, "the root task is a zombie".into()));
             }
+            let live_parent = all.get(&x.e.ppid).is_some_and(|p| p.zombie.is_none());
+            if *pid != tree.root && !live_parent {
+                let what = format!("its parent {} is not a live task of the dump", x.e.ppid);
+                return Err(refuse(x.e.host_pid, what));
+            }
+            let kind = match x.zombie {
+                Some(status) => NodeKind::Zombie { status },
+                None => NodeKind::Task,
+            };
+            let mut n = node(*pid, kind, x.e.levels().into_iter().rev().collect());
+            n.setsid = x.e.sid == *pid;
+            nodes.insert(*pid, n);
         }
-        nodes.insert(
-            *pid,
-            Node {
-                pid: *pid,
-                kind: match x.zombie {
-                    Some(status) => NodeKind::Zombie { status },
-                    None => NodeKind::Task,
-                },
-                set_tid: x.e.levels().into_iter().rev().collect(),
-                setsid: x.e.sid == *pid,
-                pgid: None,
-                pgid_after_children: false,
-                before_setsid: vec![],
-                children: vec![],
-                clone_parent: false,
-                await_exit: vec![],
-                reap: vec![],
-            },
-        );
+        Ok(Planner {
+            tree,
+            subreapers,
+            all,
+            nodes,
+            born,
+            dead_sessions: BTreeMap::new(),
+            live_sessions: BTreeMap::new(),
+            dead_groups: BTreeMap::new(),
+        })
     }
 
-    // Sessions, top-down: `born[pid]` is the session a node is in right after its clone.
-    let mut born: BTreeMap<i32, i32> = BTreeMap::new();
-    let root = all
-        .get(&tree.root)
-        .ok_or_else(|| CheckpointError::Corrupt(format!("the tree's root {} is not in it", tree.root)))?;
-    born.insert(tree.root, root.e.sid);
-    // Dead session leader -> (helper's parent, members it clones).
-    let mut dead_sessions: BTreeMap<i32, (i32, Vec<i32>)> = BTreeMap::new();
-    // (live session leader, reaper) -> members a helper under the leader clones.
-    let mut live_sessions: BTreeMap<(i32, i32), Vec<i32>> = BTreeMap::new();
-    // Where the orphans of `start`'s children go: `start` or its nearest subreaper ancestor, or
-    // the init of the container's pid namespace (the root when it is pid 1).
-    let reaper_of = |start: i32| -> Option<i32> {
+    fn host(&self, pid: i32) -> i32 {
+        self.all.get(&pid).map(|x| x.e.host_pid).unwrap_or(pid)
+    }
+
+    /// Lives below the container's pid namespace: a helper, which gets only a container-level
+    /// pid, cannot be cloned there.
+    fn nested(&self, pid: i32) -> bool {
+        self.all.get(&pid).is_some_and(|x| x.e.levels().len() > 1)
+    }
+
+    /// Where the orphans of `start`'s children go: `start` or its nearest subreaper ancestor,
+    /// or the init of the container's pid namespace (the root when it is pid 1).
+    fn reaper_of(&self, start: i32) -> Option<i32> {
         let mut cur = start;
-        for _ in 0..all.len() {
-            if subreapers.contains(&cur) || (cur == tree.root && cur == 1) {
+        for _ in 0..self.all.len() {
+            if self.subreapers.contains(&cur) || (cur == self.tree.root && cur == 1) {
                 return Some(cur);
             }
-            if cur == tree.root {
+            if cur == self.tree.root {
                 return None;
             }
-            cur = all.get(&cur)?.e.ppid;
+            cur = self.all.get(&cur)?.e.ppid;
         }
         None
-    };
-    let mut queue = vec![tree.root];
-    while let Some(p) = queue.pop() {
-        let pe = all[&p].e;
-        let kids: Vec<i32> = all
-            .values()
-            .filter(|c| c.e.ppid == p && c.e.pid != tree.root)
-            .map(|c| c.e.pid)
-            .collect();
-        for c in kids {
-            let ce = all[&c].e;
-            let sid = ce.sid;
-            if sid == c || sid == pe.sid {
-                nodes.get_mut(&p).unwrap().children.push(c);
-                born.insert(c, pe.sid);
-            } else if pe.sid == p && sid == born[&p] {
-                nodes.get_mut(&p).unwrap().before_setsid.push(c);
-                born.insert(c, born[&p]);
-            } else if sid != 0 && !all.contains_key(&sid) {
-                let (parent, members) = dead_sessions.entry(sid).or_insert((p, vec![]));
-                if *parent != p {
-                    return Err(refuse(
-                        ce.host_pid,
-                        format!(
-                            "session {sid} (its leader is gone) has members with different parents ({} and {p}); not restorable yet",
-                            *parent
-                        ),
-                    ));
-                }
-                members.push(c);
-                born.insert(c, sid);
-            } else if let Some(z) = all
-                .get(&sid)
-                .filter(|z| z.zombie.is_some() && z.e.ppid == p && z.e.sid == sid)
-            {
-                let zpid = z.e.pid;
-                let n = nodes.get_mut(&zpid).unwrap();
-                n.children.push(c);
-                n.clone_parent = true;
-                born.insert(c, sid);
-            } else if all
-                .get(&sid)
-                .is_some_and(|l| l.zombie.is_none() && l.e.sid == sid && l.e.levels().len() == 1)
-                && ce.levels().len() == 1
-                && reaper_of(sid) == Some(p)
-            {
-                live_sessions.entry((sid, p)).or_default().push(c);
-                born.insert(c, sid);
-            } else {
-                return Err(refuse(
-                    ce.host_pid,
-                    format!(
-                        "session {sid} is neither its own, its parent {p}'s (session {}), one the parent left by setsid(), nor one whose leader's orphans go to {p}; not restorable yet",
-                        pe.sid
-                    ),
-                ));
+    }
+
+    /// Top-down, for each child: who clones it, and when relative to its parent's setsid().
+    fn sessions(&mut self) -> Result<(), CheckpointError> {
+        let mut queue = vec![self.tree.root];
+        while let Some(p) = queue.pop() {
+            let kids: Vec<i32> = (self.all.values())
+                .filter(|c| c.e.ppid == p && c.e.pid != self.tree.root)
+                .map(|c| c.e.pid)
+                .collect();
+            for c in kids {
+                self.place_in_session(p, c)?;
+                queue.push(c);
             }
-            queue.push(c);
         }
+        Ok(())
     }
-    // A helper gets only the leader's container-level pid: its cloner must live there too.
-    let nested = |pid: i32| all.get(&pid).is_some_and(|x| x.e.levels().len() > 1);
-    for (sid, (parent, members)) in &dead_sessions {
-        if nested(*parent) {
-            return Err(refuse(
-                host(members[0]),
-                format!("session {sid} lost its leader inside a nested pid namespace; not restorable yet"),
-            ));
+
+    fn place_in_session(&mut self, p: i32, c: i32) -> Result<(), CheckpointError> {
+        let (pe, ce) = (self.all[&p].e, self.all[&c].e);
+        let sid = ce.sid;
+        let leader = self.all.get(&sid);
+        if sid == c || sid == pe.sid {
+            self.nodes.get_mut(&p).unwrap().children.push(c);
+            self.born.insert(c, pe.sid);
+        } else if pe.sid == p && sid == self.born[&p] {
+            self.nodes.get_mut(&p).unwrap().before_setsid.push(c);
+            self.born.insert(c, sid);
+        } else if sid != 0 && leader.is_none() {
+            let (parent, members) = self.dead_sessions.entry(sid).or_insert((p, vec![]));
+            if *parent != p {
+                let what = format!(
+                    "session {sid} (its leader is gone) has members with different parents ({} and {p}); not restorable yet",
+                    *parent
+                );
+                return Err(refuse(ce.host_pid, what));
+            }
+            members.push(c);
+            self.born.insert(c, sid);
+        } else if leader.is_some_and(|z| z.zombie.is_some() && z.e.ppid == p && z.e.sid == sid) {
+            let z = self.nodes.get_mut(&sid).unwrap();
+            z.children.push(c);
+            z.clone_parent = true;
+            self.born.insert(c, sid);
+        } else if leader.is_some_and(|l| l.zombie.is_none() && l.e.sid == sid)
+            && !self.nested(sid)
+            && !self.nested(c)
+            && self.reaper_of(sid) == Some(p)
+        {
+            self.live_sessions.entry((sid, p)).or_default().push(c);
+            self.born.insert(c, sid);
+        } else {
+            let what = format!(
+                "session {sid} is neither its own, its parent {p}'s (session {}), one the parent left by setsid(), nor one whose leader's orphans go to {p}; not restorable yet",
+                pe.sid
+            );
+            return Err(refuse(ce.host_pid, what));
         }
-        nodes.insert(
-            *sid,
-            Node {
-                pid: *sid,
-                kind: NodeKind::Helper,
-                set_tid: vec![*sid],
-                setsid: true,
-                pgid: None,
-                pgid_after_children: false,
-                before_setsid: vec![],
-                children: members.clone(),
-                clone_parent: true,
-                await_exit: vec![],
-                reap: vec![],
-            },
-        );
-        let p = nodes.get_mut(parent).unwrap();
-        p.children.push(*sid);
-        p.await_exit.push(*sid);
-        p.reap.push(*sid);
+        Ok(())
     }
-    // Every zombie is awaited (never reaped) by its real parent, whoever cloned it.
-    for (pid, x) in &all {
-        if x.zombie.is_some() {
-            nodes.get_mut(&x.e.ppid).unwrap().await_exit.push(*pid);
+
+    /// `parent` clones the helper, waits for it to die and the restorer reaps it.
+    fn add_helper(&mut self, parent: i32, helper: Node) {
+        let h = helper.pid;
+        self.nodes.insert(h, helper);
+        let p = self.nodes.get_mut(&parent).unwrap();
+        p.children.push(h);
+        p.await_exit.push(h);
+        p.reap.push(h);
+    }
+
+    /// A helper with a dead session leader's pid: setsid(), then it clones the members with
+    /// CLONE_PARENT.
+    fn dead_session_helpers(&mut self) -> Result<(), CheckpointError> {
+        for (sid, (parent, members)) in self.dead_sessions.clone() {
+            if self.nested(parent) {
+                let what = format!("session {sid} lost its leader inside a nested pid namespace; not restorable yet");
+                return Err(refuse(self.host(members[0]), what));
+            }
+            let mut h = node(sid, NodeKind::Helper, vec![sid]);
+            h.setsid = true;
+            h.children = members;
+            h.clone_parent = true;
+            self.add_helper(parent, h);
+        }
+        Ok(())
+    }
+
+    /// Every zombie is awaited (never reaped) by its real parent, whoever cloned it.
+    fn await_zombies(&mut self) {
+        let zombies: Vec<(i32, i32)> = (self.all.iter())
+            .filter(|(_, x)| x.zombie.is_some())
+            .map(|(pid, x)| (*pid, x.e.ppid))
+            .collect();
+        for (pid, ppid) in zombies {
+            self.nodes.get_mut(&ppid).unwrap().await_exit.push(pid);
         }
     }
 
-    // Process groups.
-    let mut dead_groups: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
-    for (pid, x) in &all {
-        let g = x.e.pgid;
-        if x.e.sid == *pid {
-            if g != *pid {
-                return Err(CheckpointError::Corrupt(format!(
-                    "pid {pid} leads session {pid} but is in group {g}"
-                )));
+    /// The group each task and zombie joins, and the groups whose leader is gone.
+    fn groups(&mut self) -> Result<(), CheckpointError> {
+        for (pid, x) in &self.all {
+            let g = x.e.pgid;
+            if x.e.sid == *pid {
+                if g != *pid {
+                    let what = format!("pid {pid} leads session {pid} but is in group {g}");
+                    return Err(CheckpointError::Corrupt(what));
+                }
+                continue; // setsid() made the group
             }
-            continue; // setsid() made the group
-        }
-        if g == 0 {
-            // Led from outside the container's pid namespace: only inheritable from the root.
-            let inherited = *pid == tree.root || all.get(&x.e.ppid).is_some_and(|p| p.e.pgid == 0);
-            if !inherited {
-                return Err(refuse(
-                    x.e.host_pid,
-                    "its process group is led from outside the container's pid namespace and not inherited".into(),
-                ));
+            if g == 0 {
+                // Led from outside the container's pid namespace: only inheritable.
+                let inherited = *pid == self.tree.root || self.all.get(&x.e.ppid).is_some_and(|p| p.e.pgid == 0);
+                if !inherited {
+                    let what = "its process group is led from outside the container's pid namespace and not inherited";
+                    return Err(refuse(x.e.host_pid, what.into()));
+                }
+                continue;
             }
-            continue;
+            if *pid == self.tree.root && g != *pid {
+                continue; // the root's group, when not its own, is the restorer's
+            }
+            if !self.all.contains_key(&g) && !self.dead_sessions.contains_key(&g) {
+                self.dead_groups.entry(g).or_default().push(*pid);
+            }
+            // setpgid() takes the group as the task sees it: the innermost level of its vector
+            // (0: led from outside its own pid namespace, so only inherited).
+            let inner = x.e.nspgid.last().copied().unwrap_or(g);
+            if inner != 0 {
+                self.nodes.get_mut(pid).unwrap().pgid = Some(inner);
+            }
         }
-        if *pid == tree.root && g != *pid {
-            // The root's group, when not its own, is the restorer's (as before).
-            continue;
+        Ok(())
+    }
+
+    /// A helper with a dead group leader's pid, cloned by the first live member (which is in
+    /// the group's session): setpgid(0, 0), then it dies.
+    fn dead_group_helpers(&mut self) -> Result<(), CheckpointError> {
+        for (g, members) in self.dead_groups.clone() {
+            let Some(&m) = members.iter().find(|m| self.all[*m].zombie.is_none()) else {
+                let what = format!("process group {g} has only zombies left; not restorable yet");
+                return Err(refuse(self.host(members[0]), what));
+            };
+            if self.nested(m) {
+                let what =
+                    format!("process group {g} lost its leader inside a nested pid namespace; not restorable yet");
+                return Err(refuse(self.host(m), what));
+            }
+            let mut h = node(g, NodeKind::Helper, vec![g]);
+            h.pgid = Some(g);
+            self.add_helper(m, h);
         }
-        if !all.contains_key(&g) && !dead_sessions.contains_key(&g) {
-            dead_groups.entry(g).or_default().push(*pid);
-        }
-        // setpgid() takes the group as the task sees it: the innermost level of its vector (0:
-        // led from outside its own pid namespace, so only inherited).
-        let inner = x.e.nspgid.last().copied().unwrap_or(g);
-        if inner != 0 {
-            nodes.get_mut(pid).unwrap().pgid = Some(inner);
+        Ok(())
+    }
+
+    /// A helper with a free pid (above every other node's), cloned by a live session leader:
+    /// it clones the members and dies, leaving them to the leader's reaper.
+    fn live_session_helpers(&mut self) {
+        let first_free = self.nodes.keys().max().copied().unwrap_or(1) + 1;
+        for (h, ((leader, _), members)) in (first_free..).zip(self.live_sessions.clone()) {
+            let mut n = node(h, NodeKind::Helper, vec![h]);
+            n.children = members;
+            self.add_helper(leader, n);
         }
     }
-    for (g, members) in &dead_groups {
-        // Cloned by the first live member, which is in the group's session.
-        let Some(&m) = members.iter().find(|m| all[*m].zombie.is_none()) else {
-            return Err(refuse(
-                host(members[0]),
-                format!("process group {g} has only zombies left; not restorable yet"),
-            ));
+
+    /// A node joins its group after cloning its children when the leader is one of its
+    /// descendants (through the cloning links), before otherwise.
+    fn join_after_children(&mut self) {
+        let cloner: BTreeMap<i32, i32> = (self.nodes.values())
+            .flat_map(|n| n.before_setsid.iter().chain(&n.children).map(move |c| (*c, n.pid)))
+            .collect();
+        let descends = |mut d: i32, a: i32| {
+            let mut seen = BTreeSet::new();
+            while let Some(&up) = cloner.get(&d) {
+                if up == a {
+                    return true;
+                }
+                if !seen.insert(up) {
+                    break;
+                }
+                d = up;
+            }
+            false
         };
-        if nested(m) {
-            return Err(refuse(
-                host(m),
-                format!("process group {g} lost its leader inside a nested pid namespace; not restorable yet"),
-            ));
+        let group_of = |n: &Node| self.all.get(&n.pid).map(|x| x.e.pgid).or(n.pgid);
+        let after: Vec<i32> = (self.nodes.values())
+            .filter(|n| n.pgid.is_some())
+            .filter(|n| group_of(n).is_some_and(|g| g != n.pid && descends(g, n.pid)))
+            .map(|n| n.pid)
+            .collect();
+        for pid in after {
+            self.nodes.get_mut(&pid).unwrap().pgid_after_children = true;
         }
-        nodes.insert(
-            *g,
-            Node {
-                pid: *g,
-                kind: NodeKind::Helper,
-                set_tid: vec![*g],
-                setsid: false,
-                pgid: Some(*g),
-                pgid_after_children: false,
-                before_setsid: vec![],
-                children: vec![],
-                clone_parent: false,
-                await_exit: vec![],
-                reap: vec![],
-            },
-        );
-        let n = nodes.get_mut(&m).unwrap();
-        n.children.insert(0, *g);
-        n.await_exit.push(*g);
-        n.reap.push(*g);
     }
-    // Helpers for live session leaders take free pids above every other node's.
-    let first_free = nodes.keys().max().copied().unwrap_or(1) + 1;
-    for (h, ((leader, _), members)) in (first_free..).zip(&live_sessions) {
-        nodes.insert(
-            h,
-            Node {
-                pid: h,
-                kind: NodeKind::Helper,
-                set_tid: vec![h],
-                setsid: false,
-                pgid: None,
-                pgid_after_children: false,
-                before_setsid: vec![],
-                children: members.clone(),
-                clone_parent: false,
-                await_exit: vec![],
-                reap: vec![],
-            },
-        );
-        let l = nodes.get_mut(leader).unwrap();
-        l.children.push(h);
-        l.await_exit.push(h);
-        l.reap.push(h);
-    }
-    // Join after cloning when the leader is a descendant (through the cloning links).
-    let cloner: BTreeMap<i32, i32> = nodes
-        .values()
-        .flat_map(|n| n.before_setsid.iter().chain(&n.children).map(move |c| (*c, n.pid)))
-        .collect();
-    let descends = |mut d: i32, a: i32| {
-        let mut seen = BTreeSet::new();
-        while let Some(&up) = cloner.get(&d) {
-            if up == a {
-                return true;
-            }
-            if !seen.insert(up) {
-                break;
-            }
-            d = up;
+
+    /// Deterministic order: helpers first (leaders before members), then by pid.
+    fn finish(mut self) -> TreePlan {
+        let helpers: BTreeSet<i32> = (self.nodes.values())
+            .filter(|n| n.kind == NodeKind::Helper)
+            .map(|n| n.pid)
+            .collect();
+        for n in self.nodes.values_mut() {
+            n.children.sort_by_key(|c| (!helpers.contains(c), *c));
+            n.before_setsid.sort();
+            n.await_exit.sort();
+            n.await_exit.dedup();
         }
-        false
-    };
-    let group_of = |n: &Node| all.get(&n.pid).map(|x| x.e.pgid).or(n.pgid);
-    let after: Vec<i32> = nodes
-        .values()
-        .filter(|n| n.pgid.is_some())
-        .filter(|n| group_of(n).is_some_and(|g| g != n.pid && descends(g, n.pid)))
-        .map(|n| n.pid)
-        .collect();
-    for pid in after {
-        nodes.get_mut(&pid).unwrap().pgid_after_children = true;
+        TreePlan {
+            root: self.tree.root,
+            nodes: self.nodes,
+        }
     }
-    // Deterministic clone order: helpers first (leaders before members), then by pid.
-    for n in nodes.values_mut() {
-        n.children
-            .sort_by_key(|c| (!dead_groups.contains_key(c) && !dead_sessions.contains_key(c), *c));
-        n.before_setsid.sort();
-        n.await_exit.sort();
-        n.await_exit.dedup();
-    }
-    Ok(TreePlan { root: tree.root, nodes })
 }
 
 #[cfg(test)]
