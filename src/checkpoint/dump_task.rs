@@ -387,6 +387,12 @@ pub fn write_pages(pid: i32, vmas: &[Vma], out: &mut StreamFile) -> Result<Vec<P
     }
 }
 
+/// Pagemap words read per pread: 256 MiB of address space, so that a huge sparse reservation
+/// (a PROT_NONE arena, a sanitizer's shadow) costs few system calls.
+const PAGEMAP_WINDOW: u64 = 65536;
+
+/// The dumping thread: walk the pagemap of each VMA, gather wanted pages into batches of at
+/// most `BATCH_PAGES`, read each batch, drop zero pages, digest and hand it to the writers.
 fn read_pages(
     pid: i32,
     vmas: &[Vma],
@@ -397,24 +403,27 @@ fn read_pages(
 ) -> Result<Vec<PagemapEntry>> {
     let pm_path = format!("/proc/{pid}/pagemap");
     let pagemap = std::fs::File::open(&pm_path).map_err(proc_err(&pm_path))?;
-    let mem_path = format!("/proc/{pid}/mem");
-    let mut mem: Option<std::fs::File> = None;
-    let mut entries: Vec<PagemapEntry> = Vec::new();
-    let mut raw = vec![0u8; (BATCH_PAGES * 8) as usize];
+    let mut batch = Batch {
+        pid,
+        mem_path: format!("/proc/{pid}/mem"),
+        mem: None,
+        entries: Vec::new(),
+        runs: Vec::new(),
+        pages: 0,
+    };
+    let mut raw = vec![0u8; (PAGEMAP_WINDOW * 8) as usize];
     for v in vmas
         .iter()
         .filter(|v| matches!(v.kind, VmaKind::Anon | VmaKind::FilePrivate))
     {
-        let vma_entries = entries.len(); // entries never span two VMAs
-        let mut batch_start = v.start;
-        while batch_start < v.end {
-            let n = ((v.end - batch_start) / PAGE).min(BATCH_PAGES) as usize;
+        let vma_entries = batch.entries.len(); // entries never span two VMAs
+        let mut window = v.start;
+        while window < v.end {
+            let n = ((v.end - window) / PAGE).min(PAGEMAP_WINDOW) as usize;
             let raw = &mut raw[..n * 8];
             pagemap
-                .read_exact_at(raw, batch_start / PAGE * 8)
+                .read_exact_at(raw, window / PAGE * 8)
                 .map_err(proc_err(&pm_path))?;
-            // Runs of wanted pages: (index of the first page in the batch, pages).
-            let mut runs: Vec<(usize, usize)> = Vec::new();
             for (i, w) in raw.chunks_exact(8).enumerate() {
                 let word = u64::from_ne_bytes(w.try_into().expect("8 bytes"));
                 let wanted =
@@ -422,94 +431,136 @@ fn read_pages(
                 if !wanted {
                     continue;
                 }
-                match runs.last_mut() {
-                    Some((first, len)) if *first + *len == i => *len += 1,
-                    _ => runs.push((i, 1)),
+                let addr = window + i as u64 * PAGE;
+                match batch.runs.last_mut() {
+                    Some((start, len)) if *start + *len as u64 * PAGE == addr => *len += 1,
+                    _ => batch.runs.push((addr, 1)),
+                }
+                batch.pages += 1;
+                if batch.pages == BATCH_PAGES as usize && !batch.flush(v, vma_entries, out, free, work, failed)? {
+                    return Ok(batch.entries);
                 }
             }
-            if !runs.is_empty() {
-                if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
-                    return Ok(entries); // a writer failed: the caller reports it
-                }
-                let mut buf = free
-                    .recv()
-                    .map_err(|_| CheckpointError::Sys("page writers", std::io::ErrorKind::BrokenPipe.into()))?;
-                let total: usize = runs.iter().map(|r| r.1).sum::<usize>() * PAGE as usize;
-                let data = &mut buf[..total];
-                let addr = |first: usize| batch_start + first as u64 * PAGE;
-                let mut done = 0usize;
-                if v.prot() & libc::PROT_READ != 0 {
-                    let remote: Vec<RemoteIoVec> = runs
-                        .iter()
-                        .map(|&(first, len)| RemoteIoVec {
-                            base: addr(first) as usize,
-                            len: len * PAGE as usize,
-                        })
-                        .collect();
-                    // A short read (a page that went away, or a fault) is finished below.
-                    done = process_vm_readv(nix::unistd::Pid::from_raw(pid), &mut [IoSliceMut::new(data)], &remote)
-                        .unwrap_or(0);
-                }
-                if done < total {
-                    let mem = match &mut mem {
-                        Some(m) => m,
-                        None => mem.insert(std::fs::File::open(&mem_path).map_err(proc_err(&mem_path))?),
-                    };
-                    let mut off = 0usize;
-                    for &(first, len) in &runs {
-                        let bytes = len * PAGE as usize;
-                        if off + bytes > done {
-                            let skip = done.saturating_sub(off);
-                            let at = addr(first) + skip as u64;
-                            mem.read_exact_at(&mut data[off + skip..off + bytes], at).map_err(|e| {
-                                CheckpointError::Proc {
-                                    path: format!("{mem_path} at {at:#x}"),
-                                    source: e,
-                                }
-                            })?;
-                        }
-                        off += bytes;
-                    }
-                }
-                // Keep the runs of pages that are not all zero (anonymous memory only: a zero
-                // page of a private file mapping differs from the file's page).
-                let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(runs.len());
-                let mut off = 0usize;
-                for &(first, len) in &runs {
-                    let mut start: Option<usize> = None; // page index where the current kept run began
-                    for p in 0..=len {
-                        let keep = p < len && {
-                            let page = &data[off + p * PAGE as usize..off + (p + 1) * PAGE as usize];
-                            v.kind != VmaKind::Anon || !is_zero(page)
-                        };
-                        match (keep, start) {
-                            (true, None) => start = Some(p),
-                            (false, Some(s)) => {
-                                ranges.push((off + s * PAGE as usize, off + p * PAGE as usize));
-                                let vaddr = addr(first + s);
-                                let nr = (p - s) as u64;
-                                let mergeable = entries.len() > vma_entries;
-                                match entries.last_mut() {
-                                    Some(e) if mergeable && e.vaddr + e.nr_pages * PAGE == vaddr => e.nr_pages += nr,
-                                    _ => entries.push(PagemapEntry { vaddr, nr_pages: nr }),
-                                }
-                                start = None;
-                            }
-                            _ => {}
-                        }
-                    }
-                    off += len * PAGE as usize;
-                }
-                let slices: Vec<IoSlice<'_>> = ranges.iter().map(|&(a, b)| IoSlice::new(&buf[a..b])).collect();
-                let at = out.append(&slices);
-                drop(slices);
-                work.send(Job { buf, ranges, at })
-                    .map_err(|_| CheckpointError::Sys("page writers", std::io::ErrorKind::BrokenPipe.into()))?;
-            }
-            batch_start += n as u64 * PAGE;
+            window += n as u64 * PAGE;
+        }
+        if !batch.flush(v, vma_entries, out, free, work, failed)? {
+            return Ok(batch.entries);
         }
     }
-    Ok(entries)
+    Ok(batch.entries)
+}
+
+/// Wanted pages gathered for one read (all in one VMA), and what was found so far.
+struct Batch {
+    pid: i32,
+    mem_path: String,
+    mem: Option<std::fs::File>,
+    entries: Vec<PagemapEntry>,
+    /// (address, pages), in address order.
+    runs: Vec<(u64, usize)>,
+    pages: usize,
+}
+
+impl Batch {
+    /// Read the gathered runs of `v` into a free buffer, keep the pages that are not all zero
+    /// (anonymous memory only: a zero page of a private file mapping differs from the file's),
+    /// extend the pagemap (merging only with entries of this VMA, from `vma_entries` on),
+    /// account the kept bytes in `out` and queue them for the writers. False when a writer
+    /// failed (the caller stops; the error is reported by `write_pages`).
+    fn flush(
+        &mut self,
+        v: &Vma,
+        vma_entries: usize,
+        out: &mut StreamFile,
+        free: &std::sync::mpsc::Receiver<Vec<u8>>,
+        work: &std::sync::mpsc::Sender<Job>,
+        failed: &std::sync::Mutex<Option<CheckpointError>>,
+    ) -> Result<bool> {
+        if self.runs.is_empty() {
+            return Ok(true);
+        }
+        if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
+            return Ok(false);
+        }
+        let broken = || CheckpointError::Sys("page writers", std::io::ErrorKind::BrokenPipe.into());
+        let mut buf = free.recv().map_err(|_| broken())?;
+        let total = self.pages * PAGE as usize;
+        let data = &mut buf[..total];
+        let mut done = 0usize;
+        if v.prot() & libc::PROT_READ != 0 {
+            let remote: Vec<RemoteIoVec> = self
+                .runs
+                .iter()
+                .map(|&(addr, len)| RemoteIoVec {
+                    base: addr as usize,
+                    len: len * PAGE as usize,
+                })
+                .collect();
+            // A short read (a page that went away, or a fault) is finished below.
+            done = process_vm_readv(
+                nix::unistd::Pid::from_raw(self.pid),
+                &mut [IoSliceMut::new(data)],
+                &remote,
+            )
+            .unwrap_or(0);
+        }
+        if done < total {
+            let mem = match &mut self.mem {
+                Some(m) => m,
+                None => self
+                    .mem
+                    .insert(std::fs::File::open(&self.mem_path).map_err(proc_err(&self.mem_path))?),
+            };
+            let mut off = 0usize;
+            for &(addr, len) in &self.runs {
+                let bytes = len * PAGE as usize;
+                if off + bytes > done {
+                    let skip = done.saturating_sub(off);
+                    let at = addr + skip as u64;
+                    mem.read_exact_at(&mut data[off + skip..off + bytes], at)
+                        .map_err(|e| CheckpointError::Proc {
+                            path: format!("{} at {at:#x}", self.mem_path),
+                            source: e,
+                        })?;
+                }
+                off += bytes;
+            }
+        }
+        let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(self.runs.len());
+        let mut off = 0usize;
+        for &(addr, len) in &self.runs {
+            let mut start: Option<usize> = None; // page index where the current kept run began
+            for p in 0..=len {
+                let keep = p < len && {
+                    let page = &data[off + p * PAGE as usize..off + (p + 1) * PAGE as usize];
+                    v.kind != VmaKind::Anon || !is_zero(page)
+                };
+                match (keep, start) {
+                    (true, None) => start = Some(p),
+                    (false, Some(s)) => {
+                        ranges.push((off + s * PAGE as usize, off + p * PAGE as usize));
+                        let vaddr = addr + s as u64 * PAGE;
+                        let nr = (p - s) as u64;
+                        let mergeable = self.entries.len() > vma_entries;
+                        match self.entries.last_mut() {
+                            Some(e) if mergeable && e.vaddr + e.nr_pages * PAGE == vaddr => e.nr_pages += nr,
+                            _ => self.entries.push(PagemapEntry { vaddr, nr_pages: nr }),
+                        }
+                        start = None;
+                    }
+                    _ => {}
+                }
+            }
+            off += len * PAGE as usize;
+        }
+        let slices: Vec<IoSlice<'_>> = ranges.iter().map(|&(a, b)| IoSlice::new(&buf[a..b])).collect();
+        let at = out.append(&slices);
+        drop(slices);
+        work.send(Job { buf, ranges, at }).map_err(|_| broken())?;
+        self.runs.clear();
+        self.pages = 0;
+        Ok(true)
+    }
 }
 
 /// All bytes zero; stops at the first non-zero 64-byte block (the usual case for a dirty page).
@@ -740,6 +791,47 @@ mod tests {
         let expect: Vec<u8> = [0, 2, 3, 4, 5, 6].into_iter().flat_map(pattern).collect();
         assert!(data == expect, "page file contents differ");
         let _ = seedmem::mprotect(b, 2 * PAGE, libc::PROT_READ);
+    }
+
+    /// A large sparse mapping: runs across pagemap windows and batches come out as single
+    /// entries, untouched address space costs nothing.
+    #[test]
+    fn sparse_mappings_across_windows_and_batches() {
+        let t = tempfile::tempdir().unwrap();
+        let pages = 4 * PAGEMAP_WINDOW; // 1 GiB of address space, mostly never touched
+        let mut addr = 0x6300_0000_0000u64 + (std::process::id() as u64 % 1024) * (1 << 32);
+        loop {
+            let flags = libc::MAP_PRIVATE | libc::MAP_NORESERVE;
+            let rw = libc::PROT_READ | libc::PROT_WRITE;
+            if seedmem::mmap_fixed(addr, pages * PAGE, rw, flags, None, 0).is_ok() {
+                break;
+            }
+            addr += 1 << 36;
+        }
+        let runs = [
+            (0, 1),
+            (PAGEMAP_WINDOW - 1, 2),
+            (100_000, 300),
+            (3 * PAGEMAP_WINDOW + 5, 1),
+        ];
+        let src = t.path().join("src");
+        std::fs::write(&src, vec![0x5au8; 300 * PAGE as usize]).unwrap();
+        let src = std::fs::File::open(&src).unwrap();
+        for &(first, n) in &runs {
+            seedmem::pread_into(src.as_fd(), addr + first * PAGE, n * PAGE, 0).unwrap();
+        }
+        let mut w = crate::checkpoint::image::ImageWriter::create(&t.path().join("img")).unwrap();
+        let mut out = w.stream("task/1.pages").unwrap();
+        let entries = write_pages(std::process::id() as i32, &[vma(addr, pages, "rw-p")], &mut out).unwrap();
+        assert_eq!(out.size(), 304 * PAGE);
+        let want: Vec<PagemapEntry> = runs
+            .iter()
+            .map(|&(first, n)| PagemapEntry {
+                vaddr: addr + first * PAGE,
+                nr_pages: n,
+            })
+            .collect();
+        assert_eq!(entries, want);
     }
 
     /// Many more batches than buffers: the writers put each at its offset, the digest is of
