@@ -1,6 +1,6 @@
 /* What the engine does not restore yet must be refused at checkpoint, naming the process and
  * the object, and leave the container running untouched. argv[2] picks the object: "socket"
- * (a TCP socket at fd 10), "unixconn" (a connection waiting to be accepted on a listener), "sysvshm" (an attached SysV segment), "lease" (a read lease on fd 10),
+ * (a netlink socket at fd 10), "unixconn" (a connection waiting to be accepted on a listener), "sysvshm" (an attached SysV segment), "lease" (a read lease on fd 10),
  * "procfile" (/proc/self/stat at fd 10), "packet" (a packet-mode pipe with data), "async" (a pipe with O_ASYNC at fd 10),
  * "clonefiles" (a child sharing the descriptor table, clone(CLONE_FILES)). After SIGUSR2
  * (sent once the checkpoint failed) the program checks the object still works. */
@@ -46,7 +46,7 @@ int main(int argc, char **argv)
     char *shm = NULL;
     char path[4096];
     if (!strcmp(kind, "socket")) {
-        at10(socket(AF_INET, SOCK_STREAM, 0));
+        at10(socket(AF_NETLINK, SOCK_RAW, 0));
     } else if (!strcmp(kind, "unixconn")) {
         struct sockaddr_un a = {.sun_family = AF_UNIX};
         snprintf(a.sun_path, sizeof a.sun_path, "%s/refusals.sock", sv_out);
@@ -95,7 +95,7 @@ int main(int argc, char **argv)
     if (!strcmp(kind, "socket")) {
         int t = 0;
         socklen_t l = sizeof t;
-        SV_CHECK(getsockopt(10, SOL_SOCKET, SO_TYPE, &t, &l) == 0 && t == SOCK_STREAM, "TCP socket");
+        SV_CHECK(getsockopt(10, SOL_SOCKET, SO_TYPE, &t, &l) == 0 && t == SOCK_RAW, "netlink socket");
     } else if (!strcmp(kind, "unixconn")) {
         int c = accept(10, NULL, NULL);
         SV_CHECK(c >= 0 && write(sp[1], "x", 1) == 1 && read(c, buf, 1) == 1 && buf[0] == 'x', "unix connection");

@@ -1,5 +1,5 @@
 //! Survival programs for step 4 (memory maps), step 8 (files and descriptors) and part of step 9
-//! (eventfd, signalfd, timerfd, epoll, inotify) and 13 (unix sockets) of
+//! (eventfd, signalfd, timerfd, epoll, inotify) 13 (unix sockets) and 14 (TCP/UDP sockets that are not connections) of
 //! CHECKPOINT.md §6, each as the container's init and deep in its tree (see
 //! `amber_integration::survival` and `integration/survival/{maps,files}.c`); `_clone`: checkpoint
 //! with --leave-running (the original must pass: pipe data is read without being consumed) and
@@ -136,8 +136,8 @@ fn refused(kind: &str, expect: &str) {
 }
 
 #[test]
-fn inet_sockets_are_refused_and_the_container_keeps_running() {
-    refused("socket", "only unix sockets are supported yet");
+fn netlink_sockets_are_refused_and_the_container_keeps_running() {
+    refused("socket", "sockets of family 16 are not supported yet");
 }
 
 #[test]
@@ -168,6 +168,16 @@ fn shared_descriptor_tables_are_refused_and_the_container_keeps_running() {
 #[test]
 fn proc_files_are_refused_and_the_container_keeps_running() {
     refused("procfile", "files in /proc are not supported yet");
+}
+
+#[test]
+fn inet_sockets_as_init() {
+    survive("inet", Place::Init);
+}
+
+#[test]
+fn inet_sockets_deep_twice() {
+    survive_with("inet", Place::Deep, &twice());
 }
 
 #[test]

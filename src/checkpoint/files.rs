@@ -634,7 +634,9 @@ fn link_sockets(tasks: &mut [TaskFds<'_>], blobs: &mut Vec<(String, Vec<u8>)>) -
                 std::collections::btree_map::Entry::Vacant(e) => e.insert(sockets::diag(host)?),
             };
             let Some(d) = all.get(&ino) else {
-                return Err(refuse("only unix sockets are supported yet (this is another family)"));
+                // Not a unix socket: TCP or UDP, or refused.
+                f.kind = sockets::inet(host, fd, ino).map_err(|why| refuse(&why))?;
+                continue;
             };
             if !matches!(d.sock_type, libc::SOCK_STREAM | libc::SOCK_DGRAM | libc::SOCK_SEQPACKET) {
                 return Err(refuse(&format!("unix socket type {}", d.sock_type)));
@@ -923,6 +925,11 @@ pub fn build(image: &Image, base: RawFd) -> Result<Objects> {
                     set_status(t.pid, f, &sock)?;
                     sock
                 }
+                FdKind::Inet { .. } => {
+                    let sock = super::sockets::create_inet(t.pid, f)?;
+                    set_status(t.pid, f, &sock)?;
+                    sock
+                }
                 _ => open_one(image, t.pid, f, &mut ghosts, &mut pipes)?,
             };
             take_locks(fd.as_raw_fd(), t.pid, f, false)?;
@@ -1031,7 +1038,9 @@ fn open_one(
     match &f.kind {
         FdKind::External { key } => Err(restore_err(pid, f, format!("external {key} is not an object"))),
         FdKind::Memfd { id, .. } => Err(restore_err(pid, f, format!("memfd {id} is opened by build"))),
-        FdKind::Unix { ino, .. } => Err(restore_err(pid, f, format!("socket {ino} is made by build"))),
+        FdKind::Unix { ino, .. } | FdKind::Inet { ino, .. } => {
+            Err(restore_err(pid, f, format!("socket {ino} is made by build")))
+        }
         FdKind::EventFd { count, semaphore } => {
             let mut fl = libc::EFD_CLOEXEC | libc::EFD_NONBLOCK;
             if *semaphore {

@@ -423,6 +423,24 @@ pub enum FdKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         file: Option<(u32, u32, u32)>,
     },
+    /// A TCP socket that listens (no connection waiting) or is not connected, or a UDP socket
+    /// (bound, connected or not, nothing queued): made again with its address and options.
+    Inet {
+        ino: u64,
+        /// libc::AF_INET or AF_INET6.
+        family: i32,
+        /// "tcp" or "udp".
+        proto: String,
+        /// Local address ("0.0.0.0:8080", "[::]:0"); port 0: not bound.
+        local: String,
+        /// The address a UDP socket is connected to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        backlog: Option<u32>,
+        /// SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE, SO_BROADCAST, IPV6_V6ONLY, TCP_NODELAY.
+        options: Vec<String>,
+    },
     /// An inotify instance and its watches (queued events are not kept).
     Inotify { watches: Vec<InotifyWatch> },
     /// A FIFO (named pipe) opened by path; buffered data and size as for `Pipe`.
@@ -471,7 +489,8 @@ impl FdKind {
             | FdKind::TimerFd { .. }
             | FdKind::Epoll { .. }
             | FdKind::Unix { .. }
-            | FdKind::Inotify { .. } => None,
+            | FdKind::Inotify { .. }
+            | FdKind::Inet { .. } => None,
         }
     }
 }

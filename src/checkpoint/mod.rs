@@ -8,7 +8,7 @@
 //!   descriptors and shared memory objects (`files`: files, ghost files, directories, devices,
 //!   pipes and FIFOs with their data, memfds, eventfd, signalfd, timerfd, epoll with its
 //!   registrations, inotify watches, file locks, unix sockets (`sockets`: pairs with their queues, listeners,
-//!   bound and unbound sockets), MAP_SHARED memory; shared open file descriptions
+//!   bound and unbound sockets; TCP listeners, idle TCP and UDP sockets), MAP_SHARED memory; shared open file descriptions
 //!   found with kcmp); then write a checksummed image (`image`) and detach (leave running) or
 //!   kill.
 //! - restore: `image::load` verifies every checksum and the host record; seeds (forks of the

@@ -1,4 +1,7 @@
-//! Unix sockets (CHECKPOINT.md §1.6, step 13 in part): socket pairs and connections made with
+//! TCP and UDP sockets that are not connections (`inet`, `create_inet`: listeners without
+//! waiting connections, unbound or bound TCP sockets, UDP sockets bound or connected with
+//! nothing queued; address, port, backlog and the usual options) and
+//! unix sockets (CHECKPOINT.md §1.6, step 13 in part): socket pairs and connections made with
 //! connect/accept (also with one end closed) with the data queued in each direction, listening
 //! and bound sockets without pending connections or data, unbound ones, datagram sockets
 //! connected to a bound one. Pending connections, data carrying descriptors, peers outside the
@@ -484,4 +487,138 @@ fn fill(image: &Image, pid: i32, f: &Fd, sender: &OwnedFd, ino: u64, queue: &[u3
         off += len as usize;
     }
     Ok(())
+}
+
+/// The socket options carried for TCP and UDP sockets: (name, level, option).
+const INET_OPTIONS: [(&str, i32, i32); 6] = [
+    ("SO_REUSEADDR", libc::SOL_SOCKET, libc::SO_REUSEADDR),
+    ("SO_REUSEPORT", libc::SOL_SOCKET, libc::SO_REUSEPORT),
+    ("SO_KEEPALIVE", libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+    ("SO_BROADCAST", libc::SOL_SOCKET, libc::SO_BROADCAST),
+    ("IPV6_V6ONLY", libc::IPPROTO_IPV6, libc::IPV6_V6ONLY),
+    ("TCP_NODELAY", libc::IPPROTO_TCP, libc::TCP_NODELAY),
+];
+
+/// A TCP or UDP socket of `pid`'s descriptor `fd`, from a duplicate of it: what can be made
+/// again (Err: why not).
+pub fn inet(pid: i32, fd: i32, ino: u64) -> std::result::Result<FdKind, String> {
+    let pidfd = crate::sys::pidfd_open(pid).map_err(|e| format!("pidfd_open: {e}"))?;
+    let sock = crate::sys::pidfd_getfd(pidfd.as_fd(), fd).map_err(|e| format!("pidfd_getfd: {e}"))?;
+    let opt = |level, name| crate::sys::getsockopt_int(sock.as_fd(), level, name);
+    let family = opt(libc::SOL_SOCKET, libc::SO_DOMAIN).map_err(|e| format!("SO_DOMAIN: {e}"))?;
+    if family != libc::AF_INET && family != libc::AF_INET6 {
+        return Err(format!(
+            "sockets of family {family} are not supported yet (unix, TCP and UDP are)"
+        ));
+    }
+    let ty = opt(libc::SOL_SOCKET, libc::SO_TYPE).map_err(|e| format!("SO_TYPE: {e}"))?;
+    let proto = opt(libc::SOL_SOCKET, libc::SO_PROTOCOL).map_err(|e| format!("SO_PROTOCOL: {e}"))?;
+    let raw = sock.as_raw_fd();
+    let local = crate::sys::inet_name(raw, false)
+        .map_err(|e| format!("getsockname: {e}"))?
+        .ok_or("no local address")?;
+    let peer = crate::sys::inet_name(raw, true).map_err(|e| format!("getpeername: {e}"))?;
+    let mut backlog = None;
+    let proto_name = match (ty, proto) {
+        (libc::SOCK_STREAM, libc::IPPROTO_TCP) => {
+            // struct tcp_info: state at 0; for a listener tcpi_unacked (24) is the accept
+            // queue and tcpi_sacked (28) the backlog.
+            let info = crate::sys::getsockopt_bytes(sock.as_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, 32)
+                .map_err(|e| format!("TCP_INFO: {e}"))?;
+            let word = |o: usize| u32::from_ne_bytes(info[o..o + 4].try_into().unwrap_or_default());
+            match info[0] {
+                10 if word(24) > 0 => return Err(format!("{} connections wait to be accepted", word(24))),
+                10 => backlog = Some(word(28)),
+                7 => {}
+                state => {
+                    return Err(format!(
+                        "a TCP connection (state {state}) is not supported yet (it needs TCP repair)"
+                    ))
+                }
+            }
+            "tcp"
+        }
+        (libc::SOCK_DGRAM, libc::IPPROTO_UDP) => {
+            if crate::sys::fionread(sock.as_fd()).unwrap_or(0) > 0 {
+                return Err("datagrams queued on a UDP socket are not supported yet".into());
+            }
+            "udp"
+        }
+        _ => {
+            return Err(format!(
+                "socket type {ty} protocol {proto} is not supported yet (TCP and UDP are)"
+            ))
+        }
+    };
+    let options = INET_OPTIONS
+        .iter()
+        .filter(|(_, level, name)| opt(*level, *name).unwrap_or(0) != 0)
+        .map(|(n, ..)| n.to_string())
+        .collect();
+    Ok(FdKind::Inet {
+        ino,
+        family,
+        proto: proto_name.into(),
+        local: local.to_string(),
+        peer: peer.map(|p| p.to_string()),
+        backlog,
+        options,
+    })
+}
+
+/// A TCP or UDP socket as `inet` described it: options, bound (with SO_REUSEADDR while
+/// binding: connections of the dumped socket may linger in TIME_WAIT), listening or connected.
+pub fn create_inet(pid: i32, f: &Fd) -> Result<OwnedFd> {
+    let FdKind::Inet {
+        family,
+        proto,
+        local,
+        peer,
+        backlog,
+        options,
+        ..
+    } = &f.kind
+    else {
+        return Err(restore_err(pid, f, "not a TCP/UDP socket"));
+    };
+    let fam = if *family == libc::AF_INET6 {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    let (ty, pr) = match proto.as_str() {
+        "tcp" => (SockType::Stream, SockProtocol::Tcp),
+        _ => (SockType::Datagram, SockProtocol::Udp),
+    };
+    let s = ns::socket(fam, ty, SockFlag::SOCK_CLOEXEC, pr).map_err(|e| restore_err(pid, f, format!("socket: {e}")))?;
+    for (name, level, opt) in INET_OPTIONS {
+        let on = options.iter().any(|o| o == name);
+        if on || name == "SO_REUSEADDR" || (name == "IPV6_V6ONLY" && *family == libc::AF_INET6) {
+            let v = if name == "SO_REUSEADDR" { 1 } else { on as i32 };
+            crate::sys::setsockopt_int(s.as_fd(), level, opt, v)
+                .map_err(|e| restore_err(pid, f, format!("{name}: {e}")))?;
+        }
+    }
+    let addr: std::net::SocketAddr = local
+        .parse()
+        .map_err(|e| restore_err(pid, f, format!("address {local}: {e}")))?;
+    if addr.port() != 0 || !addr.ip().is_unspecified() {
+        crate::sys::inet_bind_or_connect(s.as_raw_fd(), &addr, false)
+            .map_err(|e| restore_err(pid, f, format!("bind {local}: {e}")))?;
+    }
+    let reuse = options.iter().any(|o| o == "SO_REUSEADDR") as i32;
+    crate::sys::setsockopt_int(s.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, reuse)
+        .map_err(|e| restore_err(pid, f, format!("SO_REUSEADDR: {e}")))?;
+    if let Some(b) = backlog {
+        let backlog = ns::Backlog::new(*b as i32).unwrap_or(ns::Backlog::MAXCONN);
+        ns::listen(&s, backlog).map_err(|e| restore_err(pid, f, format!("listen {local}: {e}")))?;
+    }
+    if let Some(p) = peer {
+        let to: std::net::SocketAddr = p
+            .parse()
+            .map_err(|e| restore_err(pid, f, format!("address {p}: {e}")))?;
+        crate::sys::inet_bind_or_connect(s.as_raw_fd(), &to, true)
+            .map_err(|e| restore_err(pid, f, format!("connect {p}: {e}")))?;
+    }
+    Ok(s)
 }

@@ -897,3 +897,51 @@ fn signals_survive_on_the_engine() {
         assert_eq!(t.itimers.len(), 3, "{:?}", t.itimers);
     });
 }
+
+/// A listening TCP socket the tree holds (at fd 5 of the shell) comes back bound to the same
+/// address and port, listening: a client connects to it after the restore.
+#[test]
+fn tcp_listener_comes_back_on_its_port() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping tcp_listener_comes_back_on_its_port: {why}");
+        return;
+    }
+    let (_t, work, img) = tempdir("tcp");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let pid = spawn_argv_with(
+        &work,
+        true,
+        &[BUSYBOX, "sh", "-c", SCRIPT],
+        Some(std::os::fd::AsRawFd::as_raw_fd(&listener)),
+    );
+    drop(listener);
+    let guard = Killer(pid);
+    wait_for("the counter to reach 2", Duration::from_secs(10), || count(&work) >= 2);
+    dump_tree(pid, &img, &DumpOptions { leave_running: false }).expect("dump");
+    std::mem::forget(guard);
+    let dumped = image::load_for_inspect(&img).unwrap();
+    let fd5 = dumped.tasks[&1].fds.iter().find(|f| f.fd == 5).map(|f| f.kind.clone());
+    assert!(
+        matches!(&fd5, Some(image::FdKind::Inet { local, backlog: Some(_), .. }) if *local == addr.to_string()),
+        "{fd5:?}"
+    );
+    assert!(
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err(),
+        "nobody listens while the tree is dumped"
+    );
+    let restored = restore(
+        &img,
+        &RestoreOptions {
+            pid_ns: PidNamespace::New,
+            external_fds: BTreeMap::new(),
+            cgroup_fd: None,
+        },
+    )
+    .expect("restore");
+    let guard = Killer(restored.root_pid);
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect to the restored listener");
+    let link = std::fs::read_link(format!("/proc/{}/fd/5", restored.root_pid)).unwrap();
+    assert!(link.to_string_lossy().starts_with("socket:["), "{link:?}");
+    drop(guard);
+}

@@ -683,3 +683,109 @@ pub fn inotify_add_watch_at(fd: BorrowedFd<'_>, wd: i32, path: &Path, mask: u32)
     }
     Ok(ret)
 }
+
+/// getsockopt into a buffer of `len` bytes (the bytes the kernel filled).
+pub fn getsockopt_bytes(fd: BorrowedFd<'_>, level: i32, opt: i32, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let mut l = len as libc::socklen_t;
+    // SAFETY: buf is valid and writable for l bytes; the kernel writes at most l and updates it.
+    let ret = unsafe { libc::getsockopt(fd.as_raw_fd(), level, opt, buf.as_mut_ptr() as *mut _, &mut l) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(l as usize);
+    buf.resize(len, 0);
+    Ok(buf)
+}
+
+/// The local (or, with `peer`, the remote) address of an IPv4/IPv6 socket; None when not
+/// connected (peer) or not an inet address.
+pub fn inet_name(fd: RawFd, peer: bool) -> io::Result<Option<std::net::SocketAddr>> {
+    // SAFETY: an all-zero sockaddr_storage is a valid value.
+    let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let p = &mut st as *mut libc::sockaddr_storage as *mut libc::sockaddr;
+    // SAFETY: st is valid and writable for len bytes; the kernel writes at most len.
+    let ret = unsafe {
+        if peer {
+            libc::getpeername(fd, p, &mut len)
+        } else {
+            libc::getsockname(fd, p, &mut len)
+        }
+    };
+    if ret < 0 {
+        let e = io::Error::last_os_error();
+        if peer && e.raw_os_error() == Some(libc::ENOTCONN) {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    Ok(match st.ss_family as i32 {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let a = unsafe { *(p as *const libc::sockaddr_in) };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(std::net::SocketAddr::from((ip, u16::from_be(a.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let a = unsafe { *(p as *const libc::sockaddr_in6) };
+            let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(std::net::SocketAddr::V6(std::net::SocketAddrV6::new(
+                ip,
+                u16::from_be(a.sin6_port),
+                u32::from_be(a.sin6_flowinfo),
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    })
+}
+
+/// bind(2) (or, with `connect`, connect(2)) to an IPv4/IPv6 address.
+pub fn inet_bind_or_connect(fd: RawFd, addr: &std::net::SocketAddr, connect: bool) -> io::Result<()> {
+    // SAFETY: an all-zero sockaddr_storage is a valid value.
+    let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        std::net::SocketAddr::V4(v4) => {
+            let a = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*v4.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { *(&mut st as *mut libc::sockaddr_storage as *mut libc::sockaddr_in) = a };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        std::net::SocketAddr::V6(v6) => {
+            let a = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: v6.flowinfo().to_be(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: v6.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { *(&mut st as *mut libc::sockaddr_storage as *mut libc::sockaddr_in6) = a };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    let p = &st as *const libc::sockaddr_storage as *const libc::sockaddr;
+    // SAFETY: p points to a valid address of len bytes that outlives the call.
+    let ret = unsafe {
+        if connect {
+            libc::connect(fd, p, len as libc::socklen_t)
+        } else {
+            libc::bind(fd, p, len as libc::socklen_t)
+        }
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
