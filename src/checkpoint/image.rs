@@ -649,6 +649,8 @@ fn xxh3_hex(h: &Xxh3) -> String {
 pub struct ImageWriter {
     dir: PathBuf,
     files: Vec<FileEntry>,
+    /// Every file created, finished or not (what `abandon` removes).
+    created: Vec<String>,
 }
 
 /// One image file being written piece by piece (a page file): digested as it goes.
@@ -751,6 +753,7 @@ impl ImageWriter {
         Ok(ImageWriter {
             dir: dir.to_path_buf(),
             files: Vec::new(),
+            created: Vec::new(),
         })
     }
 
@@ -778,6 +781,7 @@ impl ImageWriter {
             path: path.clone(),
             source,
         })?;
+        self.created.push(name.to_string());
         Ok(StreamFile {
             name: name.to_string(),
             path,
@@ -799,18 +803,37 @@ impl ImageWriter {
 
     /// Remove what was written so far (a dump that failed half-way); best effort.
     pub fn abandon(self) {
-        for f in &self.files {
-            let _ = std::fs::remove_file(self.dir.join(&f.name));
+        let mut dirs = vec![self.dir.join("task")];
+        for name in &self.created {
+            let path = self.dir.join(name);
+            let _ = std::fs::remove_file(&path);
+            dirs.extend(
+                path.ancestors()
+                    .skip(1)
+                    .take_while(|d| *d != self.dir)
+                    .map(Path::to_path_buf),
+            );
         }
-        let _ = std::fs::remove_dir(self.dir.join("task"));
+        // Deepest first; only the ones left empty go.
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        dirs.dedup();
+        for d in dirs {
+            let _ = std::fs::remove_dir(d);
+        }
     }
 
     /// Write the manifest last, atomically (on failure, remove what was written).
     pub fn finish(self, host: HostRecord) -> Result<(), CheckpointError> {
         let dir = self.dir.clone();
-        let files = self.files.clone();
+        let created = self.created.clone();
         self.write_manifest(host).inspect_err(|_| {
-            ImageWriter { dir, files }.abandon();
+            let _ = std::fs::remove_file(dir.join(".manifest.json.tmp"));
+            ImageWriter {
+                dir,
+                files: Vec::new(),
+                created,
+            }
+            .abandon();
         })
     }
 

@@ -945,3 +945,66 @@ fn tcp_listener_comes_back_on_its_port() {
     assert!(link.to_string_lossy().starts_with("socket:["), "{link:?}");
     drop(guard);
 }
+
+/// Unmounts (lazily) on drop.
+struct Unmount(PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// The image directory fills up while the pages are streamed: the dump fails naming the page
+/// file, removes what it wrote (no manifest, no page file) and the tree keeps running, untraced.
+#[test]
+fn a_full_image_directory_fails_the_dump_and_the_tree_keeps_running() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping a_full_image_directory_fails_the_dump_and_the_tree_keeps_running: {why}");
+        return;
+    }
+    let (t, work, _) = tempdir("enospc");
+    let small = t.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &small,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .expect("mounting a 1 MiB tmpfs");
+    let _unmount = Unmount(small.clone());
+    // 4 MB of 'a' held in the shell's heap: more pages than the file system takes.
+    let script = format!("x=$(head -c 4000000 /dev/zero | tr '\\0' a); {SCRIPT}");
+    let pid = spawn_script(&work, true, &script);
+    let _guard = Killer(pid);
+    wait_for("the counter to reach 2", Duration::from_secs(10), || count(&work) >= 2);
+    let img = small.join("image");
+    let err = dump_tree(pid, &img, &DumpOptions { leave_running: false }).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("1.pages") && text.contains("No space left on device"),
+        "{text}"
+    );
+    assert!(!img.join(image::MANIFEST).exists(), "no manifest");
+    let left = walk(&img);
+    assert!(left.is_empty(), "the partial image is removed: {left:?}");
+    let after = count(&work);
+    wait_for("the tree to keep running", Duration::from_secs(10), || {
+        count(&work) > after
+    });
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains("TracerPid:\t0"), "detached");
+}
+
+/// Every file and directory under `dir` (not `dir` itself).
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        out.push(e.path());
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}
