@@ -1,7 +1,9 @@
 /* Step 4: the memory map survives checkpoint/restore (zdtm maps00/01/04, maps_file_prot,
  * mprotect00, grow_map, mem-touch): private anonymous, private file (with copied-on-write
  * pages), shared file, shared anonymous memory written by parent and child before and after
- * (also one whose first page was unmapped, so it maps at a non-zero offset), read-only,
+ * (also one whose first page was unmapped, so it maps at a non-zero offset), a file mapped
+ * private and shared and then unlinked (the shared view written by the child after the
+ * restore), read-only,
  * PROT_NONE (with contents), MAP_GROWSDOWN and a big sparse mapping. /proc/self/maps must show
  * the same lines (range, permissions, offset, name; device and inode too except for shared
  * anonymous memory, a new object), and every byte must be back.
@@ -83,7 +85,7 @@ static void compare_maps(void)
         unsigned long ia, ib;
         sscanf(la, "%63s %7s %31s %31s %lu %4095[^\n]", ra, pa, oa, da, &ia, na);
         sscanf(lb, "%63s %7s %31s %31s %lu %4095[^\n]", rb, pb, ob, db, &ib, nb);
-        int shmem = strstr(na, "/dev/zero (deleted)") || strstr(na, "/memfd:");
+        int shmem = strstr(na, " (deleted)") != NULL; /* shmem, memfd, unlinked files: new inodes */
         SV_CHECK(!strcmp(ra, rb) && !strcmp(pa, pb) && !strcmp(oa, ob) && !strcmp(na, nb) &&
                      (shmem || (!strcmp(da, db) && ia == ib) || is_file_now(nb, db, ib)),
                  "maps line %d changed: \"%s\" -> \"%s\"", line, la, lb);
@@ -154,6 +156,24 @@ int main(int argc, char **argv)
     munmap(shm2, PG);
     shm2 += PG;
 
+    /* A file mapped private (one page copied on write) and shared, then unlinked. */
+    char gpath[4096];
+    snprintf(gpath, sizeof gpath, "%s/maps.ghost", sv_out);
+    int gfd = open(gpath, O_RDWR | O_CREAT | O_TRUNC, 0640);
+    if (gfd < 0 || ftruncate(gfd, 4 * PG) < 0)
+        die("maps.ghost");
+    for (int i = 0; i < 4; i++) {
+        fill(page, PG, 20 + i);
+        if (pwrite(gfd, page, PG, i * PG) != (ssize_t)PG)
+            die("pwrite ghost");
+    }
+    char *gpriv = map(4 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE, gfd, 0);
+    fill(gpriv + 2 * PG, PG, 30);
+    char *gshared = map(4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, gfd, 0);
+    close(gfd);
+    if (unlink(gpath) < 0)
+        die("unlink ghost");
+
     /* A memfd mapped shared, its descriptor kept: one object. */
     int mfd = memfd_create("sv-maps", 0);
     if (mfd < 0 || ftruncate(mfd, 4 * PG) < 0)
@@ -181,6 +201,7 @@ int main(int argc, char **argv)
         /* After the restore: the parent's new write is visible here, ours will be there. */
         if (!check(shm + 2 * PG, PG, 12))
             _exit(3);
+        fill(gshared + 3 * PG, PG, 31);
         fill(shm + 3 * PG, PG, 13);
         _exit(0);
     }
@@ -220,6 +241,10 @@ int main(int argc, char **argv)
     SV_CHECK(check(shm, PG, 8) && check(shm + PG, PG, 10), "shared anonymous: the writes before the checkpoint");
     SV_CHECK(check(shm2, PG, 9) && check(shm2 + PG, PG, 11) && check(shm2 + 2 * PG, PG, 9),
              "shared anonymous at an offset");
+    for (int i = 0; i < 4; i++)
+        SV_CHECK(check(gpriv + i * PG, PG, i == 2 ? 30 : 20 + i), "unlinked file, private mapping, page %d", i);
+    for (int i = 0; i < 3; i++)
+        SV_CHECK(check(gshared + i * PG, PG, 20 + i), "unlinked file, shared mapping, page %d", i);
     SV_CHECK(check(mem, PG, 15), "memfd mapping contents");
     fill(mem + PG, PG, 16);
     if (pread(mfd, page, PG, PG) == (ssize_t)PG)
@@ -231,6 +256,8 @@ int main(int argc, char **argv)
     SV_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
              "child status %#x (3: the parent's write after the restore is not shared)", status);
     SV_CHECK(check(shm + 3 * PG, PG, 13), "the child's write after the restore is not shared");
+    SV_CHECK(check(gshared + 3 * PG, PG, 31), "the child's write to the unlinked file after the restore is not shared");
+    SV_CHECK(check(gpriv + 3 * PG, PG, 31), "the private mapping does not see the file's new page");
     compare_maps();
     unlink(path);
     return sv_finish(NAME);

@@ -8,8 +8,8 @@ use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 
 use super::image::{
-    AltStack, Creds, FileIdentity, Itimer, MmFields, PagemapEntry, PendingSignal, Rlimit, Rseq, SigAction, StreamFile,
-    TaskImage, Vma, VmaKind,
+    AltStack, Creds, FileIdentity, GhostFile, Itimer, MmFields, PagemapEntry, PendingSignal, Rlimit, Rseq, SigAction,
+    StreamFile, TaskImage, Vma, VmaKind,
 };
 use super::plan::{fixup_restart, PAGE};
 use super::procfs::{self, SmapsVma, Status};
@@ -247,6 +247,8 @@ pub fn classify_vmas(pid: i32, smaps: &[SmapsVma]) -> Result<Vec<Vma>> {
             "" | "[heap]" | "[stack]" => VmaKind::Anon,
             n if n.starts_with("[anon:") => VmaKind::Anon,
             n if n.starts_with('/') && !n.ends_with(" (deleted)") => VmaKind::FilePrivate,
+            // A file unlinked since it was mapped (not memfd or SysV, "/dev/zero" is shared).
+            n if n.starts_with('/') && !n.starts_with("/memfd:") && !n.starts_with("/SYSV") => VmaKind::FilePrivate,
             _ => return Err(what("unsupported kind of mapping")),
         };
         let special = matches!(
@@ -262,9 +264,30 @@ pub fn classify_vmas(pid: i32, smaps: &[SmapsVma]) -> Result<Vec<Vma>> {
             return Err(what("memory protection keys are not supported in v1"));
         }
         let shmem = (kind == VmaKind::Shmem).then_some(v.inode);
+        let mut ghost = None;
         let file = if matches!(kind, VmaKind::FilePrivate | VmaKind::FileShared) {
             let path = format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end);
             let m = std::fs::metadata(&path).map_err(proc_err(&path))?;
+            if let Some(orig) = v.name.strip_suffix(" (deleted)") {
+                if !m.is_file() {
+                    return Err(what("a deleted mapped file that is not a regular file"));
+                }
+                if m.size() > super::files::GHOST_MAX {
+                    return Err(what(&format!(
+                        "deleted mapped file of {} bytes (copied into the image up to {})",
+                        m.size(),
+                        super::files::GHOST_MAX
+                    )));
+                }
+                ghost = Some(GhostFile {
+                    id: 0, // numbered by files::link_objects
+                    path: orig.to_string(),
+                    mode: m.mode() & 0o7777,
+                    uid: m.uid(),
+                    gid: m.gid(),
+                    size: m.size(),
+                });
+            }
             Some(FileIdentity {
                 size: m.size(),
                 mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
@@ -283,6 +306,7 @@ pub fn classify_vmas(pid: i32, smaps: &[SmapsVma]) -> Result<Vec<Vma>> {
             vmflags: v.vmflags.clone(),
             file,
             shmem,
+            ghost,
         });
     }
     Ok(out)
@@ -302,9 +326,6 @@ fn shared_kind(pid: i32, v: &SmapsVma) -> std::result::Result<VmaKind, String> {
     }
     if name.starts_with("/memfd:") && name.ends_with(" (deleted)") {
         return Ok(VmaKind::Shmem);
-    }
-    if name.ends_with(" (deleted)") {
-        return Err("shared mapping of a deleted file is not supported yet".into());
     }
     if !name.starts_with('/') {
         return Err("unsupported kind of shared mapping".into());
@@ -749,6 +770,7 @@ mod tests {
             vmflags: vec![],
             file: None,
             shmem: None,
+            ghost: None,
         }
     }
 

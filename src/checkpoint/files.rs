@@ -549,6 +549,29 @@ pub fn link_objects(tasks: &mut [TaskFds<'_>]) -> Result<DumpObjects> {
             }
         }
     }
+    // Files unlinked while mapped: one ghost per inode, with those opened.
+    for t in tasks.iter_mut() {
+        let host = t.host_pid;
+        for v in t.task.vmas.iter_mut() {
+            let Some(g) = v.ghost.as_mut() else { continue };
+            let path = format!("/proc/{host}/map_files/{:x}-{:x}", v.start, v.end);
+            let m = std::fs::metadata(&path).map_err(proc_err(&path))?;
+            let n = ghosts.len() as u32 + 1;
+            g.id = match ghosts.get(&(m.dev(), m.ino())) {
+                Some(&id) => id,
+                None => {
+                    let mut bytes = Vec::new();
+                    File::open(&path)
+                        .and_then(|mut file| file.read_to_end(&mut bytes))
+                        .map_err(proc_err(&path))?;
+                    g.size = bytes.len() as u64;
+                    blobs.push((image::ghost_data(n), bytes));
+                    ghosts.insert((m.dev(), m.ino()), n);
+                    n
+                }
+            };
+        }
+    }
     // Shared memory (anonymous or memfd): one object per shmem inode, mapped or opened.
     let mut shmem: Vec<(ShmemObject, String)> = Vec::new();
     for t in tasks.iter() {
@@ -798,6 +821,8 @@ pub struct Objects {
     pub fds: BTreeMap<i32, BTreeMap<i32, RawFd>>,
     /// shmem object id -> restorer descriptor of the object.
     pub shmem: BTreeMap<u64, RawFd>,
+    /// ghost id -> restorer descriptor of a file unlinked while mapped, created again.
+    pub ghosts: BTreeMap<u32, RawFd>,
     /// memfd seals to add once every seed has mapped its memory.
     seals: Vec<(RawFd, u32)>,
     /// timerfds to arm once every seed is ready: (descriptor, value, interval, ticks).
@@ -949,6 +974,27 @@ pub fn build(image: &Image, base: RawFd) -> Result<Objects> {
                 descs.insert(f.desc, raw);
             }
             objs.fds.entry(t.pid).or_default().insert(f.fd, raw);
+        }
+        for g in task.vmas.iter().filter_map(|v| v.ghost.as_ref()) {
+            if objs.ghosts.contains_key(&g.id) {
+                continue;
+            }
+            let at = match ghosts.0.entry(g.id) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let created = create_ghost(image, g.id, &g.path, g.mode, g.uid, g.gid, g.size).map_err(|err| {
+                        CheckpointError::Restore(format!(
+                            "pid {}: recreating unlinked mapped file {}: {err}",
+                            t.pid, g.path
+                        ))
+                    })?;
+                    e.insert(created)
+                }
+            };
+            let fd = open_path(&at.to_string_lossy(), libc::O_RDWR, 0)
+                .map_err(|e| CheckpointError::Restore(format!("pid {}: opening {}: {e}", t.pid, at.display())))?;
+            let raw = place(&mut objs, fd)?;
+            objs.ghosts.insert(g.id, raw);
         }
         for v in task.vmas.iter().filter(|v| v.kind == VmaKind::Shmem) {
             let id = v

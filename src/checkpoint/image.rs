@@ -280,6 +280,21 @@ pub struct Vma {
     /// For `Shmem`: the object's id (its inode number at dump; format 1.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shmem: Option<u64>,
+    /// For a mapping of a file unlinked since (named "<path> (deleted)"): the file, copied into
+    /// the image and created, mapped and unlinked again at restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ghost: Option<GhostFile>,
+}
+
+/// A file unlinked while mapped: its contents are in files/ghost-<id>.data.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GhostFile {
+    pub id: u32,
+    pub path: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
 }
 
 impl Vma {

@@ -356,6 +356,7 @@ mod tests {
             vmflags: vec![],
             file: None,
             shmem: None,
+            ghost: None,
         }
     }
 

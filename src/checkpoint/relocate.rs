@@ -68,6 +68,9 @@ pub fn relativize(task: &mut TaskImage, host_pid: i32) -> Result<()> {
     task.cwd = inside(&root, &task.cwd).ok_or_else(|| outside("working directory", &task.cwd))?;
     for v in task.vmas.iter_mut().filter(|v| v.file.is_some()) {
         v.name = inside(&root, &v.name).ok_or_else(|| outside("mapped file", &v.name))?;
+        if let Some(g) = v.ghost.as_mut() {
+            g.path = inside(&root, &g.path).ok_or_else(|| outside("mapped file", &g.path))?;
+        }
     }
     for f in task.fds.iter_mut() {
         if let FdKind::Inotify { watches } = &mut f.kind {

@@ -73,6 +73,7 @@ pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored> {
     for (pid, plan) in plans.iter_mut() {
         plan.objects = objects.fds.get(pid).cloned().unwrap_or_default();
         plan.shmem = objects.shmem.clone();
+        plan.ghosts = objects.ghosts.clone();
         plan.keep = keep.clone();
     }
     let (ready_r, ready_w) = pipe()?;
@@ -256,7 +257,9 @@ fn check_restorable(image: &Image, tree: &super::pstree::TreePlan, opts: &Restor
                 VmaKind::FilePrivate | VmaKind::FileShared | VmaKind::FileSharedRo
             )
         }) {
-            let Some(id) = &v.file else { continue };
+            let Some(id) = v.file.as_ref().filter(|_| v.ghost.is_none()) else {
+                continue; // (a ghost is made again from the image)
+            };
             let m = std::fs::metadata(&v.name)
                 .map_err(|e| CheckpointError::Restore(format!("pid {pid}: mapped file {}: {e}", v.name)))?;
             let mtime = m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128;
@@ -379,6 +382,7 @@ fn plan_tasks(image: &Image, tree: &super::pstree::TreePlan, opts: &RestoreOptio
                 externals,
                 objects: BTreeMap::new(),
                 shmem: BTreeMap::new(),
+                ghosts: BTreeMap::new(),
                 keep: Vec::new(),
                 creds: creds::plan(t.pid, &task.creds, &me)?,
             },

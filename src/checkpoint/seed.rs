@@ -42,6 +42,8 @@ pub struct TaskPlan {
     pub objects: BTreeMap<i32, RawFd>,
     /// shmem object id -> the restorer's descriptor of it.
     pub shmem: BTreeMap<u64, RawFd>,
+    /// ghost id -> the restorer's descriptor of a file unlinked while mapped, made again.
+    pub ghosts: BTreeMap<u32, RawFd>,
     /// Every object descriptor of the restore: kept until the transplant's close_range, since
     /// children may still need theirs.
     pub keep: Vec<RawFd>,
@@ -477,7 +479,7 @@ fn premap(image: &Image, task: &TaskImage, plan: &TaskPlan, ready_w: RawFd) -> S
             seedmem::mmap_fixed(addr, v.len(), v.prot(), libc::MAP_SHARED, Some(file.as_fd()), v.offset)
                 .map_err(what)?;
         } else if v.kind == VmaKind::FilePrivate {
-            let file = std::fs::File::open(&v.name).map_err(what)?;
+            let file = mapped_file(v, plan).map_err(what)?;
             seedmem::mmap_fixed(addr, v.len(), rw, flags, Some(file.as_fd()), v.offset).map_err(what)?;
         } else {
             seedmem::mmap_fixed(addr, v.len(), rw, flags, None, 0).map_err(what)?;
@@ -580,11 +582,29 @@ fn shared_object(v: &Vma, plan: &TaskPlan) -> std::io::Result<std::os::fd::Owned
         let fd = nix::unistd::dup(*raw)?;
         return Ok(crate::sys::own_fresh_fd(fd));
     }
+    if v.ghost.is_some() {
+        return mapped_file(v, plan);
+    }
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(v.may_write())
         .open(&v.name)?;
     Ok(file.into())
+}
+
+/// The file a private (or a ghost's shared) mapping maps: opened by path, or the restorer's
+/// descriptor of a file that was unlinked while mapped.
+fn mapped_file(v: &Vma, plan: &TaskPlan) -> std::io::Result<std::os::fd::OwnedFd> {
+    match &v.ghost {
+        Some(g) => {
+            let raw = plan
+                .ghosts
+                .get(&g.id)
+                .ok_or_else(|| std::io::Error::other("the restorer did not make the unlinked file again"))?;
+            Ok(crate::sys::own_fresh_fd(nix::unistd::dup(*raw)?))
+        }
+        None => Ok(std::fs::File::open(&v.name)?.into()),
+    }
 }
 
 /// POSIX locks belong to the process and go away with its first close of any descriptor of the
