@@ -180,6 +180,9 @@ int main(int argc, char **argv)
         die("memfd");
     char *mem = map(4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
     fill(mem, PG, 15);
+    /* The same memfd mapped private too, its page 1 copied on write. */
+    char *mpriv = map(4 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE, mfd, 0);
+    fill(mpriv + PG, PG, 17);
 
     sigset_t s, old;
     sigemptyset(&s);
@@ -246,6 +249,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < 3; i++)
         SV_CHECK(check(gshared + i * PG, PG, 20 + i), "unlinked file, shared mapping, page %d", i);
     SV_CHECK(check(mem, PG, 15), "memfd mapping contents");
+    SV_CHECK(check(mpriv, PG, 15) && check(mpriv + PG, PG, 17), "private memfd mapping contents");
+    fill(page, PG, 18);
+    SV_CHECK(pwrite(mfd, page, PG, 2 * PG) == (ssize_t)PG && check(mpriv + 2 * PG, PG, 18),
+             "the private memfd mapping does not see the memfd's pages");
     fill(mem + PG, PG, 16);
     if (pread(mfd, page, PG, PG) == (ssize_t)PG)
         SV_CHECK(check(page, PG, 16), "memfd mapping and descriptor are not one object after the restore");

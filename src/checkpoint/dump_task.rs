@@ -249,6 +249,8 @@ pub fn classify_vmas(pid: i32, smaps: &[SmapsVma]) -> Result<Vec<Vma>> {
             n if n.starts_with('/') && !n.ends_with(" (deleted)") => VmaKind::FilePrivate,
             // A file unlinked since it was mapped (not memfd or SysV, "/dev/zero" is shared).
             n if n.starts_with('/') && !n.starts_with("/memfd:") && !n.starts_with("/SYSV") => VmaKind::FilePrivate,
+            // A memfd mapped privately: the memfd is a shared memory object (`shmem`).
+            n if n.starts_with("/memfd:") && n.ends_with(" (deleted)") => VmaKind::FilePrivate,
             _ => return Err(what("unsupported kind of mapping")),
         };
         let special = matches!(
@@ -263,9 +265,10 @@ pub fn classify_vmas(pid: i32, smaps: &[SmapsVma]) -> Result<Vec<Vma>> {
         if v.fields.get("ProtectionKey").is_some_and(|k| k != "0") {
             return Err(what("memory protection keys are not supported in v1"));
         }
-        let shmem = (kind == VmaKind::Shmem).then_some(v.inode);
+        let memfd = v.name.starts_with("/memfd:");
+        let shmem = (kind == VmaKind::Shmem || (kind == VmaKind::FilePrivate && memfd)).then_some(v.inode);
         let mut ghost = None;
-        let file = if matches!(kind, VmaKind::FilePrivate | VmaKind::FileShared) {
+        let file = if matches!(kind, VmaKind::FilePrivate | VmaKind::FileShared) && shmem.is_none() {
             let path = format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end);
             let m = std::fs::metadata(&path).map_err(proc_err(&path))?;
             if let Some(orig) = v.name.strip_suffix(" (deleted)") {

@@ -575,7 +575,7 @@ pub fn link_objects(tasks: &mut [TaskFds<'_>]) -> Result<DumpObjects> {
     // Shared memory (anonymous or memfd): one object per shmem inode, mapped or opened.
     let mut shmem: Vec<(ShmemObject, String)> = Vec::new();
     for t in tasks.iter() {
-        let mapped = t.task.vmas.iter().filter(|v| v.kind == VmaKind::Shmem).filter_map(|v| {
+        let mapped = t.task.vmas.iter().filter(|v| v.shmem.is_some()).filter_map(|v| {
             let path = format!("/proc/{}/map_files/{:x}-{:x}", t.host_pid, v.start, v.end);
             Some((v.shmem?, path, v.name.clone()))
         });
@@ -996,7 +996,11 @@ pub fn build(image: &Image, base: RawFd) -> Result<Objects> {
             let raw = place(&mut objs, fd)?;
             objs.ghosts.insert(g.id, raw);
         }
-        for v in task.vmas.iter().filter(|v| v.kind == VmaKind::Shmem) {
+        for v in task
+            .vmas
+            .iter()
+            .filter(|v| v.kind == VmaKind::Shmem || v.shmem.is_some())
+        {
             let id = v
                 .shmem
                 .ok_or_else(|| CheckpointError::Corrupt(format!("pid {}: shmem VMA without an id", t.pid)))?;

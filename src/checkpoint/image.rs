@@ -277,7 +277,8 @@ pub struct Vma {
     /// For file mappings: size, mtime (ns) and inode of the file at dump time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileIdentity>,
-    /// For `Shmem`: the object's id (its inode number at dump; format 1.2).
+    /// For `Shmem`, and a memfd mapped privately (`FilePrivate`): the shared memory object's id
+    /// (its inode number at dump; format 1.4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shmem: Option<u64>,
     /// For a mapping of a file unlinked since (named "<path> (deleted)"): the file, copied into

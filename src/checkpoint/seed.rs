@@ -593,8 +593,16 @@ fn shared_object(v: &Vma, plan: &TaskPlan) -> std::io::Result<std::os::fd::Owned
 }
 
 /// The file a private (or a ghost's shared) mapping maps: opened by path, or the restorer's
-/// descriptor of a file that was unlinked while mapped.
+/// descriptor of a file that was unlinked while mapped, or of a memfd.
 fn mapped_file(v: &Vma, plan: &TaskPlan) -> std::io::Result<std::os::fd::OwnedFd> {
+    if let Some(id) = v.shmem {
+        // A memfd mapped privately: the restorer's memfd.
+        let raw = plan
+            .shmem
+            .get(&id)
+            .ok_or_else(|| std::io::Error::other("no shared memory object"))?;
+        return Ok(crate::sys::own_fresh_fd(nix::unistd::dup(*raw)?));
+    }
     match &v.ghost {
         Some(g) => {
             let raw = plan
