@@ -362,11 +362,19 @@ impl<'a> Planner<'a> {
         Ok(())
     }
 
-    /// A helper with a free pid (above every other node's), cloned by a live session leader:
-    /// it clones the members and dies, leaving them to the leader's reaper.
+    /// A helper with a free pid, cloned by a live session leader: it clones the members and
+    /// dies, leaving them to the leader's reaper. Its pid is taken from the top of the default
+    /// pid range, far from where the kernel hands out new pids (in the restorer's own pid
+    /// namespace the next one after the tree is likely taken by the time of the restore).
     fn live_session_helpers(&mut self) {
-        let first_free = self.nodes.keys().max().copied().unwrap_or(1) + 1;
-        for (h, ((leader, _), members)) in (first_free..).zip(self.live_sessions.clone()) {
+        const TOP: i32 = 32767;
+        let max = self.nodes.keys().max().copied().unwrap_or(1);
+        let free: Vec<i32> = if max < TOP - self.live_sessions.len() as i32 {
+            (max + 1..=TOP).rev().take(self.live_sessions.len()).collect()
+        } else {
+            (max + 1..).take(self.live_sessions.len()).collect()
+        };
+        for (h, ((leader, _), members)) in free.into_iter().zip(self.live_sessions.clone()) {
             let mut n = node(h, NodeKind::Helper, vec![h]);
             n.children = members;
             self.add_helper(leader, n);
@@ -526,13 +534,15 @@ mod tests {
         // 1 (init) -> 4 (setsid) -> 5 -> 6; 5 exited: 6 went to 1, still in session 4.
         let t = tree(vec![e(1, 0, 1, 1), e(4, 1, 4, 4), e(6, 1, 4, 4)], vec![]);
         let p = plan(&t, &BTreeSet::new()).unwrap();
-        let h = &p.nodes[&7];
+        // Its pid: free, from the top of the default range.
+        let h = &p.nodes[&32767];
         assert_eq!(h.kind, NodeKind::Helper);
         assert!(!h.setsid && !h.clone_parent);
         assert_eq!(h.children, vec![6]);
+        let leader = &p.nodes[&4];
         assert_eq!(
-            (p.nodes[&4].children.clone(), p.nodes[&4].reap.clone()),
-            (vec![7], vec![7])
+            (leader.children.clone(), leader.reap.clone()),
+            (vec![32767], vec![32767])
         );
         // With 4 a subreaper its orphans would go to 4, not 1: refused.
         let err = plan(&t, &BTreeSet::from([4])).unwrap_err().to_string();
@@ -540,7 +550,7 @@ mod tests {
         // A subreaper between: 1 -> 2 (subreaper) -> 4 (setsid) ... 6 went to 2.
         let t = tree(vec![e(1, 0, 1, 1), e(2, 1, 1, 1), e(4, 2, 4, 4), e(6, 2, 4, 4)], vec![]);
         let p = plan(&t, &BTreeSet::from([2])).unwrap();
-        assert_eq!(p.nodes[&7].children, vec![6]);
+        assert_eq!(p.nodes[&32767].children, vec![6]);
         assert!(
             plan(&t, &BTreeSet::new()).is_err(),
             "without the subreaper 6 would go to 1"
