@@ -10,7 +10,9 @@
  *   (process_vm_readv cannot read it: the dump goes through /proc/pid/mem), checked after an
  *   mprotect back to readable;
  * - a private mapping of its own executable with one page written (a COWed page in the image,
- *   the others from the file), checked against the file read again.
+ *   the others from the file), checked against the file read again;
+ * - a 4 MiB region advised MADV_HUGEPAGE + MADV_DONTDUMP: its contents, and its VmFlags (hg,
+ *   dd) in /proc/self/smaps.
  * The verdict names the first bad byte (region, offset, got, expected) and counts bad words.
  */
 #include "survival.h"
@@ -54,6 +56,32 @@ static void check_words(const char *what, const uint64_t *mem, size_t words, uin
 }
 
 static uint64_t ro_expected(uint64_t i) { return pattern(0x726f, i); }
+static uint64_t adv_expected(uint64_t i) { return pattern(0x616476, i); }
+
+/* The VmFlags line of the mapping that starts at `addr` in /proc/self/smaps ("" if none). */
+static void vmflags_of(void *addr, char *out, size_t size)
+{
+    static char smaps[1 << 20];
+    out[0] = '\0';
+    if (sv_read_file("/proc/self/smaps", smaps, sizeof smaps) < 0)
+        return;
+    char head[64];
+    snprintf(head, sizeof head, "%lx-", (unsigned long)addr);
+    char *m = strstr(smaps, head);
+    while (m && m != smaps && m[-1] != '\n')
+        m = strstr(m + 1, head);
+    if (!m)
+        return;
+    char *f = strstr(m, "\nVmFlags:");
+    if (!f)
+        return;
+    f += 9;
+    size_t n = strcspn(f, "\n");
+    if (n + 1 > size)
+        n = size - 1;
+    memcpy(out, f, n);
+    out[n] = '\0';
+}
 static uint64_t none_expected(uint64_t i) { return pattern(0x6e6f6e65, i); }
 
 static void *map_anon(size_t len)
@@ -107,6 +135,20 @@ int main(int argc, char **argv)
         file[PAGE + i] = (char)(i * 7 + 3);
     close(exe);
 
+    uint64_t *adv = map_anon(4 * MIB);
+    if (madvise(adv, 4 * MIB, MADV_HUGEPAGE) < 0 || madvise(adv, 4 * MIB, MADV_DONTDUMP) < 0) {
+        sv_fail("mem256", "madvise: %s", strerror(errno));
+        return 0;
+    }
+    for (size_t i = 0; i < 4 * MIB / 8; i++)
+        adv[i] = adv_expected(i);
+    char flags[256];
+    vmflags_of(adv, flags, sizeof flags);
+    if (!strstr(flags, " hg") || !strstr(flags, " dd")) {
+        sv_fail("mem256", "VmFlags of the advised region before the checkpoint: %s", flags);
+        return 0;
+    }
+
     sv_ready("mem256");
     sv_wait_go();
 
@@ -125,6 +167,9 @@ int main(int argc, char **argv)
                          (unsigned char)file[i], (unsigned char)want);
         }
     }
+    check_words("MADV_HUGEPAGE+DONTDUMP region", adv, 4 * MIB / 8, adv_expected);
+    vmflags_of(adv, flags, sizeof flags);
+    SV_CHECK(strstr(flags, " hg") && strstr(flags, " dd"), "VmFlags of the advised region: %s", flags);
     /* Holes stay holes: untouched pages read as zero (checked above) and the region is all there. */
     SV_CHECK(bad_words == 0, "%ld bad words in all", bad_words);
     return sv_finish("mem256");

@@ -484,6 +484,13 @@ fn premap(image: &Image, task: &TaskImage, plan: &TaskPlan, ready_w: RawFd) -> S
         } else {
             seedmem::mmap_fixed(addr, v.len(), rw, flags, None, 0).map_err(what)?;
         }
+        // VmFlags set with madvise (huge pages first: the fill below then gets them).
+        for &(name, advice) in &seedmem::MADVISE_FLAGS {
+            if v.vmflags.iter().any(|f| f == name) {
+                seedmem::madvise_flag(addr, v.len(), advice)
+                    .map_err(|e| format!("madvise {name} on {:x}-{:x} {:?}: {e}", v.start, v.end, v.name))?;
+            }
+        }
     }
     let pages_path = image.pages_path(task.pid);
     let pages = std::fs::File::open(&pages_path).map_err(|e| format!("opening {}: {e}", pages_path.display()))?;

@@ -203,3 +203,27 @@ pub fn populate_write(addr: u64, len: u64) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The VmFlags a restored mapping gets back with madvise, by their smaps names.
+pub const MADVISE_FLAGS: [(&str, i32); 6] = [
+    ("hg", libc::MADV_HUGEPAGE),
+    ("nh", libc::MADV_NOHUGEPAGE),
+    ("dd", libc::MADV_DONTDUMP),
+    ("dc", libc::MADV_DONTFORK),
+    ("wf", libc::MADV_WIPEONFORK),
+    ("mg", libc::MADV_MERGEABLE),
+];
+
+/// madvise with one of [`MADVISE_FLAGS`] on a range made by mmap_fixed.
+pub fn madvise_flag(addr: u64, len: u64, advice: i32) -> io::Result<()> {
+    if !MADVISE_FLAGS.iter().any(|&(_, a)| a == advice) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: these advices only set VMA flags (huge pages, core dumps, fork, KSM): no contents
+    // change, and the range belongs to a premap that Rust does not reference.
+    let ret = unsafe { libc::madvise(addr as *mut libc::c_void, len as usize, advice) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
