@@ -212,6 +212,7 @@ def main():
         sys.exit("bench-cr: run as root")
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     only = sys.argv[2].split(",") if len(sys.argv) > 2 else None
+    load_before = os.getloadavg()
     tmp = tempfile.mkdtemp(prefix="amber-bench-cr.")
     out = os.path.join(tmp, "out")
     os.makedirs(out)
@@ -238,7 +239,14 @@ def main():
                                     f'{AMBER} --root {tmp}/state delete -f "$c"; done'])
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"\namber checkpoint/restore, median of {n} (wall seconds; RSS MiB of the amber process)\n")
+    load_after = os.getloadavg()
+    print(f"\namber checkpoint/restore, median of {n} (wall seconds; RSS MiB of the amber process)")
+    print(f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
+          "(other work on the machine shows in these figures)\n")
+    def rng(rows, key):
+        vals = [r[key] for r in rows if key in r]
+        return f"{min(vals):.3f}-{max(vals):.3f}" if vals else "-"
+
     hdr = (f"{'workload':9} {'ckpt wall':>9} {'frozen':>7} {'hog gap':>8} {'image MiB':>9} {'ckpt RSS':>8} "
            f"{'rest wall':>9} {'rest RSS':>8}")
     print(hdr)
@@ -247,6 +255,10 @@ def main():
         print(f"{name:9} {med(rows, 'ckpt_wall'):9.3f} {med(rows, 'frozen'):7.3f} "
               f"{'-' if gap != gap else f'{gap:.3f}':>8} {med(rows, 'image') / 2**20:9.1f} "
               f"{med(rows, 'ckpt_rss') / 1024:8.1f} {med(rows, 'rest_wall'):9.3f} {med(rows, 'rest_rss') / 1024:8.1f}")
+    print("\nranges (min-max over the repetitions)")
+    for name, rows in results.items():
+        print(f"  {name:5}: checkpoint {rng(rows, 'ckpt_wall')}  frozen {rng(rows, 'frozen')}  "
+              f"restore {rng(rows, 'rest_wall')}")
     print("\n  frozen: dump.log, from the freeze until the tasks run again (checkpoint --leave-running);"
           "\n  hog gap: the longest pause the hog itself saw between two 1 ms ticks during that checkpoint.")
     print("\nratios vs runc + CRIU 4.2 on this VM (issue 7 reference; below 1.00 means amber is faster)")
