@@ -5,12 +5,14 @@
  * bound to a path (new clients connect and are accepted), a listening abstract socket, a bound
  * datagram socket, an unbound one, SO_PASSCRED and O_NONBLOCK; connections made with connect +
  * accept, with data queued both ways and their names (one whose listener was closed before the
- * checkpoint), and a datagram socket connected to the bound one. */
+ * checkpoint), a datagram socket connected to the bound one, and a pipe end in flight (sent
+ * with SCM_RIGHTS, not received yet) that comes back as the same open file description. */
 #include "survival.h"
 
 #include <poll.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
@@ -32,7 +34,39 @@ enum {
     FD_CLIENT2 = 22, /* connected to a listener closed since, accepted as FD_ACCEPTED2 */
     FD_ACCEPTED2 = 23,
     FD_DG_CONN = 24, /* datagram socket connected to FD_DGRAM_BOUND */
+    FD_PASS_A = 25,  /* datagram pair: A sent "x" with FD_PIPE_R in flight, then "y" */
+    FD_PASS_B = 26,
+    FD_PIPE_R = 27,
+    FD_PIPE_W = 28,
 };
+
+static int send_fd(int sock, const char *data, int fd)
+{
+    char c[CMSG_SPACE(sizeof(int))];
+    memset(c, 0, sizeof c);
+    struct iovec iov = {.iov_base = (void *)data, .iov_len = strlen(data)};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = c, .msg_controllen = sizeof c};
+    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(h), &fd, sizeof fd);
+    return sendmsg(sock, &m, 0);
+}
+
+/* Receive one message; its data into buf, the descriptor in flight (or -1) returned. */
+static int recv_fd(int sock, char *buf, size_t size, ssize_t *n)
+{
+    char c[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {.iov_base = buf, .iov_len = size};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = c, .msg_controllen = sizeof c};
+    *n = recvmsg(sock, &m, MSG_DONTWAIT);
+    struct cmsghdr *h = *n >= 0 ? CMSG_FIRSTHDR(&m) : NULL;
+    int fd = -1;
+    if (h && h->cmsg_type == SCM_RIGHTS)
+        memcpy(&fd, CMSG_DATA(h), sizeof fd);
+    return fd;
+}
 
 static void die(const char *what)
 {
@@ -128,6 +162,18 @@ int main(int argc, char **argv)
     int one = 1;
     setsockopt(FD_DGRAM_BOUND, SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
     place(socket(AF_UNIX, SOCK_DGRAM, 0), FD_UNBOUND);
+    /* A pipe read end in flight over a datagram pair (the pipe holds data). */
+    if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) < 0)
+        die("socketpair pass");
+    place(sv[0], FD_PASS_A);
+    place(sv[1], FD_PASS_B);
+    int pp[2];
+    if (pipe(pp) < 0)
+        die("pipe");
+    place(pp[0], FD_PIPE_R);
+    place(pp[1], FD_PIPE_W);
+    if (write(FD_PIPE_W, "through", 7) != 7 || send_fd(FD_PASS_A, "x", FD_PIPE_R) != 1 || send(FD_PASS_A, "y", 1, 0) != 1)
+        die("passing a descriptor");
     /* Connections made with connect + accept; data both ways. */
     place(socket(AF_UNIX, SOCK_STREAM, 0), FD_CLIENT);
     al = addr_of(&a, path, 0);
@@ -270,6 +316,17 @@ int main(int argc, char **argv)
     gl = sizeof got;
     SV_CHECK(getpeername(FD_DG_CONN, (struct sockaddr *)&got, &gl) == 0 && !strcmp(got.sun_path, dpath),
              "datagram peer name %s", got.sun_path);
+    /* The descriptor in flight: the first message carries it, the same description as ours. */
+    int got_fd = recv_fd(FD_PASS_B, b, sizeof b, &n);
+    SV_CHECK(n == 1 && b[0] == 'x' && got_fd >= 0, "message with a descriptor: %zd bytes, fd %d", n, got_fd);
+    if (got_fd >= 0) {
+        SV_CHECK(syscall(SYS_kcmp, getpid(), getpid(), 0 /* KCMP_FILE */, got_fd, FD_PIPE_R) == 0,
+                 "the descriptor in flight is not our pipe's read end");
+        n = read(got_fd, b, sizeof b);
+        SV_CHECK(n == 7 && !memcmp(b, "through", 7), "pipe data through the passed end: %.*s", (int)(n > 0 ? n : 0), b);
+    }
+    int none = recv_fd(FD_PASS_B, b, sizeof b, &n);
+    SV_CHECK(n == 1 && b[0] == 'y' && none < 0, "the message after it: %zd bytes, fd %d", n, none);
     /* The child's pair: data both ways, then EOF when it exits. */
     n = recv(FD_TOCHILD, b, 9, MSG_DONTWAIT);
     SV_CHECK(n == 9 && !memcmp(b, "to-parent", 9), "from the child: %.*s", (int)(n > 0 ? n : 0), b);

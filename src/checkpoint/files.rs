@@ -127,6 +127,7 @@ pub fn collect_fds(pid: i32, external: &BTreeSet<String>) -> Result<Vec<FoundFd>
                 backlog: None,
                 shutdown: 0,
                 queue: Vec::new(),
+                queue_fds: Vec::new(),
                 passcred: false,
                 file: None,
             }
@@ -642,7 +643,14 @@ fn link_sockets(tasks: &mut [TaskFds<'_>], blobs: &mut Vec<(String, Vec<u8>)>) -
         })
         .collect();
     // Each socket's queue is read once; every descriptor of it carries the same lengths.
-    let mut queued: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+    let mut queued: BTreeMap<u64, (Vec<u32>, Vec<Vec<u32>>)> = BTreeMap::new();
+    // Descriptors in flight are matched (kcmp) with a description some task holds.
+    let holders: Vec<(i32, i32, u32)> = tasks
+        .iter()
+        .flat_map(|t| t.task.fds.iter().map(move |f| (t.host_pid, f.fd, f.desc)))
+        .filter(|h| h.2 != 0)
+        .collect();
+    let me = std::process::id() as i32;
     for t in tasks.iter_mut() {
         let host = t.host_pid;
         for f in t.task.fds.iter_mut() {
@@ -702,18 +710,35 @@ fn link_sockets(tasks: &mut [TaskFds<'_>], blobs: &mut Vec<(String, Vec<u8>)>) -
             } else if !d.name.is_empty() && d.rqueue > 0 {
                 return Err(refuse("datagrams queued on a bound socket are not supported yet"));
             }
-            let mut queue = Vec::new();
+            let (mut queue, mut queue_fds) = (Vec::new(), Vec::new());
             if read {
                 if let Some(q) = queued.get(&ino) {
-                    queue = q.clone();
+                    (queue, queue_fds) = q.clone();
                 } else {
                     let msgs = sockets::read_queue(host, fd, d.sock_type == libc::SOCK_STREAM)?;
-                    queue = msgs.iter().map(|m| m.len() as u32).collect();
-                    let bytes: Vec<u8> = msgs.concat();
+                    queue = msgs.iter().map(|m| m.0.len() as u32).collect();
+                    for (_, fds) in &msgs {
+                        let mut descs = Vec::new();
+                        for inflight in fds {
+                            let raw = inflight.as_raw_fd() as u64;
+                            let same = |h: &&(i32, i32, u32)| {
+                                crate::sys::kcmp(me, h.0, crate::sys::KCMP_FILE, raw, h.1 as u64).ok() == Some(0)
+                            };
+                            let desc = holders.iter().find(same).map(|h| h.2).ok_or_else(|| {
+                                refuse("a descriptor in flight that no process holds any more is not supported yet")
+                            })?;
+                            descs.push(desc);
+                        }
+                        queue_fds.push(descs);
+                    }
+                    if queue_fds.iter().all(|d| d.is_empty()) {
+                        queue_fds.clear();
+                    }
+                    let bytes: Vec<u8> = msgs.iter().flat_map(|m| m.0.iter().copied()).collect();
                     if !bytes.is_empty() {
                         blobs.push((image::socket_data(ino), bytes));
                     }
-                    queued.insert(ino, queue.clone());
+                    queued.insert(ino, (queue.clone(), queue_fds.clone()));
                 }
             }
             f.kind = FdKind::Unix {
@@ -724,6 +749,7 @@ fn link_sockets(tasks: &mut [TaskFds<'_>], blobs: &mut Vec<(String, Vec<u8>)>) -
                 backlog,
                 shutdown: d.shutdown,
                 queue,
+                queue_fds,
                 passcred: sockets::passcred(host, fd)?,
                 file: sockets::name_file(&d.name),
             };
@@ -1007,6 +1033,8 @@ pub fn build(image: &Image, base: RawFd) -> Result<Objects> {
             shmem_of(image, &mut objs, id, &place)?;
         }
     }
+    // Socket queues, with descriptors in flight now that every description exists.
+    socks.finish(image, &descs)?;
     // Pipe ends nobody holds go now (a reader whose writers are gone sees the data, then EOF);
     // ghost files are unlinked when `ghosts` drops.
     drop(pipes);

@@ -435,6 +435,10 @@ pub enum FdKind {
         backlog: Option<u32>,
         shutdown: u8,
         queue: Vec<u32>,
+        /// Descriptors in flight with each message of `queue` (open file descriptions, `Fd::desc`
+        /// of descriptors some task also holds); empty: none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        queue_fds: Vec<Vec<u32>>,
         passcred: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         file: Option<(u32, u32, u32)>,

@@ -4,8 +4,10 @@
 //! unix sockets (CHECKPOINT.md §1.6, step 13 in part): socket pairs and connections made with
 //! connect/accept (also with one end closed) with the data queued in each direction, listening
 //! and bound sockets without pending connections or data, unbound ones, datagram sockets
-//! connected to a bound one. Pending connections, data carrying descriptors, peers outside the
-//! dump, connections between two named sockets and other families are refused by name.
+//! connected to a bound one. Pending connections, peers outside the
+//! dump, descriptors in flight that no process holds any more, connections between two named
+//! sockets and other families are refused by name. Descriptors in flight (SCM_RIGHTS) that
+//! some task also holds are sent again with their message, as the same open file description.
 //!
 //! Dump: sock_diag (NETLINK_SOCK_DIAG, UNIX_DIAG) run inside the task's network namespace gives
 //! type, state, name, peer, pending connections and shutdown state by inode; the queues are
@@ -161,8 +163,12 @@ fn decode_name(p: &[u8]) -> String {
     }
 }
 
-/// The receive queue of socket `fd` of `pid`, message by message, left in place.
-pub fn read_queue(pid: i32, fd: i32, stream: bool) -> Result<Vec<Vec<u8>>> {
+/// One queued message and the descriptors in flight with it (copies installed in the dumper).
+pub type Queued = (Vec<u8>, Vec<OwnedFd>);
+
+/// The receive queue of socket `fd` of `pid`, message by message, left in place (a stream's
+/// bytes in one message, split where descriptors ride along).
+pub fn read_queue(pid: i32, fd: i32, stream: bool) -> Result<Vec<Queued>> {
     let pidfd = crate::sys::pidfd_open(pid).map_err(|e| CheckpointError::Sys("pidfd_open", e))?;
     let sock = crate::sys::pidfd_getfd(pidfd.as_fd(), fd).map_err(|e| CheckpointError::Sys("pidfd_getfd", e))?;
     let refuse = |what: String| CheckpointError::Unsupported {
@@ -174,7 +180,7 @@ pub fn read_queue(pid: i32, fd: i32, stream: bool) -> Result<Vec<Vec<u8>>> {
     crate::sys::setsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)
         .map_err(|e| CheckpointError::Sys("SO_PEEK_OFF", e))?;
     let result = (|| {
-        let mut out: Vec<Vec<u8>> = Vec::new();
+        let mut out: Vec<Queued> = Vec::new();
         let mut total = 0usize;
         let mut buf = vec![0u8; 256 << 10];
         loop {
@@ -186,22 +192,17 @@ pub fn read_queue(pid: i32, fd: i32, stream: bool) -> Result<Vec<Vec<u8>>> {
                 Err(nix::errno::Errno::EAGAIN) => break,
                 Err(e) => return Err(CheckpointError::Sys("peeking a unix socket queue", e.into())),
             };
-            let mut has_fds = false;
+            let mut fds: Vec<OwnedFd> = Vec::new();
             if let Ok(cmsgs) = msg.cmsgs() {
                 for c in cmsgs {
-                    if let ns::ControlMessageOwned::ScmRights(fds) = c {
-                        has_fds = true;
-                        for f in fds {
-                            drop(crate::sys::own_received_fd(f));
-                        }
+                    if let ns::ControlMessageOwned::ScmRights(got) = c {
+                        fds.extend(got.into_iter().map(crate::sys::own_received_fd));
                     }
                 }
             }
             let n = msg.bytes;
-            if has_fds {
-                return Err(refuse(
-                    "descriptors in flight in a unix socket queue are not supported yet".into(),
-                ));
+            if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+                return Err(refuse("more than 16 descriptors in flight with one message".into()));
             }
             if msg.flags.contains(MsgFlags::MSG_TRUNC) {
                 return Err(refuse("a queued datagram larger than 256 KiB".into()));
@@ -214,8 +215,8 @@ pub fn read_queue(pid: i32, fd: i32, stream: bool) -> Result<Vec<Vec<u8>>> {
                 return Err(refuse(format!("more than {QUEUE_MAX} bytes queued in a unix socket")));
             }
             match (stream, out.last_mut()) {
-                (true, Some(last)) => last.extend_from_slice(&buf[..n]),
-                _ => out.push(buf[..n].to_vec()),
+                (true, Some(last)) if last.1.is_empty() && fds.is_empty() => last.0.extend_from_slice(&buf[..n]),
+                _ => out.push((buf[..n].to_vec(), fds)),
             }
         }
         Ok(out)
@@ -270,6 +271,11 @@ fn unix_addr(name: &str) -> std::result::Result<ns::UnixAddr, nix::Error> {
 /// connect to them), the second end of each pair or connection by inode.
 pub struct Made {
     ends: BTreeMap<u64, OwnedFd>,
+    /// (sender, receiving socket's inode, the receiver's descriptor in the image, pid): queues
+    /// to send again once every description exists.
+    fills: Vec<(OwnedFd, u64, Fd, i32)>,
+    /// Ends to shut down (RCV 1 | SEND 2) after the fills.
+    shutdowns: Vec<(OwnedFd, u8)>,
     /// A duplicate of each listening or bound socket, by name, to connect and accept through.
     named: BTreeMap<String, OwnedFd>,
 }
@@ -279,6 +285,8 @@ impl Made {
     pub fn prepare(image: &Image) -> Result<Made> {
         let mut made = Made {
             ends: BTreeMap::new(),
+            fills: Vec::new(),
+            shutdowns: Vec::new(),
             named: BTreeMap::new(),
         };
         for (pid, t) in &image.tasks {
@@ -296,6 +304,23 @@ impl Made {
             }
         }
         Ok(made)
+    }
+
+    /// Send every queue again, with its descriptors in flight (`descs`: description -> the
+    /// restorer's descriptor of it), then apply the shutdown states.
+    pub fn finish(self, image: &Image, descs: &BTreeMap<u32, std::os::fd::RawFd>) -> Result<()> {
+        for (sender, ino, f, pid) in &self.fills {
+            fill(image, *pid, f, sender, *ino, descs)?;
+        }
+        for (end, sd) in &self.shutdowns {
+            if sd & 2 != 0 {
+                let _ = ns::shutdown(end.as_raw_fd(), ns::Shutdown::Write);
+            }
+            if sd & 1 != 0 {
+                let _ = ns::shutdown(end.as_raw_fd(), ns::Shutdown::Read);
+            }
+        }
+        Ok(())
     }
 
     /// The socket for descriptor `f` of `pid`.
@@ -341,22 +366,19 @@ impl Made {
                 }
             };
             if st != SockType::Datagram || (name.is_empty() && other_name.is_empty()) {
-                // Each end's queue was sent by the other end.
-                fill(image, pid, f, &theirs, *ino, queue_of(&f.kind))?;
+                // Each end's queue was sent by the other end; the descriptors in flight with
+                // it may not exist yet: filled (then shut down) by `finish`.
+                let dup = |s: &OwnedFd| s.try_clone().map_err(|e| restore_err(pid, f, e));
+                self.fills.push((dup(&theirs)?, *ino, f.clone(), pid));
+                self.shutdowns.push((dup(&mine)?, *shutdown));
                 if let Some(o) = other {
-                    fill(image, pid, f, &mine, *peer, queue_of(&o.kind))?;
-                }
-                for (end, sd) in [(&mine, *shutdown), (&theirs, other.map_or(3, |o| shutdown_of(&o.kind)))] {
-                    if sd & 2 != 0 {
-                        let _ = ns::shutdown(end.as_raw_fd(), ns::Shutdown::Write);
-                    }
-                    if sd & 1 != 0 {
-                        let _ = ns::shutdown(end.as_raw_fd(), ns::Shutdown::Read);
-                    }
-                }
-                if other.is_some() {
+                    self.fills.push((dup(&mine)?, *peer, o.clone(), pid));
+                    self.shutdowns.push((dup(&theirs)?, shutdown_of(&o.kind)));
                     self.ends.insert(*peer, theirs);
-                } // else: the other end was closed before the dump; it goes now.
+                } else {
+                    // The other end was closed before the dump: it goes after the fill.
+                    self.shutdowns.push((theirs, 3));
+                }
             }
             mine
         };
@@ -450,13 +472,6 @@ fn find(image: &Image, ino: u64) -> Option<&Fd> {
         .find(|f| matches!(f.kind, FdKind::Unix { ino: i, .. } if i == ino))
 }
 
-fn queue_of(kind: &FdKind) -> &[u32] {
-    match kind {
-        FdKind::Unix { queue, .. } => queue,
-        _ => &[],
-    }
-}
-
 fn shutdown_of(kind: &FdKind) -> u8 {
     match kind {
         FdKind::Unix { shutdown, .. } => *shutdown,
@@ -465,7 +480,19 @@ fn shutdown_of(kind: &FdKind) -> u8 {
 }
 
 /// Send socket `ino`'s dumped queue from `sender` (its peer), message by message.
-fn fill(image: &Image, pid: i32, f: &Fd, sender: &OwnedFd, ino: u64, queue: &[u32]) -> Result<()> {
+/// Send socket `ino`'s dumped queue (as `f`, a descriptor of it, describes it) from `sender`
+/// (its peer), message by message, with the descriptors in flight.
+fn fill(
+    image: &Image,
+    pid: i32,
+    f: &Fd,
+    sender: &OwnedFd,
+    ino: u64,
+    descs: &BTreeMap<u32, std::os::fd::RawFd>,
+) -> Result<()> {
+    let FdKind::Unix { queue, queue_fds, .. } = &f.kind else {
+        return Ok(());
+    };
     let total: u64 = queue.iter().map(|&l| l as u64).sum();
     if total == 0 {
         return Ok(());
@@ -476,9 +503,28 @@ fn fill(image: &Image, pid: i32, f: &Fd, sender: &OwnedFd, ino: u64, queue: &[u3
         .and_then(|mut d| d.read_to_end(&mut data))
         .map_err(|source| CheckpointError::Image { path, source })?;
     let mut off = 0usize;
-    for &len in queue {
+    for (i, &len) in queue.iter().enumerate() {
         let msg = &data[off..off + len as usize];
         let mut sent = 0;
+        if let Some(with) = queue_fds.get(i).filter(|d| !d.is_empty()) {
+            let raws: Vec<std::os::fd::RawFd> =
+                with.iter()
+                    .map(|d| {
+                        descs.get(d).copied().ok_or_else(|| {
+                            restore_err(pid, f, format!("no description {d} for a descriptor in flight"))
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+            let iov = [std::io::IoSlice::new(msg)];
+            let cmsg = [ns::ControlMessage::ScmRights(&raws)];
+            sent = ns::sendmsg::<()>(sender.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_DONTWAIT, None).map_err(|e| {
+                restore_err(
+                    pid,
+                    f,
+                    format!("refilling socket {ino} with descriptors in flight: {e}"),
+                )
+            })?;
+        }
         while sent < msg.len() {
             let n = ns::send(sender.as_raw_fd(), &msg[sent..], MsgFlags::MSG_DONTWAIT)
                 .map_err(|e| restore_err(pid, f, format!("refilling socket {ino} ({total} bytes): {e}")))?;
