@@ -611,13 +611,28 @@ impl<'a> Run<'a> {
     /// Check the tree came back as `before`; returns the host pid of the program.
     fn check_tree(&self, before: &Tree, target: i32) -> i32 {
         let after = container_tree(&self.c);
-        let want: Vec<Proc> = before.procs.iter().map(strip).collect();
-        // with tree_changes, only the long-lived processes (the others are free to come and go)
+        let mut want: Vec<Proc> = before.procs.iter().map(strip).collect();
+        // with tree_changes, short-lived processes may exit at any time after the restore: every
+        // one still there must be as it was, and the program and its ancestors must be there
         let got: Vec<Proc> = after
             .iter()
             .filter(|p| !self.opts.tree_changes || want.iter().any(|w| w.nspid == p.nspid))
             .map(strip)
             .collect();
+        if self.opts.tree_changes {
+            let mut keep = vec![target];
+            while let Some(parent) = want
+                .iter()
+                .find(|w| w.nspid[0] == *keep.last().unwrap())
+                .map(|w| w.ppid)
+            {
+                if parent == 0 || keep.contains(&parent) {
+                    break;
+                }
+                keep.push(parent);
+            }
+            want.retain(|w| keep.contains(&w.nspid[0]) || got.iter().any(|g| g.nspid == w.nspid));
+        }
         assert_eq!(
             got,
             want,

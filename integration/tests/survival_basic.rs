@@ -138,7 +138,6 @@ fn glibc_as_init_twice() {
 
 /// The checkpoint lands in the middle of the coreutils loop.
 #[test]
-#[ignore = "needs pipes (step 8: a command substitution's pipe is open at the dump) and pending signals (SIGCHLD blocked and pending at the dump)"]
 fn glibc_busy_deep() {
     survive_with("glibc", Place::Deep, &glibc_opts("busy"));
 }
