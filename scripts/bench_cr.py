@@ -16,7 +16,7 @@ peak RSS); then the hog verifies every word of its memory and must report PASS.
 Peak RSS and wall time come from scripts/bench-cr/rusage-run.c, a small static launcher that
 wait4()s the runtime process itself (so the figure is the runtime's, not a forked Python's).
 Images go to a directory on the same file system as $TMPDIR (page cache, no fsync; runc/CRIU
-do not fsync either). runc and crun delegate checkpoint to CRIU; the CRIU here (Debian 12's
+do not fsync either). Before each measured command the machine is let settle (sync, 1 s). runc and crun delegate checkpoint to CRIU; the CRIU here (Debian 12's
 3.17) does not run on this kernel, so their attempt is shown with its error, and amber is
 compared with the reference figures for runc + CRIU 4.2 measured on this kind of VM (issue 7).
 """
@@ -98,6 +98,15 @@ def wait_file(path, timeout=60):
         return f.read().strip()
 
 
+def settle():
+    """Let earlier steps' background work finish before a measurement: write back dirty data
+    (the image just written, the hog's files) and give the file system a moment for the
+    journal and the discards of deleted images (this disk is mounted with `discard`); without
+    it, that work lands on whichever step runs next, checkpoint or restore, at random."""
+    sh(["sync"])
+    time.sleep(1)
+
+
 def init_pid(run, cid):
     r = subprocess.run([AMBER, "--root", run.root, "state", cid], capture_output=True, text=True, check=True)
     return json.loads(r.stdout)["pid"]
@@ -137,6 +146,7 @@ def amber_once(tmp, name, mib, b, out, i):
         time.sleep(0.2)
     img = os.path.join(tmp, f"img-{name}-{i}")
     work = os.path.join(tmp, f"work-{name}-{i}")
+    settle()
     r = run("checkpoint", "--leave-running", "--image-path", img + "-lr", "--work-path", work, cid)
     res["lr_wall"] = r["wall"]
     res["frozen"] = dump_log_frozen(work)
@@ -153,11 +163,12 @@ def amber_once(tmp, name, mib, b, out, i):
         wait_file(os.path.join(out, "hog.ready"))
     else:
         time.sleep(0.2)
-    sh(["sync"])  # the first run's writeback must not land in this measurement
+    settle()
     r = run("checkpoint", "--image-path", img, "--work-path", work, cid)
     res["ckpt_wall"], res["ckpt_rss"] = r["wall"], r["rss_kib"]
     res["ckpt_frozen"] = dump_log_frozen(work)
     res["image"] = du(img)
+    settle()
     r = run("restore", "-d", "--bundle", b, "--image-path", img, "--work-path", work, cid)
     res["rest_wall"], res["rest_rss"] = r["wall"], r["rss_kib"]
     if hog:
