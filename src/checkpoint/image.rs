@@ -10,7 +10,7 @@
 //! empty in older images):
 //!
 //! ```text
-//! <dir>/manifest.json            format, engine, created, host record, files [{name, size, xxh3_128}]
+//! <dir>/manifest.json            format, engine, created, host record, files [{name, size, xxh3_128, xxh3_128_chunks}]
 //! <dir>/tree.json                root pid, tasks (container-level pid, ppid, pgid, sid, NSpid
 //!                                vectors from the container's level down), pid namespaces
 //! <dir>/task/<pid>.json          everything about one process but its memory contents
@@ -24,7 +24,9 @@
 //!
 //! The manifest is written last (by rename), so a directory without one is an unfinished dump.
 //! Page files are streamed ([`ImageWriter::stream`]): the dump never holds a whole page file,
-//! and the digest is computed on each run as it is written. The digest guards against
+//! and the digest is computed on each run as it is written, for the whole file and for each
+//! 16 MiB chunk of a larger one (`xxh3_128_chunks`: verified on two CPUs; a reader that does
+//! not know them checks the whole-file digest). The digest guards against
 //! corruption and truncation, not against a forger (who could rewrite the manifest as well).
 //! `verify` reads every file listed and compares size and digest before a single process is
 //! created; `load` returns the decoded image only after `verify` passed.
@@ -61,7 +63,14 @@ pub struct FileEntry {
     /// SHA-256 of the contents, hex (formats 1.0 to 1.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// XXH3-128 of each [`CHUNK`] bytes, hex, for files larger than one chunk: lets a reader
+    /// verify a large page file on several CPUs. Optional: `xxh3_128` covers the whole file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xxh3_128_chunks: Vec<String>,
 }
+
+/// The chunk size of [`FileEntry::xxh3_128_chunks`].
+pub const CHUNK: u64 = 16 << 20;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
@@ -680,6 +689,9 @@ pub struct StreamFile {
     file: std::fs::File,
     hasher: Xxh3,
     size: u64,
+    /// The digest of the current chunk, and those of the chunks before.
+    chunk: Xxh3,
+    chunks: Vec<String>,
 }
 
 impl StreamFile {
@@ -696,7 +708,18 @@ impl StreamFile {
         let at = self.size;
         for b in bufs {
             self.hasher.update(b);
-            self.size += b.len() as u64;
+            let mut rest: &[u8] = b;
+            while !rest.is_empty() {
+                let room = (CHUNK - self.size % CHUNK) as usize;
+                let (now, later) = rest.split_at(room.min(rest.len()));
+                self.chunk.update(now);
+                self.size += now.len() as u64;
+                if self.size.is_multiple_of(CHUNK) {
+                    self.chunks.push(xxh3_hex(&self.chunk));
+                    self.chunk.reset();
+                }
+                rest = later;
+            }
         }
         at
     }
@@ -808,15 +831,25 @@ impl ImageWriter {
             file,
             hasher: Xxh3::new(),
             size: 0,
+            chunk: Xxh3::new(),
+            chunks: Vec::new(),
         })
     }
 
     pub fn close(&mut self, s: StreamFile) -> Result<(), CheckpointError> {
+        let mut chunks = s.chunks;
+        if !s.size.is_multiple_of(CHUNK) {
+            chunks.push(xxh3_hex(&s.chunk));
+        }
+        if chunks.len() < 2 {
+            chunks.clear(); // one chunk is the whole file
+        }
         self.files.push(FileEntry {
             name: s.name,
             size: s.size,
             xxh3_128: Some(xxh3_hex(&s.hasher)),
             sha256: None,
+            xxh3_128_chunks: chunks,
         });
         Ok(())
     }
@@ -1042,6 +1075,13 @@ pub fn verify_files(dir: &Path, manifest: &Manifest) -> Result<(), CheckpointErr
         if std::fs::metadata(&path).is_ok_and(|m| m.len() == entry.size && known(&FileStamp::of(&m))) {
             continue;
         }
+        if !entry.xxh3_128_chunks.is_empty() && entry.xxh3_128.is_some() {
+            let stamp = verify_chunks(&path, entry)?;
+            if let Ok(mut v) = VERIFIED.lock() {
+                v.push((stamp, expected.to_string()));
+            }
+            continue;
+        }
         let (size, digest, stamp) = digest_file(&path, algorithm).map_err(|source| CheckpointError::Image {
             path: path.clone(),
             source,
@@ -1064,6 +1104,70 @@ pub fn verify_files(dir: &Path, manifest: &Manifest) -> Result<(), CheckpointErr
         }
     }
     Ok(())
+}
+
+/// Verify a file by its chunk digests, on two threads (even and odd chunks); returns its
+/// identity. The chunks cover the whole file, so this is as strong as the whole-file digest.
+fn verify_chunks(path: &Path, entry: &FileEntry) -> Result<FileStamp, CheckpointError> {
+    use std::os::unix::fs::FileExt;
+    let io = |source| CheckpointError::Image {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let stamp = FileStamp::of(&file.metadata().map_err(io)?);
+    if stamp.size != entry.size {
+        return Err(CheckpointError::Corrupt(format!(
+            "{}: {} bytes, the manifest says {} (truncated or extended)",
+            path.display(),
+            stamp.size,
+            entry.size
+        )));
+    }
+    if entry.xxh3_128_chunks.len() as u64 != entry.size.div_ceil(CHUNK) {
+        return Err(CheckpointError::Corrupt(format!(
+            "{}: the manifest lists {} chunk checksums for {} bytes",
+            entry.name,
+            entry.xxh3_128_chunks.len(),
+            entry.size
+        )));
+    }
+    let check = |first: usize| -> Result<(), CheckpointError> {
+        let mut buf = vec![0u8; 128 << 10];
+        for (i, expected) in entry.xxh3_128_chunks.iter().enumerate().skip(first).step_by(2) {
+            let start = i as u64 * CHUNK;
+            let end = (start + CHUNK).min(entry.size);
+            let mut h = Xxh3::new();
+            let mut at = start;
+            while at < end {
+                let n = ((end - at) as usize).min(buf.len());
+                file.read_exact_at(&mut buf[..n], at).map_err(io)?;
+                h.update(&buf[..n]);
+                at += n as u64;
+            }
+            let digest = xxh3_hex(&h);
+            if !digest.eq_ignore_ascii_case(expected) {
+                return Err(CheckpointError::Corrupt(format!(
+                    "{}: checksum mismatch, XXH3-128 of bytes {start:#x}-{end:#x} is {digest}, the manifest has {}",
+                    path.display(),
+                    expected
+                )));
+            }
+        }
+        Ok(())
+    };
+    let (even, odd) = std::thread::scope(|s| {
+        let odd = s.spawn(|| check(1));
+        (check(0), odd.join())
+    });
+    even?;
+    odd.unwrap_or_else(|_| {
+        Err(CheckpointError::Corrupt(format!(
+            "{}: verifier thread failed",
+            entry.name
+        )))
+    })?;
+    Ok(stamp)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Result<T, CheckpointError> {
@@ -1409,6 +1513,54 @@ mod tests {
             assert!(e.contains("checksum mismatch"), "round {i}: {e}");
             std::fs::write(&pages, &good).unwrap();
         }
+    }
+
+    /// A page file larger than a chunk carries chunk digests (verified on two threads) and the
+    /// whole-file digest (for readers that ignore chunks); a change in any chunk is named.
+    #[test]
+    fn large_files_are_verified_by_chunks() {
+        let t = tempfile::tempdir().unwrap();
+        let size = 2 * CHUNK + CHUNK / 2 + 4096;
+        let data: Vec<u8> = (0..size).map(|i| (i / 4096) as u8 ^ (i as u8)).collect();
+        let mut w = ImageWriter::create(t.path()).unwrap();
+        let mut s = w.stream("task/9.pages").unwrap();
+        // In uneven pieces, so that chunk boundaries fall inside slices.
+        for piece in data.chunks(3 * 1024 * 1024 + 4096) {
+            s.write_all_vectored(&[IoSlice::new(&piece[..100]), IoSlice::new(&piece[100..])])
+                .unwrap();
+        }
+        w.close(s).unwrap();
+        w.finish(HostRecord::current().unwrap()).unwrap();
+        let manifest = read_manifest(t.path()).unwrap();
+        let entry = &manifest.files[0];
+        assert_eq!(entry.xxh3_128_chunks.len(), 3);
+        let whole = {
+            let mut h = Xxh3::new();
+            h.update(&data);
+            xxh3_hex(&h)
+        };
+        assert_eq!(entry.xxh3_128.as_deref(), Some(whole.as_str()));
+        verify_files(t.path(), &manifest).expect("verifies by chunks");
+        let pages = t.path().join("task/9.pages");
+        for at in [CHUNK + 5, 2 * CHUNK + 7] {
+            let mut bad = data.clone();
+            bad[at as usize] ^= 0x10;
+            std::fs::write(&pages, &bad).unwrap();
+            let e = verify_files(t.path(), &manifest).unwrap_err().to_string();
+            let chunk = at / CHUNK * CHUNK;
+            assert!(
+                e.contains("checksum mismatch") && e.contains(&format!("bytes {chunk:#x}-")),
+                "{e}"
+            );
+        }
+        std::fs::write(&pages, &data[..data.len() - 4096]).unwrap();
+        let e = verify_files(t.path(), &manifest).unwrap_err().to_string();
+        assert!(e.contains("truncated"), "{e}");
+        // A reader that knows no chunks checks the whole-file digest.
+        std::fs::write(&pages, &data).unwrap();
+        let mut plain = manifest.clone();
+        plain.files[0].xxh3_128_chunks.clear();
+        verify_files(t.path(), &plain).expect("verifies whole");
     }
 
     #[test]
