@@ -290,6 +290,47 @@ fn read_opt(p: &Path) -> String {
     fs::read_to_string(p).unwrap_or_else(|e| format!("<{}: {e}>", p.display()))
 }
 
+/// Whether the runtime under test is amber (native checkpoint/restore); says the test is skipped
+/// when it is not (runc needs CRIU, which is not here).
+pub fn native_cr() -> bool {
+    if !is_amber() {
+        eprintln!("skipped: native checkpoint/restore is amber's (runc needs CRIU)");
+    }
+    is_amber()
+}
+
+/// `#[test]` functions that each run [`survive_with`]: one line a test,
+/// `name: "program", Place [+ Variant] [, opts];` (the opts default to [`Opts::default`], the
+/// variant to theirs), with doc comments and attributes passed on:
+///
+/// ```ignore
+/// survival_tests! {
+///     signals_as_init: "signals", Init;
+///     signals_deep_clone: "signals", Deep + LeaveRunningClone;
+///     /// The checkpoint lands in the middle of the loop.
+///     glibc_busy_deep: "glibc", Deep, glibc_opts("busy");
+/// }
+/// ```
+#[macro_export]
+macro_rules! survival_tests {
+    (@opts) => { $crate::survival::Opts::default() };
+    (@opts $opts:expr) => { $opts };
+    ($($(#[$meta:meta])* $test:ident: $program:literal, $place:ident $(+ $variant:ident)? $(, $opts:expr)?;)*) => {
+        $(
+            $(#[$meta])*
+            #[test]
+            fn $test() {
+                let opts = $crate::survival_tests!(@opts $($opts)?);
+                $(let opts = $crate::survival::Opts {
+                    variant: $crate::survival::Variant::$variant,
+                    ..opts
+                };)?
+                $crate::survival::survive_with($program, $crate::survival::Place::$place, &opts);
+            }
+        )*
+    };
+}
+
 /// Run `name` in `place`, checkpoint (kill), restore, signal it and require `PASS`.
 #[track_caller]
 pub fn survive(name: &str, place: Place) {
@@ -299,8 +340,7 @@ pub fn survive(name: &str, place: Place) {
 /// [`survive`] with options (extra args, bundle edits, an interpreter for scripts, the variant).
 #[track_caller]
 pub fn survive_with(name: &str, place: Place, opts: &Opts) {
-    if !is_amber() {
-        eprintln!("skipped: native checkpoint/restore is amber's (runc needs CRIU)");
+    if !native_cr() {
         return;
     }
     assert!(
@@ -388,6 +428,100 @@ fn out_dir() -> tempfile::TempDir {
     // the container may run as another user: let it write its results
     fs::set_permissions(out.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("chmod out");
     out
+}
+
+/// A container whose checkpoint the engine must refuse (what it cannot restore is refused at dump,
+/// naming the process, and the container is left running), with its output and image dirs.
+pub struct Refusal {
+    pub c: Container,
+    /// Bound read-write at `/out`.
+    pub out: tempfile::TempDir,
+    images: tempfile::TempDir,
+}
+
+impl Refusal {
+    /// Run `bundle` as container `id` (`run -d`), with a fresh output dir bound at `/out`.
+    pub fn run(id: &str, mut bundle: Bundle) -> Self {
+        let out = out_dir();
+        let images = tempfile::Builder::new()
+            .prefix("amber-it-sv-img.")
+            .tempdir_in("/tmp")
+            .expect("image tempdir");
+        bundle.bind(out.path(), "/out", &["rw"]);
+        let c = Container::new(id, bundle);
+        c.bundle.write();
+        let bundle_s = c.bundle.path_str();
+        c.run_console(c.command(&["run", "-d", "--bundle", &bundle_s, &c.id]), &[])
+            .assert_ok();
+        Refusal { c, out, images }
+    }
+
+    /// Build survival program `name`, run `/t/<name> /out args...` as the init of container `id`
+    /// and wait for its ready file; returns the run and the ready file's text.
+    pub fn program(id: &str, name: &str, args: &[&str]) -> (Self, String) {
+        build(name);
+        let exe = format!("/t/{name}");
+        let mut bundle = Bundle::new();
+        bundle.args(&[&[exe.as_str(), "/out"], args].concat());
+        bundle.bind(&build_dir(), "/t", &["ro"]);
+        let r = Self::run(id, bundle);
+        let ready = r.out.path().join(format!("{name}.ready"));
+        wait_for_timeout("the program to be ready", Duration::from_secs(20), || {
+            fs::read_to_string(&ready).is_ok_and(|s| s.ends_with('\n'))
+        });
+        let text = fs::read_to_string(&ready).expect("read ready file");
+        (r, text)
+    }
+
+    /// Where `checkpoint` is told to write the image.
+    pub fn img(&self) -> PathBuf {
+        self.images.path().join("img")
+    }
+
+    /// `checkpoint` (kill) that must be refused: it fails, writes no image and leaves the container
+    /// running. Returns its output, for the caller to check what the refusal names.
+    pub fn checkpoint_refused(&self) -> Output {
+        let img = self.img();
+        let cp = self
+            .c
+            .rt(&["checkpoint", "--image-path", &img.to_string_lossy(), &self.c.id]);
+        assert!(
+            cp.code.is_some() && !cp.ok(),
+            "the checkpoint should have been refused: {cp}"
+        );
+        assert!(!img.join("manifest.json").exists(), "no image after a refusal");
+        assert_eq!(
+            self.c.status().as_deref(),
+            Some("running"),
+            "the container keeps running"
+        );
+        cp
+    }
+
+    /// Signal program `name` (host pid `host`) with SIGUSR2 and require its result to be `PASS`:
+    /// its state survived the refused checkpoint.
+    pub fn pass_after(&self, name: &str, host: i32) {
+        // SAFETY: kill(2) of the program, a process of this test's container.
+        let rc = unsafe { libc::kill(host, libc::SIGUSR2) };
+        assert_eq!(rc, 0, "kill({host}, SIGUSR2): {}", std::io::Error::last_os_error());
+        let result = self.out.path().join(format!("{name}.result"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !result.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "no result after SIGUSR2: {}",
+                self.c.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let text = fs::read_to_string(&result).expect("read result file");
+        assert_eq!(
+            text.trim_end(),
+            "PASS",
+            "{name}: state after the refused checkpoint: {text}\n{}",
+            self.c.stderr()
+        );
+    }
 }
 
 /// The container's processes at the ready file: `procs` must come back (all of them, or with

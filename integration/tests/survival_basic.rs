@@ -4,87 +4,33 @@
 //! variants checkpoint with --leave-running (the original must pass) and restore the image into a
 //! fresh container (which must pass too), the `_twice` ones checkpoint and restore twice.
 
-use amber_integration::survival::{survive, survive_with, Opts, Place, Variant};
-use amber_integration::Bundle;
+use amber_integration::survival::Opts;
+use amber_integration::{survival_tests, Bundle};
 use std::path::Path;
 
-#[test]
-fn identity_as_init() {
-    survive("identity", Place::Init);
-}
+survival_tests! {
+    identity_as_init: "identity", Init;
+    identity_deep: "identity", Deep;
+    identity_deep_twice: "identity", Deep + KillTwice;
+    identity_as_init_clone: "identity", Init + LeaveRunningClone;
+    identity_deep_clone: "identity", Deep + LeaveRunningClone;
 
-#[test]
-fn identity_deep() {
-    survive("identity", Place::Deep);
-}
+    vdso_as_init: "vdso", Init;
+    vdso_deep: "vdso", Deep;
+    vdso_deep_clone: "vdso", Deep + LeaveRunningClone;
+    vdso_as_init_twice: "vdso", Init + KillTwice;
 
-fn clone() -> Opts<'static> {
-    Opts {
-        variant: Variant::LeaveRunningClone,
-        ..Opts::default()
-    }
-}
+    fpu_as_init: "fpu", Init;
+    fpu_deep: "fpu", Deep;
+    fpu_deep_clone: "fpu", Deep + LeaveRunningClone;
+    fpu_as_init_twice: "fpu", Init + KillTwice;
 
-fn twice() -> Opts<'static> {
-    Opts {
-        variant: Variant::KillTwice,
-        ..Opts::default()
-    }
-}
-
-#[test]
-fn identity_deep_twice() {
-    survive_with("identity", Place::Deep, &twice());
-}
-
-#[test]
-fn identity_as_init_clone() {
-    survive_with("identity", Place::Init, &clone());
-}
-
-#[test]
-fn identity_deep_clone() {
-    survive_with("identity", Place::Deep, &clone());
-}
-
-#[test]
-fn vdso_as_init() {
-    survive("vdso", Place::Init);
-}
-
-#[test]
-fn vdso_deep() {
-    survive("vdso", Place::Deep);
-}
-
-#[test]
-fn vdso_deep_clone() {
-    survive_with("vdso", Place::Deep, &clone());
-}
-
-#[test]
-fn vdso_as_init_twice() {
-    survive_with("vdso", Place::Init, &twice());
-}
-
-#[test]
-fn fpu_as_init() {
-    survive("fpu", Place::Init);
-}
-
-#[test]
-fn fpu_deep() {
-    survive("fpu", Place::Deep);
-}
-
-#[test]
-fn fpu_deep_clone() {
-    survive_with("fpu", Place::Deep, &clone());
-}
-
-#[test]
-fn fpu_as_init_twice() {
-    survive_with("fpu", Place::Init, &twice());
+    glibc_as_init: "glibc", Init, glibc_opts("wait");
+    glibc_deep: "glibc", Deep, glibc_opts("wait");
+    glibc_deep_clone: "glibc", Deep + LeaveRunningClone, glibc_opts("wait");
+    glibc_as_init_twice: "glibc", Init + KillTwice, glibc_opts("wait");
+    /// The checkpoint lands in the middle of the coreutils loop.
+    glibc_busy_deep: "glibc", Deep, glibc_opts("busy");
 }
 
 /// Debian's bash and coreutils from the host's /usr (dynamic: ld.so, libc, locale, rseq).
@@ -100,44 +46,4 @@ fn glibc_opts(mode: &str) -> Opts<'static> {
         tree_changes: mode == "busy",
         ..Opts::default()
     }
-}
-
-#[test]
-fn glibc_as_init() {
-    survive_with("glibc", Place::Init, &glibc_opts("wait"));
-}
-
-#[test]
-fn glibc_deep() {
-    survive_with("glibc", Place::Deep, &glibc_opts("wait"));
-}
-
-#[test]
-fn glibc_deep_clone() {
-    survive_with(
-        "glibc",
-        Place::Deep,
-        &Opts {
-            variant: Variant::LeaveRunningClone,
-            ..glibc_opts("wait")
-        },
-    );
-}
-
-#[test]
-fn glibc_as_init_twice() {
-    survive_with(
-        "glibc",
-        Place::Init,
-        &Opts {
-            variant: Variant::KillTwice,
-            ..glibc_opts("wait")
-        },
-    );
-}
-
-/// The checkpoint lands in the middle of the coreutils loop.
-#[test]
-fn glibc_busy_deep() {
-    survive_with("glibc", Place::Deep, &glibc_opts("busy"));
 }

@@ -8,131 +8,49 @@
 //! tests check that what is not restored yet stops the checkpoint and leaves the container
 //! running.
 
-use amber_integration::survival::{survive, survive_with, Opts, Place, Variant};
+use amber_integration::survival::{native_cr, Refusal};
+use amber_integration::survival_tests;
 
-fn clone() -> Opts<'static> {
-    Opts {
-        variant: Variant::LeaveRunningClone,
-        ..Opts::default()
-    }
-}
+survival_tests! {
+    events_as_init: "events", Init;
+    events_as_init_clone: "events", Init + LeaveRunningClone;
+    events_deep_twice: "events", Deep + KillTwice;
 
-fn twice() -> Opts<'static> {
-    Opts {
-        variant: Variant::KillTwice,
-        ..Opts::default()
-    }
-}
+    files_as_init: "files", Init;
+    files_deep: "files", Deep;
+    files_deep_clone: "files", Deep + LeaveRunningClone;
+    files_as_init_twice: "files", Init + KillTwice;
 
-#[test]
-fn events_as_init() {
-    survive("events", Place::Init);
-}
+    maps_as_init: "maps", Init;
+    maps_deep: "maps", Deep;
+    maps_as_init_clone: "maps", Init + LeaveRunningClone;
+    maps_deep_twice: "maps", Deep + KillTwice;
 
-#[test]
-fn events_as_init_clone() {
-    survive_with("events", Place::Init, &clone());
-}
+    inet_sockets_as_init: "inet", Init;
+    inet_sockets_deep_twice: "inet", Deep + KillTwice;
 
-#[test]
-fn events_deep_twice() {
-    survive_with("events", Place::Deep, &twice());
-}
-
-#[test]
-fn files_deep_clone() {
-    survive_with("files", Place::Deep, &clone());
-}
-
-#[test]
-fn files_as_init_twice() {
-    survive_with("files", Place::Init, &twice());
-}
-
-#[test]
-fn maps_as_init_clone() {
-    survive_with("maps", Place::Init, &clone());
-}
-
-#[test]
-fn maps_deep_twice() {
-    survive_with("maps", Place::Deep, &twice());
-}
-
-#[test]
-fn files_as_init() {
-    survive("files", Place::Init);
-}
-
-#[test]
-fn files_deep() {
-    survive("files", Place::Deep);
-}
-
-#[test]
-fn maps_as_init() {
-    survive("maps", Place::Init);
-}
-
-#[test]
-fn maps_deep() {
-    survive("maps", Place::Deep);
+    unix_sockets_as_init: "unixsk", Init;
+    unix_sockets_deep_clone: "unixsk", Deep + LeaveRunningClone;
+    unix_sockets_deep_twice: "unixsk", Deep + KillTwice;
 }
 
 /// What is not restored yet (`kind`, see `integration/survival/refusals.c`) is refused at
 /// checkpoint with a message naming the process and `expect`; the container keeps running with
 /// its state intact (the program checks it after the failed checkpoint).
 fn refused(kind: &str, expect: &str) {
-    use amber_integration::*;
-    use std::time::{Duration, Instant};
-    if !is_amber() {
-        eprintln!("skipped: native checkpoint/restore is amber's (runc needs CRIU)");
+    if !native_cr() {
         return;
     }
-    amber_integration::survival::build("refusals");
-    let tmp = |p: &str| tempfile::Builder::new().prefix(p).tempdir_in("/tmp").unwrap();
-    let out = tmp("amber-it-sv-out.");
-    let images = tmp("amber-it-sv-img.");
-    std::fs::set_permissions(out.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let mut bundle = Bundle::new();
-    bundle.args(&["/t/refusals", "/out", kind]);
-    bundle.bind(&amber_integration::survival::build_dir(), "/t", &["ro"]);
-    bundle.bind(out.path(), "/out", &["rw"]);
-    let c = Container::new(&format!("sv-refuse-{kind}"), bundle);
-    c.bundle.write();
-    let bundle_s = c.bundle.path_str();
-    c.run_console(c.command(&["run", "-d", "--bundle", &bundle_s, &c.id]), &[])
-        .assert_ok();
-    let ready = out.path().join("refusals.ready");
-    wait_for_timeout("the program to be ready", Duration::from_secs(20), || {
-        std::fs::read_to_string(&ready).is_ok_and(|s| s.ends_with('\n'))
-    });
-    let pid = c.pid();
-    let img = images.path().join("img");
-    let cp = c.rt(&["checkpoint", "--image-path", &img.to_string_lossy(), &c.id]);
-    cp.assert_fail();
+    let (r, _) = Refusal::program(&format!("sv-refuse-{kind}"), "refusals", &[kind]);
+    let pid = r.c.pid();
+    let cp = r.checkpoint_refused();
     assert!(
         cp.stderr.contains(&format!("pid {pid}")) && cp.stderr.contains(expect),
         "the refusal names pid {pid} and {expect:?}: {cp}"
     );
-    assert!(!img.join("manifest.json").exists(), "no image after a refusal");
-    assert_eq!(c.state_json()["status"], "running", "the container keeps running");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     assert!(status.contains("TracerPid:\t0"), "detached: {status}");
-    // SAFETY: kill(2) of this test's container init.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGUSR2) }, 0);
-    let result = out.path().join("refusals.result");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !result.exists() {
-        assert!(Instant::now() < deadline, "no result after SIGUSR2: {}", c.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let text = std::fs::read_to_string(&result).unwrap();
-    assert_eq!(
-        text.trim_end(),
-        "PASS",
-        "{kind}: state after the refused checkpoint: {text}"
-    );
+    r.pass_after("refusals", pid);
 }
 
 #[test]
@@ -168,31 +86,6 @@ fn shared_descriptor_tables_are_refused_and_the_container_keeps_running() {
 #[test]
 fn proc_files_are_refused_and_the_container_keeps_running() {
     refused("procfile", "files in /proc are not supported yet");
-}
-
-#[test]
-fn inet_sockets_as_init() {
-    survive("inet", Place::Init);
-}
-
-#[test]
-fn inet_sockets_deep_twice() {
-    survive_with("inet", Place::Deep, &twice());
-}
-
-#[test]
-fn unix_sockets_as_init() {
-    survive("unixsk", Place::Init);
-}
-
-#[test]
-fn unix_sockets_deep_clone() {
-    survive_with("unixsk", Place::Deep, &clone());
-}
-
-#[test]
-fn unix_sockets_deep_twice() {
-    survive_with("unixsk", Place::Deep, &twice());
 }
 
 #[test]

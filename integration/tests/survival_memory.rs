@@ -3,7 +3,8 @@
 //! PROT_NONE and COWed private-file regions, and checks every byte after checkpoint (kill) and
 //! restore, as the container's init and deep in its tree.
 
-use amber_integration::survival::{survive_with, Opts, Place};
+use amber_integration::survival::Opts;
+use amber_integration::survival_tests;
 use std::time::Duration;
 
 fn opts() -> Opts<'static> {
@@ -15,12 +16,7 @@ fn opts() -> Opts<'static> {
     }
 }
 
-#[test]
-fn mem256_as_init() {
-    survive_with("mem256", Place::Init, &opts());
-}
-
-#[test]
-fn mem256_deep() {
-    survive_with("mem256", Place::Deep, &opts());
+survival_tests! {
+    mem256_as_init: "mem256", Init, opts();
+    mem256_deep: "mem256", Deep, opts();
 }

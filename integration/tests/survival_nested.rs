@@ -3,8 +3,8 @@
 //! and one that stays there like `nsenter -p`; every process must come back with the same NSpid
 //! vector, parent and pid_for_children (see `integration/survival/nested_pidns.c`).
 
-use amber_integration::survival::{survive_with, Opts, Place, Variant};
-use amber_integration::Bundle;
+use amber_integration::survival::{native_cr, Opts, Refusal};
+use amber_integration::{survival_tests, Bundle};
 
 /// unshare(CLONE_NEWPID) and setns need CAP_SYS_ADMIN, which runc's default set lacks.
 fn with_sys_admin(b: &mut Bundle) {
@@ -23,78 +23,30 @@ fn opts() -> Opts<'static> {
     }
 }
 
-#[test]
-fn nested_pidns_as_init() {
-    survive_with("nested_pidns", Place::Init, &opts());
-}
-
-#[test]
-fn nested_pidns_deep() {
-    survive_with("nested_pidns", Place::Deep, &opts());
-}
-
-/// Checkpoint --leave-running (the original must pass), then the image as a fresh container.
-fn clone() -> Opts<'static> {
-    Opts {
-        variant: Variant::LeaveRunningClone,
-        ..opts()
-    }
-}
-
-#[test]
-fn nested_pidns_as_init_clone() {
-    survive_with("nested_pidns", Place::Init, &clone());
-}
-
-#[test]
-fn nested_pidns_deep_clone() {
-    survive_with("nested_pidns", Place::Deep, &clone());
-}
-
-/// The restored tree checkpointed and restored again.
-fn twice() -> Opts<'static> {
-    Opts {
-        variant: Variant::KillTwice,
-        ..opts()
-    }
-}
-
-#[test]
-fn nested_pidns_as_init_twice() {
-    survive_with("nested_pidns", Place::Init, &twice());
-}
-
-#[test]
-fn nested_pidns_deep_twice() {
-    survive_with("nested_pidns", Place::Deep, &twice());
+// `_clone`: checkpoint --leave-running (the original must pass), then the image as a fresh
+// container; `_twice`: the restored tree checkpointed and restored again.
+survival_tests! {
+    nested_pidns_as_init: "nested_pidns", Init, opts();
+    nested_pidns_deep: "nested_pidns", Deep, opts();
+    nested_pidns_as_init_clone: "nested_pidns", Init + LeaveRunningClone, opts();
+    nested_pidns_deep_clone: "nested_pidns", Deep + LeaveRunningClone, opts();
+    nested_pidns_as_init_twice: "nested_pidns", Init + KillTwice, opts();
+    nested_pidns_deep_twice: "nested_pidns", Deep + KillTwice, opts();
 }
 
 /// A process in a nested user namespace cannot be restored: the checkpoint is refused naming it
 /// and the namespace, and the container keeps running, untouched.
 #[test]
 fn nested_user_namespace_is_refused_and_the_container_keeps_running() {
-    use amber_integration::*;
     use std::time::{Duration, Instant};
-    if !is_amber() {
-        eprintln!("skipped: native checkpoint/restore is amber's (runc needs CRIU)");
+    if !native_cr() {
         return;
     }
-    let out = tempfile::Builder::new()
-        .prefix("amber-it-nsu-out.")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let images = tempfile::Builder::new()
-        .prefix("amber-it-nsu-img.")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let mut b =
-        Bundle::sh("unshare -U sleep 100000 & i=0; while :; do i=$((i+1)); echo $i > /out/count; sleep 0.1; done");
-    b.bind(out.path(), "/out", &["rw"]);
-    let c = Container::new("nsu", b);
-    c.bundle.write();
-    let bundle = c.bundle.path_str();
-    c.run_console(c.command(&["run", "-d", "--bundle", &bundle, &c.id]), &[])
-        .assert_ok();
+    let r = Refusal::run(
+        "nsu",
+        Bundle::sh("unshare -U sleep 100000 & i=0; while :; do i=$((i+1)); echo $i > /out/count; sleep 0.1; done"),
+    );
+    let (c, out) = (&r.c, &r.out);
     let count = || -> u64 {
         std::fs::read_to_string(out.path().join("count"))
             .ok()
@@ -117,7 +69,7 @@ fn nested_user_namespace_is_refused_and_the_container_keeps_running() {
         assert!(Instant::now() < deadline, "no process in a nested user namespace: {ps}");
         std::thread::sleep(Duration::from_millis(50));
     };
-    let img = images.path().join("img").to_string_lossy().into_owned();
+    let img = r.img().to_string_lossy().into_owned();
     let cp = c.rt(&["checkpoint", "--image-path", &img, &c.id]);
     assert!(!cp.ok(), "a nested user namespace was checkpointed: {cp}");
     assert!(
