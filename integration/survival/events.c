@@ -33,35 +33,14 @@ enum {
     FD_CHILD_EV = 30, /* the child's eventfd, registered by the child */
 };
 
-static void die(const char *what)
-{
-    sv_fail(NAME, "setup: %s: %s", what, strerror(errno));
-    exit(1);
-}
-
-static void place(int fd, int want)
-{
-    if (fd < 0)
-        die("create");
-    if (fd != want) {
-        if (dup2(fd, want) < 0)
-            die("dup2");
-        close(fd);
-    }
-}
+#define die(what) sv_die(NAME, what)
+#define place(fd, want) sv_place(NAME, fd, want, "create")
 
 static void add(int fd, uint32_t events, uint64_t data)
 {
     struct epoll_event ev = {.events = events, .data.u64 = data};
     if (epoll_ctl(FD_EPOLL, EPOLL_CTL_ADD, fd, &ev) < 0)
         die("epoll_ctl");
-}
-
-static volatile sig_atomic_t child_go;
-static void on_usr1(int sig)
-{
-    (void)sig;
-    child_go = 1;
 }
 
 int main(int argc, char **argv)
@@ -111,11 +90,7 @@ int main(int argc, char **argv)
     add(FD_PIPE_R, EPOLLIN, 77);
     add(FD_TPERIOD, EPOLLIN, 88);
 
-    sigset_t s, old;
-    sigemptyset(&s);
-    sigaddset(&s, SIGUSR1);
-    sigprocmask(SIG_BLOCK, &s, &old);
-    signal(SIGUSR1, on_usr1);
+    sigset_t old = sv_turn_arm();
     pid_t child = fork();
     if (child < 0)
         die("fork");
@@ -123,11 +98,7 @@ int main(int argc, char **argv)
         place(eventfd(0, EFD_NONBLOCK), FD_CHILD_EV);
         add(FD_CHILD_EV, EPOLLIN, 0xc41d);
         kill(getppid(), SIGUSR1);
-        sigset_t w;
-        sigprocmask(SIG_BLOCK, NULL, &w);
-        sigdelset(&w, SIGUSR1);
-        while (!child_go)
-            sigsuspend(&w);
+        sv_turn_wait();
         uint64_t one = 1;
         if (write(FD_CHILD_EV, &one, 8) != 8)
             _exit(3);
@@ -135,10 +106,7 @@ int main(int argc, char **argv)
         for (;;)
             pause();
     }
-    sigset_t w = old;
-    sigdelset(&w, SIGUSR1);
-    while (!child_go)
-        sigsuspend(&w);
+    sv_turn_wait();
     sigprocmask(SIG_SETMASK, &old, NULL);
 
     int flags_event = fcntl(FD_EVENT, F_GETFL), flags_sig = fcntl(FD_SIG, F_GETFL);

@@ -54,23 +54,8 @@ static const char *at(const char *file)
     return path;
 }
 
-static void die(const char *what)
-{
-    sv_fail(NAME, "setup: %s: %s", what, strerror(errno));
-    exit(1);
-}
-
-/* Put fd at exactly `want`. */
-static void place(int fd, int want)
-{
-    if (fd < 0)
-        die("open");
-    if (fd != want) {
-        if (dup2(fd, want) < 0)
-            die("dup2");
-        close(fd);
-    }
-}
+#define die(what) sv_die(NAME, what)
+#define place(fd, want) sv_place(NAME, fd, want, "open")
 
 static struct {
     int snapped, fl, fd;
@@ -79,13 +64,6 @@ static struct {
 static off_t pos(int fd)
 {
     return lseek(fd, 0, SEEK_CUR);
-}
-
-static volatile sig_atomic_t child_go;
-static void on_usr1(int sig)
-{
-    (void)sig;
-    child_go = 1;
 }
 
 /* The lock another description of `path` runs into when asking for a write lock on
@@ -123,18 +101,11 @@ static int child_main(int wfd)
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
     if (fcntl(FD_APPEND, F_SETLK, &fl) < 0)
         return 9;
-    sigset_t s, wait;
-    sigemptyset(&s);
-    sigaddset(&s, SIGUSR1);
-    sigprocmask(SIG_BLOCK, &s, &wait);
-    signal(SIGUSR1, on_usr1);
     if (write(wfd, CHILD1, strlen(CHILD1)) != (ssize_t)strlen(CHILD1))
         return 10;
     /* Tell the parent the data is in (a byte on the shared file would move the offset). */
     kill(getppid(), SIGUSR1);
-    sigdelset(&wait, SIGUSR1);
-    while (!child_go)
-        sigsuspend(&wait);
+    sv_turn_wait();
     /* The parent read 2 bytes through the shared description: 2 -> 4. */
     if (pos(FD_SHARED) != 4)
         return 11;
@@ -220,11 +191,7 @@ int main(int argc, char **argv)
     /* The child and its pipe. */
     if (pipe(p) < 0)
         die("pipe");
-    sigset_t s, old;
-    sigemptyset(&s);
-    sigaddset(&s, SIGUSR1);
-    sigprocmask(SIG_BLOCK, &s, &old);
-    signal(SIGUSR1, on_usr1);
+    sigset_t old = sv_turn_arm();
     pid_t child = fork();
     if (child < 0)
         die("fork");
@@ -234,10 +201,7 @@ int main(int argc, char **argv)
     }
     close(p[1]);
     place(p[0], FD_CHILD);
-    sigset_t w = old;
-    sigdelset(&w, SIGUSR1);
-    while (!child_go)
-        sigsuspend(&w); /* the child's data is in the pipe */
+    sv_turn_wait(); /* the child's data is in the pipe */
     sigprocmask(SIG_SETMASK, &old, NULL);
 
     for (int fd = FD_DATA; fd <= FD_MEMFD; fd++)

@@ -22,22 +22,8 @@ enum {
     FD_UDP_CONN = 15,
 };
 
-static void die(const char *what)
-{
-    sv_fail(NAME, "setup: %s: %s", what, strerror(errno));
-    exit(1);
-}
-
-static void place(int fd, int want)
-{
-    if (fd < 0)
-        die("socket");
-    if (fd != want) {
-        if (dup2(fd, want) < 0)
-            die("dup2");
-        close(fd);
-    }
-}
+#define die(what) sv_die(NAME, what)
+#define place(fd, want) sv_place(NAME, fd, want, "socket")
 
 static int opt(int fd, int level, int name)
 {

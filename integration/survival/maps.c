@@ -24,11 +24,7 @@
 static char *base;
 static size_t cursor;
 
-static void die(const char *what)
-{
-    sv_fail(NAME, "setup: %s: %s", what, strerror(errno));
-    exit(1);
-}
+#define die(what) sv_die(NAME, what)
 
 /* The next slot of the reserved range. */
 static char *map(size_t len, int prot, int flags, int fd, off_t off)
@@ -90,13 +86,6 @@ static void compare_maps(void)
                      (shmem || (!strcmp(da, db) && ia == ib) || is_file_now(nb, db, ib)),
                  "maps line %d changed: \"%s\" -> \"%s\"", line, la, lb);
     }
-}
-
-static volatile sig_atomic_t child_go;
-static void on_usr1(int sig)
-{
-    (void)sig;
-    child_go = 1;
 }
 
 int main(int argc, char **argv)
@@ -184,11 +173,7 @@ int main(int argc, char **argv)
     char *mpriv = map(4 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE, mfd, 0);
     fill(mpriv + PG, PG, 17);
 
-    sigset_t s, old;
-    sigemptyset(&s);
-    sigaddset(&s, SIGUSR1);
-    sigprocmask(SIG_BLOCK, &s, &old);
-    signal(SIGUSR1, on_usr1);
+    sigset_t old = sv_turn_arm();
     pid_t child = fork();
     if (child < 0)
         die("fork");
@@ -196,11 +181,7 @@ int main(int argc, char **argv)
         fill(shm + PG, PG, 10); /* before the checkpoint */
         fill(shm2 + PG, PG, 11);
         kill(getppid(), SIGUSR1);
-        sigset_t w;
-        sigprocmask(SIG_BLOCK, NULL, &w);
-        sigdelset(&w, SIGUSR1);
-        while (!child_go)
-            sigsuspend(&w);
+        sv_turn_wait();
         /* After the restore: the parent's new write is visible here, ours will be there. */
         if (!check(shm + 2 * PG, PG, 12))
             _exit(3);
@@ -208,10 +189,7 @@ int main(int argc, char **argv)
         fill(shm + 3 * PG, PG, 13);
         _exit(0);
     }
-    sigset_t w = old;
-    sigdelset(&w, SIGUSR1);
-    while (!child_go)
-        sigsuspend(&w);
+    sv_turn_wait();
     sigprocmask(SIG_SETMASK, &old, NULL);
 
     if (sv_read_file("/proc/self/maps", maps_before, sizeof maps_before) < 0)

@@ -14,11 +14,7 @@
 
 #define NAME "refusals"
 
-static void die(const char *what)
-{
-    sv_fail(NAME, "setup: %s: %s", what, strerror(errno));
-    exit(1);
-}
+#define die(what) sv_die(NAME, what)
 
 static char child_stack[65536] __attribute__((aligned(16)));
 
@@ -32,10 +28,7 @@ static int sleeper(void *arg)
 
 static void at10(int fd)
 {
-    if (fd < 0)
-        die("creating the object");
-    if (fd != 10 && (dup2(fd, 10) < 0 || close(fd) < 0))
-        die("dup2");
+    sv_place(NAME, fd, 10, "creating the object");
 }
 
 int main(int argc, char **argv)

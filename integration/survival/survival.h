@@ -212,6 +212,59 @@ SV_FN int sv_finish(const char *name)
     return 0;
 }
 
+/* Setup failed (errno says how): report `what` as the result of `name` and exit 1. Programs
+ * wrap it as `#define die(what) sv_die(NAME, what)`. */
+__attribute__((noreturn)) SV_FN void sv_die(const char *name, const char *what)
+{
+    sv_fail(name, "setup: %s: %s", what, strerror(errno));
+    exit(1);
+}
+
+/* Put a descriptor just made at exactly `want` (dup2, close the old one); fd < 0: the setup
+ * failed making it (`what`, e.g. "open"). */
+SV_FN void sv_place(const char *name, int fd, int want, const char *what)
+{
+    if (fd < 0)
+        sv_die(name, what);
+    if (fd != want) {
+        if (dup2(fd, want) < 0)
+            sv_die(name, "dup2");
+        close(fd);
+    }
+}
+
+/* A parent and the child it forks take turns, each waking the other with SIGUSR1.
+ * sv_turn_arm(), before the fork (the child inherits both), installs the handler and blocks
+ * SIGUSR1 so that a wake-up sent before the wait is not lost; it returns the mask as it was, for
+ * the parent to put back once the child is set up. Set by the SIGUSR1 handler: */
+static volatile sig_atomic_t sv_turn;
+
+SV_FN void sv_on_usr1(int sig)
+{
+    (void)sig;
+    sv_turn = 1;
+}
+
+SV_FN sigset_t sv_turn_arm(void)
+{
+    sigset_t s, old;
+    sigemptyset(&s);
+    sigaddset(&s, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &s, &old);
+    signal(SIGUSR1, sv_on_usr1);
+    return old;
+}
+
+/* Wait until SIGUSR1 has arrived (unblocked only while waiting). */
+SV_FN void sv_turn_wait(void)
+{
+    sigset_t w;
+    sigprocmask(SIG_BLOCK, NULL, &w);
+    sigdelset(&w, SIGUSR1);
+    while (!sv_turn)
+        sigsuspend(&w);
+}
+
 /* Read a whole file into buf (NUL-terminated); returns the length or -1. */
 SV_FN ssize_t sv_read_file(const char *path, char *buf, size_t size)
 {

@@ -68,22 +68,8 @@ static int recv_fd(int sock, char *buf, size_t size, ssize_t *n)
     return fd;
 }
 
-static void die(const char *what)
-{
-    sv_fail(NAME, "setup: %s: %s", what, strerror(errno));
-    exit(1);
-}
-
-static void place(int fd, int want)
-{
-    if (fd < 0)
-        die("create");
-    if (fd != want) {
-        if (dup2(fd, want) < 0)
-            die("dup2");
-        close(fd);
-    }
-}
+#define die(what) sv_die(NAME, what)
+#define place(fd, want) sv_place(NAME, fd, want, "create")
 
 static socklen_t addr_of(struct sockaddr_un *a, const char *path, int abstract)
 {
@@ -103,13 +89,6 @@ static int sock_type(int fd)
     socklen_t l = sizeof t;
     getsockopt(fd, SOL_SOCKET, SO_TYPE, &t, &l);
     return t;
-}
-
-static volatile sig_atomic_t child_go;
-static void on_usr1(int sig)
-{
-    (void)sig;
-    child_go = 1;
 }
 
 int main(int argc, char **argv)
@@ -203,11 +182,7 @@ int main(int argc, char **argv)
     /* The child and its stream pair. */
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
         die("socketpair stream");
-    sigset_t s, old;
-    sigemptyset(&s);
-    sigaddset(&s, SIGUSR1);
-    sigprocmask(SIG_BLOCK, &s, &old);
-    signal(SIGUSR1, on_usr1);
+    sigset_t old = sv_turn_arm();
     pid_t child = fork();
     if (child < 0)
         die("fork");
@@ -216,11 +191,7 @@ int main(int argc, char **argv)
         if (write(sv[1], "to-parent", 9) != 9)
             _exit(2);
         kill(getppid(), SIGUSR1);
-        sigset_t w;
-        sigprocmask(SIG_BLOCK, NULL, &w);
-        sigdelset(&w, SIGUSR1);
-        while (!child_go)
-            sigsuspend(&w);
+        sv_turn_wait();
         char b[32] = "";
         if (recv(sv[1], b, sizeof b, MSG_DONTWAIT) != 8 || memcmp(b, "to-child", 8))
             _exit(3);
@@ -232,10 +203,7 @@ int main(int argc, char **argv)
     place(sv[0], FD_TOCHILD);
     if (write(FD_TOCHILD, "to-child", 8) != 8)
         die("write to child");
-    sigset_t w = old;
-    sigdelset(&w, SIGUSR1);
-    while (!child_go)
-        sigsuspend(&w);
+    sv_turn_wait();
     sigprocmask(SIG_SETMASK, &old, NULL);
 
     sv_ready(NAME);
