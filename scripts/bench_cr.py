@@ -82,10 +82,11 @@ class Runner:
             raise RuntimeError(f"{os.path.basename(self.argv[-1])} {' '.join(args)} failed ({r.returncode}): {msg}")
         try:
             with open(rec) as f:
-                code, wall, rss, _, _ = f.read().split()
-            return {"rc": int(code), "wall": float(wall), "rss_kib": int(rss), "stderr": msg}
+                code, wall, rss, user, system = f.read().split()
+            return {"rc": int(code), "wall": float(wall), "rss_kib": int(rss), "cpu": float(user) + float(system),
+                    "stderr": msg}
         except FileNotFoundError:
-            return {"rc": r.returncode, "wall": float("nan"), "rss_kib": 0, "stderr": msg}
+            return {"rc": r.returncode, "wall": float("nan"), "rss_kib": 0, "cpu": float("nan"), "stderr": msg}
 
 
 def wait_file(path, timeout=60):
@@ -165,12 +166,12 @@ def amber_once(tmp, name, mib, b, out, i):
         time.sleep(0.2)
     settle()
     r = run("checkpoint", "--image-path", img, "--work-path", work, cid)
-    res["ckpt_wall"], res["ckpt_rss"] = r["wall"], r["rss_kib"]
+    res["ckpt_wall"], res["ckpt_rss"], res["ckpt_cpu"] = r["wall"], r["rss_kib"], r["cpu"]
     res["ckpt_frozen"] = dump_log_frozen(work)
     res["image"] = du(img)
     settle()
     r = run("restore", "-d", "--bundle", b, "--image-path", img, "--work-path", work, cid)
-    res["rest_wall"], res["rest_rss"] = r["wall"], r["rss_kib"]
+    res["rest_wall"], res["rest_rss"], res["rest_cpu"] = r["wall"], r["rss_kib"], r["cpu"]
     if hog:
         pid = init_pid(run, cid)
         os.kill(pid, 12)  # SIGUSR2: verify
@@ -268,8 +269,11 @@ def main():
               f"{med(rows, 'ckpt_rss') / 1024:8.1f} {med(rows, 'rest_wall'):9.3f} {med(rows, 'rest_rss') / 1024:8.1f}")
     print("\nranges (min-max over the repetitions)")
     for name, rows in results.items():
-        print(f"  {name:5}: checkpoint {rng(rows, 'ckpt_wall')}  frozen {rng(rows, 'frozen')}  "
-              f"restore {rng(rows, 'rest_wall')}")
+        print(f"  {name:5}: checkpoint {rng(rows, 'ckpt_wall')} (CPU {rng(rows, 'ckpt_cpu')})  "
+              f"frozen {rng(rows, 'frozen')}  restore {rng(rows, 'rest_wall')} (CPU {rng(rows, 'rest_cpu')})")
+    print("  CPU: user+system seconds of the amber process and the children it waited for. A slow run\n"
+          "  that costs more CPU too did costlier work (fresh memory the VM's host had to fault in), one\n"
+          "  with the same CPU waited (for other work on the machine).")
     print("\n  frozen: dump.log, from the freeze until the tasks run again (checkpoint --leave-running);"
           "\n  hog gap: the longest pause the hog itself saw between two 1 ms ticks during that checkpoint.")
     print("\nratios vs runc + CRIU 4.2 on this VM (issue 7 reference; below 1.00 means amber is faster)")
