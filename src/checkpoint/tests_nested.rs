@@ -6,20 +6,17 @@
 //! A nested user namespace is refused at dump, naming the pid, and the tree keeps running.
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::Pid;
-
 use super::dump::{dump_tree, DumpOptions};
 use super::image;
-use super::restore::{restore, PidNamespace, RestoreOptions};
-use super::tests_root::{count, skip_reason, tempdir, wait_for, Killer, BUSYBOX, SCRIPT};
-use crate::spawn::{spawn, SpawnPlan};
+use super::restore::{restore, PidNamespace};
+use super::tests_root::{
+    count, keeps_running_untraced, restore_opts, skipped, spawn_with, tempdir, term_runs_the_trap, wait_counted,
+    wait_counting_on, wait_for, Killer, Launch, BUSYBOX, SCRIPT,
+};
 
 /// Pid 1 of the first nested namespace (N1): a second-level subtree and a plain member.
 const L1: &str = "unshare -p -f setsid sh l2.sh & sleep 1000 & wait";
@@ -39,41 +36,12 @@ const TOP: &str = "unshare -p sleep 1000 & unshare -p -f sh l1.sh & u=$!; \
 /// with `own_proc` in a new mount namespace with a /proc of its own pid namespace (so that
 /// pids in the script resolve there). Returns its host pid.
 fn spawn_container(dir: &Path, own_proc: bool, script: &str) -> i32 {
-    let argv: Vec<CString> = [BUSYBOX, "sh", "-c", script]
-        .iter()
-        .map(|s| CString::new(*s).unwrap())
-        .collect();
-    let dir = CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
-    let plan = SpawnPlan {
-        new_namespaces: crate::sys::CLONE_NEWPID | if own_proc { crate::sys::CLONE_NEWNS } else { 0 },
-        set_tid: vec![],
-        cgroup_fd: None,
-        joins: vec![],
-        time_offsets: None,
+    let how = Launch {
+        new_pidns: true,
+        own_proc,
+        fd5: None,
     };
-    let child = spawn(&plan, || {
-        use nix::mount::{mount, MsFlags};
-        if own_proc {
-            let none: Option<&str> = None;
-            if mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).is_err()
-                || mount(Some("proc"), "/proc", Some("proc"), MsFlags::empty(), none).is_err()
-            {
-                return 126;
-            }
-        }
-        let _ = nix::unistd::setsid();
-        let null =
-            nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDWR, nix::sys::stat::Mode::empty()).unwrap_or(-1);
-        for fd in 0..3 {
-            let _ = nix::unistd::dup2(null, fd);
-        }
-        let _ = crate::sys::cloexec_from(3);
-        let _ = nix::unistd::chdir(dir.as_c_str());
-        let _ = nix::unistd::execv(&argv[0], &argv);
-        127
-    })
-    .expect("spawning the container");
-    child.pid
+    spawn_with(dir, &[BUSYBOX, "sh", "-c", script], &how)
 }
 
 /// Every process under `root` (host view): host pid -> NSpid from the root's level down.
@@ -122,8 +90,7 @@ fn comm(pid: i32) -> String {
 
 #[test]
 fn nested_pid_namespaces_keep_every_level() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping nested_pid_namespaces_keep_every_level: {why}");
+    if skipped("nested_pid_namespaces_keep_every_level") {
         return;
     }
     let (_t, work, img) = tempdir("nested");
@@ -134,7 +101,7 @@ fn nested_pid_namespaces_keep_every_level() {
     wait_for("the nested subtrees", Duration::from_secs(20), || {
         work.join("ready").exists()
     });
-    wait_for("the counter to reach 2", Duration::from_secs(10), || count(&work) >= 2);
+    wait_counted(&work, 2);
 
     let before = tree_vectors(root);
     let sessions_before = tree_sessions(root);
@@ -184,15 +151,7 @@ fn nested_pid_namespaces_keep_every_level() {
     assert!(json["tree"]["pid_namespaces"].as_array().is_some_and(|a| a.len() == 4));
     let at_dump = count(&work);
 
-    let restored = restore(
-        &img,
-        &RestoreOptions {
-            pid_ns: PidNamespace::New,
-            external_fds: BTreeMap::new(),
-            cgroup_fd: None,
-        },
-    )
-    .expect("restore");
+    let restored = restore(&img, &restore_opts(PidNamespace::New)).expect("restore");
     let guard = Killer(restored.root_pid);
     let after = tree_vectors(restored.root_pid);
     eprintln!(
@@ -268,9 +227,7 @@ fn nested_pid_namespaces_keep_every_level() {
     };
     assert_eq!(shape(&again.tree), shape(&dumped.tree));
     assert_eq!(again.tree.pid_namespaces.len(), dumped.tree.pid_namespaces.len());
-    wait_for("the restored counter to go on", Duration::from_secs(10), || {
-        count(&work) >= at_dump + 2
-    });
+    wait_counting_on(&work, at_dump);
     // The nested ones still run (sleeping, not dead or stopped).
     for t in dumped.tree.tasks.iter().filter(|t| t.nspid.len() > 1) {
         let host = restored.pids[&t.pid];
@@ -278,20 +235,12 @@ fn nested_pid_namespaces_keep_every_level() {
             super::procfs::parse_status(&std::fs::read_to_string(format!("/proc/{host}/status")).unwrap()).state;
         assert_eq!(state, 'S', "pid {} {:?}", t.pid, t.nspid);
     }
-    kill(Pid::from_raw(restored.root_pid), Signal::SIGTERM).unwrap();
-    let status = waitpid(Pid::from_raw(restored.root_pid), None).unwrap();
-    std::mem::forget(guard);
-    assert_eq!(
-        status,
-        WaitStatus::Exited(Pid::from_raw(restored.root_pid), 7),
-        "the TERM trap ran"
-    );
+    term_runs_the_trap(guard);
 }
 
 #[test]
 fn a_nested_user_namespace_is_refused_and_the_tree_keeps_running() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping a_nested_user_namespace_is_refused_and_the_tree_keeps_running: {why}");
+    if skipped("a_nested_user_namespace_is_refused_and_the_tree_keeps_running") {
         return;
     }
     let (_t, work, img) = tempdir("nested-user");
@@ -312,13 +261,6 @@ fn a_nested_user_namespace_is_refused_and_the_tree_keeps_running() {
         "{text}"
     );
     assert!(!img.join(image::MANIFEST).exists(), "no image is written");
-    let after = count(&work);
-    wait_for("the refused tree to keep running", Duration::from_secs(10), || {
-        count(&work) > after
-    });
-    for host in tree_vectors(root).keys() {
-        let status = std::fs::read_to_string(format!("/proc/{host}/status")).unwrap();
-        assert!(status.contains("TracerPid:\t0"), "pid {host} detached");
-    }
+    keeps_running_untraced(&work, || tree_vectors(root).into_keys());
     assert!(Path::new(&format!("/proc/{inner}")).exists());
 }

@@ -42,22 +42,62 @@ fn spawn_script(dir: &Path, new_pidns: bool, script: &str) -> i32 {
 }
 
 fn spawn_argv(dir: &Path, new_pidns: bool, argv: &[&str]) -> i32 {
-    spawn_argv_with(dir, new_pidns, argv, None)
+    spawn_with(
+        dir,
+        argv,
+        &Launch {
+            new_pidns,
+            ..Launch::default()
+        },
+    )
 }
 
-/// `spawn_argv`, with `fd5` (a descriptor of ours) installed as the program's fd 5.
-fn spawn_argv_with(dir: &Path, new_pidns: bool, argv: &[&str], fd5: Option<i32>) -> i32 {
+/// `spawn_counter`, with `fd` (a descriptor of ours) installed as the shell's fd 5.
+fn spawn_counter_with_fd5(dir: &Path, fd: &impl std::os::fd::AsRawFd) -> i32 {
+    let how = Launch {
+        new_pidns: true,
+        fd5: Some(fd.as_raw_fd()),
+        ..Launch::default()
+    };
+    spawn_with(dir, &[BUSYBOX, "sh", "-c", SCRIPT], &how)
+}
+
+/// How [`spawn_with`] starts a program (always a session leader, stdio on /dev/null).
+#[derive(Default)]
+pub(super) struct Launch {
+    /// As pid 1 of a new pid namespace.
+    pub(super) new_pidns: bool,
+    /// In a new mount namespace too, with a /proc of its own pid namespace (so that pids in a
+    /// script resolve there).
+    pub(super) own_proc: bool,
+    /// A descriptor of ours, installed as the program's fd 5.
+    pub(super) fd5: Option<i32>,
+}
+
+/// Start `argv` in `dir` as `how` says. Returns its host pid (a child of this test process).
+pub(super) fn spawn_with(dir: &Path, argv: &[&str], how: &Launch) -> i32 {
     let prog = CString::new(argv[0]).unwrap();
     let argv: Vec<CString> = argv.iter().map(|s| CString::new(*s).unwrap()).collect();
     let dir = CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
     let plan = SpawnPlan {
-        new_namespaces: if new_pidns { crate::sys::CLONE_NEWPID } else { 0 },
+        new_namespaces: if how.new_pidns { crate::sys::CLONE_NEWPID } else { 0 }
+            | if how.own_proc { crate::sys::CLONE_NEWNS } else { 0 },
         set_tid: vec![],
         cgroup_fd: None,
         joins: vec![],
         time_offsets: None,
     };
+    let (own_proc, fd5) = (how.own_proc, how.fd5);
     let child = spawn(&plan, || {
+        use nix::mount::{mount, MsFlags};
+        if own_proc {
+            let none: Option<&str> = None;
+            if mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).is_err()
+                || mount(Some("proc"), "/proc", Some("proc"), MsFlags::empty(), none).is_err()
+            {
+                return 126;
+            }
+        }
         let _ = nix::unistd::setsid();
         let null =
             nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDWR, nix::sys::stat::Mode::empty()).unwrap_or(-1);
@@ -72,7 +112,7 @@ fn spawn_argv_with(dir: &Path, new_pidns: bool, argv: &[&str], fd5: Option<i32>)
         let _ = nix::unistd::execv(&prog, &argv);
         127
     })
-    .expect("spawning the counter");
+    .expect("spawning the test program");
     child.pid
 }
 
@@ -116,16 +156,69 @@ pub(super) fn tempdir(tag: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
     (t, work, img)
 }
 
+/// [`skip_reason`], said: true (with a message naming `test`) when the test must skip.
+pub(super) fn skipped(test: &str) -> bool {
+    let why = skip_reason();
+    if let Some(why) = why {
+        eprintln!("skipping {test}: {why}");
+    }
+    why.is_some()
+}
+
+/// Restore options with no external fds and no cgroup: the tree alone, in `pid_ns`.
+pub(super) fn restore_opts(pid_ns: PidNamespace) -> RestoreOptions {
+    RestoreOptions {
+        pid_ns,
+        external_fds: BTreeMap::new(),
+        cgroup_fd: None,
+    }
+}
+
+/// Wait until the counter in `work` reaches `n`.
+pub(super) fn wait_counted(work: &Path, n: u64) {
+    wait_for(&format!("the counter to reach {n}"), Duration::from_secs(10), || {
+        count(work) >= n
+    });
+}
+
+/// Wait until the restored counter goes on: two counts past `at_dump`.
+pub(super) fn wait_counting_on(work: &Path, at_dump: u64) {
+    wait_for("the restored counter to go on", Duration::from_secs(10), || {
+        count(work) >= at_dump + 2
+    });
+}
+
+/// A tree whose dump failed keeps running: it counts on in `work`, and then none of `pids()` is
+/// traced.
+pub(super) fn keeps_running_untraced<I: IntoIterator<Item = i32>>(work: &Path, pids: impl FnOnce() -> I) {
+    let after = count(work);
+    wait_for("the tree to keep running", Duration::from_secs(10), || {
+        count(work) > after
+    });
+    for pid in pids() {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        assert!(status.contains("TracerPid:\t0"), "pid {pid} detached");
+    }
+}
+
+/// SIGTERM the (restored) shell `guard` holds and reap it: its TERM trap must run (exit 7).
+pub(super) fn term_runs_the_trap(guard: Killer) {
+    let pid = Pid::from_raw(guard.0);
+    kill(pid, Signal::SIGTERM).unwrap();
+    let status = waitpid(pid, None).unwrap();
+    std::mem::forget(guard);
+    assert_eq!(status, WaitStatus::Exited(pid, 7), "the TERM trap ran");
+}
+
 #[test]
 fn dump_kill_restore_counter_tree() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping dump_kill_restore_counter_tree: {why}");
+    if skipped("dump_kill_restore_counter_tree") {
         return;
     }
     let (_t, work, img) = tempdir("e2e");
     let pid = spawn_counter(&work);
     let guard = Killer(pid);
-    wait_for("the counter to reach 3", Duration::from_secs(10), || count(&work) >= 3);
+    wait_counted(&work, 3);
 
     let summary = dump_tree(pid, &img, &DumpOptions { leave_running: false }).expect("dump");
     // Killed (and, being our child, reaped) by the dump.
@@ -140,15 +233,7 @@ fn dump_kill_restore_counter_tree() {
     let json = image::inspect_json(&img).unwrap();
     assert_eq!(json["tree"]["root"], 1);
 
-    let restored = restore(
-        &img,
-        &RestoreOptions {
-            pid_ns: PidNamespace::New,
-            external_fds: BTreeMap::new(),
-            cgroup_fd: None,
-        },
-    )
-    .expect("restore");
+    let restored = restore(&img, &restore_opts(PidNamespace::New)).expect("restore");
     let guard = Killer(restored.root_pid);
     assert_eq!(
         restored.pids.keys().copied().collect::<Vec<_>>(),
@@ -159,35 +244,25 @@ fn dump_kill_restore_counter_tree() {
 
     check_maps(restored.pids[&1], &image::load_for_inspect(&img).unwrap().tasks[&1]);
 
-    wait_for("the restored counter to go on", Duration::from_secs(10), || {
-        count(&work) >= at_dump + 2
-    });
+    wait_counting_on(&work, at_dump);
     let now = count(&work);
     assert!(
         now <= at_dump + 10,
         "counting continued from {at_dump}, not from 1 ({now})"
     );
 
-    kill(Pid::from_raw(restored.root_pid), Signal::SIGTERM).unwrap();
-    let status = waitpid(Pid::from_raw(restored.root_pid), None).unwrap();
-    std::mem::forget(guard);
-    assert_eq!(
-        status,
-        WaitStatus::Exited(Pid::from_raw(restored.root_pid), 7),
-        "the TERM trap ran"
-    );
+    term_runs_the_trap(guard);
 }
 
 #[test]
 fn corrupt_images_are_refused_before_cloning() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping corrupt_images_are_refused_before_cloning: {why}");
+    if skipped("corrupt_images_are_refused_before_cloning") {
         return;
     }
     let (_t, work, img) = tempdir("corrupt");
     let pid = spawn_counter(&work);
     let _guard = Killer(pid);
-    wait_for("the counter to reach 2", Duration::from_secs(10), || count(&work) >= 2);
+    wait_counted(&work, 2);
     dump_tree(pid, &img, &DumpOptions { leave_running: true }).expect("dump");
     let before = count(&work);
     wait_for("the dumped tree to keep running", Duration::from_secs(10), || {
@@ -195,11 +270,7 @@ fn corrupt_images_are_refused_before_cloning() {
     });
     image::verify(&img).expect("a fresh image verifies");
 
-    let opts = RestoreOptions {
-        pid_ns: PidNamespace::New,
-        external_fds: BTreeMap::new(),
-        cgroup_fd: None,
-    };
+    let opts = restore_opts(PidNamespace::New);
     let pages = img.join(image::task_pages(1));
     let mut data = std::fs::read(&pages).unwrap();
     assert!(!data.is_empty());
@@ -241,14 +312,13 @@ fn check_maps(host: i32, task: &image::TaskImage) {
 
 #[test]
 fn restore_in_the_current_pid_namespace_at_the_same_pids() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping restore_in_the_current_pid_namespace_at_the_same_pids: {why}");
+    if skipped("restore_in_the_current_pid_namespace_at_the_same_pids") {
         return;
     }
     let (_t, work, img) = tempdir("hostns");
     let pid = spawn_script(&work, false, SCRIPT);
     let guard = Killer(pid);
-    wait_for("the counter to reach 2", Duration::from_secs(10), || count(&work) >= 2);
+    wait_counted(&work, 2);
     let summary = dump_tree(pid, &img, &DumpOptions { leave_running: false }).expect("dump");
     std::mem::forget(guard);
     let dumped: Vec<i32> = summary.tasks.iter().map(|t| t.0).collect();
@@ -258,34 +328,20 @@ fn restore_in_the_current_pid_namespace_at_the_same_pids() {
         dumped.iter().all(|p| !Path::new(&format!("/proc/{p}")).exists())
     });
     let at_dump = count(&work);
-    let restored = restore(
-        &img,
-        &RestoreOptions {
-            pid_ns: PidNamespace::Current,
-            external_fds: BTreeMap::new(),
-            cgroup_fd: None,
-        },
-    )
-    .expect("restore");
+    let restored = restore(&img, &restore_opts(PidNamespace::Current)).expect("restore");
     let guard = Killer(restored.root_pid);
     assert_eq!(restored.root_pid, pid);
     assert_eq!(
         restored.pids.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>(),
         summary.tasks
     );
-    wait_for("the restored counter to go on", Duration::from_secs(10), || {
-        count(&work) >= at_dump + 2
-    });
-    kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
-    let status = waitpid(Pid::from_raw(pid), None).unwrap();
-    std::mem::forget(guard);
-    assert_eq!(status, WaitStatus::Exited(Pid::from_raw(pid), 7), "the TERM trap ran");
+    wait_counting_on(&work, at_dump);
+    term_runs_the_trap(guard);
 }
 
 #[test]
 fn unsupported_fds_are_refused_and_the_tree_keeps_running() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping unsupported_fds_are_refused_and_the_tree_keeps_running: {why}");
+    if skipped("unsupported_fds_are_refused_and_the_tree_keeps_running") {
         return;
     }
     // A unix socket (sockets are not restored yet) and a terminal that is not the tree's
@@ -304,14 +360,9 @@ fn unsupported_fds_are_refused_and_the_tree_keeps_running() {
     ];
     for (what, fd, expect) in cases {
         let (_t, work, img) = tempdir(&format!("refuse-{what}"));
-        let pid = spawn_argv_with(
-            &work,
-            true,
-            &[BUSYBOX, "sh", "-c", SCRIPT],
-            Some(std::os::fd::AsRawFd::as_raw_fd(fd)),
-        );
+        let pid = spawn_counter_with_fd5(&work, fd);
         let _guard = Killer(pid);
-        wait_for("the counter to reach 2", Duration::from_secs(10), || count(&work) >= 2);
+        wait_counted(&work, 2);
         let err = dump_tree(pid, &img, &DumpOptions { leave_running: false }).unwrap_err();
         let text = err.to_string();
         assert!(
@@ -319,19 +370,13 @@ fn unsupported_fds_are_refused_and_the_tree_keeps_running() {
             "{what}: {text}"
         );
         assert!(!img.join(image::MANIFEST).exists(), "no image is written");
-        let after = count(&work);
-        wait_for("the refused tree to keep running", Duration::from_secs(10), || {
-            count(&work) > after
-        });
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        assert!(status.contains("TracerPid:\t0"), "detached");
+        keeps_running_untraced(&work, || [pid]);
     }
 }
 
 #[test]
 fn dump_a_frozen_cgroup_and_restore() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping dump_a_frozen_cgroup_and_restore: {why}");
+    if skipped("dump_a_frozen_cgroup_and_restore") {
         return;
     }
     let id = format!("amber-ckpt-test-{}", std::process::id());
@@ -374,24 +419,11 @@ fn dump_a_frozen_cgroup_and_restore() {
     assert_eq!(summary.tasks.len(), 2, "{:?}", summary.tasks);
     assert!(!mgr.is_frozen().unwrap(), "the dump thaws the cgroup");
     let at_dump = count(&work);
-    let restored = restore(
-        &img,
-        &RestoreOptions {
-            pid_ns: PidNamespace::New,
-            external_fds: BTreeMap::new(),
-            cgroup_fd: None,
-        },
-    )
-    .expect("restore");
+    let restored = restore(&img, &restore_opts(PidNamespace::New)).expect("restore");
     let guard = Killer(restored.root_pid);
-    wait_for("the restored counter to go on", Duration::from_secs(10), || {
-        count(&work) >= at_dump + 2
-    });
+    wait_counting_on(&work, at_dump);
     assert!(work.join("got").exists(), "the USR1 trap ran after the restore");
-    kill(Pid::from_raw(restored.root_pid), Signal::SIGTERM).unwrap();
-    let status = waitpid(Pid::from_raw(restored.root_pid), None).unwrap();
-    std::mem::forget(guard);
-    assert_eq!(status, WaitStatus::Exited(Pid::from_raw(restored.root_pid), 7));
+    term_runs_the_trap(guard);
 }
 
 const SETPRIV: &str = "/usr/bin/setpriv";
@@ -432,7 +464,7 @@ fn creds_round_trip(tag: &str, setpriv: &[&str], uid: u32, expect: &[&str]) {
     argv.extend_from_slice(&[BUSYBOX, "sh", "-c", SCRIPT]);
     let pid = spawn_argv(&work, true, &argv);
     let guard = Killer(pid);
-    wait_for("the counter to reach 2", Duration::from_secs(10), || count(&work) >= 2);
+    wait_counted(&work, 2);
     let before = cred_lines(pid);
     for want in expect {
         assert!(before.iter().any(|l| l == want), "setpriv gave {before:?}, not {want}");
@@ -444,22 +476,12 @@ fn creds_round_trip(tag: &str, setpriv: &[&str], uid: u32, expect: &[&str]) {
     assert_eq!(dumped.manifest.format.minor, image::FORMAT_MINOR);
     let at_dump = count(&work);
 
-    let restored = restore(
-        &img,
-        &RestoreOptions {
-            pid_ns: PidNamespace::New,
-            external_fds: BTreeMap::new(),
-            cgroup_fd: None,
-        },
-    )
-    .expect("restore");
+    let restored = restore(&img, &restore_opts(PidNamespace::New)).expect("restore");
     let guard = Killer(restored.root_pid);
     for (&inner, &host) in &restored.pids {
         assert_eq!(cred_lines(host), before, "pid {inner} (host {host})");
     }
-    wait_for("the restored counter to go on", Duration::from_secs(10), || {
-        count(&work) >= at_dump + 2
-    });
+    wait_counting_on(&work, at_dump);
 
     // Dump the restored tree again (left running): the root's credentials, securebits and
     // dumpable flag included, are those of the first image.
@@ -475,19 +497,11 @@ fn creds_round_trip(tag: &str, setpriv: &[&str], uid: u32, expect: &[&str]) {
         || count(&work) > now,
     );
 
-    kill(Pid::from_raw(restored.root_pid), Signal::SIGTERM).unwrap();
-    let status = waitpid(Pid::from_raw(restored.root_pid), None).unwrap();
-    std::mem::forget(guard);
-    assert_eq!(
-        status,
-        WaitStatus::Exited(Pid::from_raw(restored.root_pid), 7),
-        "the TERM trap ran"
-    );
+    term_runs_the_trap(guard);
 }
 
 fn setpriv_missing(test: &str) -> bool {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping {test}: {why}");
+    if skipped(test) {
         return true;
     }
     if !Path::new(SETPRIV).exists() {
@@ -560,8 +574,7 @@ fn restore_runc_default_root_credentials() {
 /// hosts like this one) is refused, naming pid and capability, before anything is cloned.
 #[test]
 fn credentials_beyond_the_restorer_are_refused_before_cloning() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping credentials_beyond_the_restorer_are_refused_before_cloning: {why}");
+    if skipped("credentials_beyond_the_restorer_are_refused_before_cloning") {
         return;
     }
     let me = super::creds::Current::of_self().unwrap();
@@ -572,7 +585,7 @@ fn credentials_beyond_the_restorer_are_refused_before_cloning() {
     let (t, work, img) = tempdir("creds-refuse");
     let pid = spawn_counter(&work);
     let _guard = Killer(pid);
-    wait_for("the counter to reach 2", Duration::from_secs(10), || count(&work) >= 2);
+    wait_counted(&work, 2);
     dump_tree(pid, &img, &DumpOptions { leave_running: true }).expect("dump");
 
     // Rewrite the image (new checksums) with the capability in the root's bounding set.
@@ -598,15 +611,7 @@ fn credentials_beyond_the_restorer_are_refused_before_cloning() {
         nix::unistd::gettid()
     ))
     .unwrap_or_default();
-    let err = restore(
-        &edited,
-        &RestoreOptions {
-            pid_ns: PidNamespace::New,
-            external_fds: BTreeMap::new(),
-            cgroup_fd: None,
-        },
-    )
-    .unwrap_err();
+    let err = restore(&edited, &restore_opts(PidNamespace::New)).unwrap_err();
     let text = err.to_string();
     let name = super::creds::cap_name(cap);
     assert!(
@@ -661,8 +666,7 @@ fn fd_pos(pid: i32, fd: i32) -> u64 {
 /// come back, each description once (kcmp), with offsets, data and the pipeline's two ends.
 #[test]
 fn pipes_ghosts_and_shared_descriptions() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping pipes_ghosts_and_shared_descriptions: {why}");
+    if skipped("pipes_ghosts_and_shared_descriptions") {
         return;
     }
     let (_t, work, img) = tempdir("files");
@@ -675,7 +679,7 @@ fn pipes_ghosts_and_shared_descriptions() {
     );
     let pid = spawn_script(&work, true, &script);
     let guard = Killer(pid);
-    wait_for("the counter to reach 2", Duration::from_secs(10), || count(&work) >= 2);
+    wait_counted(&work, 2);
     wait_for("the pipeline", Duration::from_secs(10), || {
         find_by_cmdline(pid, &[BUSYBOX, "sleep", "1000"]).len() == 1
     });
@@ -710,15 +714,7 @@ fn pipes_ghosts_and_shared_descriptions() {
     );
     assert!(!work.join("ghost").exists());
 
-    let restored = restore(
-        &img,
-        &RestoreOptions {
-            pid_ns: PidNamespace::New,
-            external_fds: BTreeMap::new(),
-            cgroup_fd: None,
-        },
-    )
-    .expect("restore");
+    let restored = restore(&img, &restore_opts(PidNamespace::New)).expect("restore");
     let guard = Killer(restored.root_pid);
     let root = restored.root_pid;
     assert!(!work.join("ghost").exists(), "the ghost file is unlinked again");
@@ -748,13 +744,8 @@ fn pipes_ghosts_and_shared_descriptions() {
         Path::new("/")
     );
     let at_dump = count(&work);
-    wait_for("the restored counter to go on", Duration::from_secs(10), || {
-        count(&work) >= at_dump + 2
-    });
-    kill(Pid::from_raw(root), Signal::SIGTERM).unwrap();
-    let status = waitpid(Pid::from_raw(root), None).unwrap();
-    std::mem::forget(guard);
-    assert_eq!(status, WaitStatus::Exited(Pid::from_raw(root), 7), "the TERM trap ran");
+    wait_counting_on(&work, at_dump);
+    term_runs_the_trap(guard);
 }
 
 /// Kills a whole tree in our pid namespace on drop (descendants first: killing only the root
@@ -801,8 +792,7 @@ fn build_survival(name: &str, dir: &Path) -> Option<PathBuf> {
 /// checks read /proc, which is ours): ready -> dump (kill) -> restore at the same pids ->
 /// SIGUSR2 -> it must write PASS and exit 0.
 fn survive_on_the_engine(name: &str, check_image: fn(&image::Image)) {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping {name} on the engine: {why}");
+    if skipped(&format!("{name} on the engine")) {
         return;
     }
     let (t, work, img) = tempdir(name);
@@ -832,15 +822,7 @@ fn survive_on_the_engine(name: &str, check_image: fn(&image::Image)) {
     wait_for("the dumped pids to be free", Duration::from_secs(10), || {
         pids.iter().all(|p| !Path::new(&format!("/proc/{p}")).exists())
     });
-    let restored = restore(
-        &img,
-        &RestoreOptions {
-            pid_ns: PidNamespace::Current,
-            external_fds: BTreeMap::new(),
-            cgroup_fd: None,
-        },
-    )
-    .expect("restore");
+    let restored = restore(&img, &restore_opts(PidNamespace::Current)).expect("restore");
     let guard = TreeKiller(restored.root_pid);
     kill(Pid::from_raw(restored.root_pid), Signal::SIGUSR2).unwrap();
     wait_for("the result", Duration::from_secs(20), || result.exists());
@@ -902,22 +884,16 @@ fn signals_survive_on_the_engine() {
 /// address and port, listening: a client connects to it after the restore.
 #[test]
 fn tcp_listener_comes_back_on_its_port() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping tcp_listener_comes_back_on_its_port: {why}");
+    if skipped("tcp_listener_comes_back_on_its_port") {
         return;
     }
     let (_t, work, img) = tempdir("tcp");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let pid = spawn_argv_with(
-        &work,
-        true,
-        &[BUSYBOX, "sh", "-c", SCRIPT],
-        Some(std::os::fd::AsRawFd::as_raw_fd(&listener)),
-    );
+    let pid = spawn_counter_with_fd5(&work, &listener);
     drop(listener);
     let guard = Killer(pid);
-    wait_for("the counter to reach 2", Duration::from_secs(10), || count(&work) >= 2);
+    wait_counted(&work, 2);
     dump_tree(pid, &img, &DumpOptions { leave_running: false }).expect("dump");
     std::mem::forget(guard);
     let dumped = image::load_for_inspect(&img).unwrap();
@@ -930,15 +906,7 @@ fn tcp_listener_comes_back_on_its_port() {
         std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err(),
         "nobody listens while the tree is dumped"
     );
-    let restored = restore(
-        &img,
-        &RestoreOptions {
-            pid_ns: PidNamespace::New,
-            external_fds: BTreeMap::new(),
-            cgroup_fd: None,
-        },
-    )
-    .expect("restore");
+    let restored = restore(&img, &restore_opts(PidNamespace::New)).expect("restore");
     let guard = Killer(restored.root_pid);
     std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect to the restored listener");
     let link = std::fs::read_link(format!("/proc/{}/fd/5", restored.root_pid)).unwrap();
@@ -958,8 +926,7 @@ impl Drop for Unmount {
 /// file, removes what it wrote (no manifest, no page file) and the tree keeps running, untraced.
 #[test]
 fn a_full_image_directory_fails_the_dump_and_the_tree_keeps_running() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping a_full_image_directory_fails_the_dump_and_the_tree_keeps_running: {why}");
+    if skipped("a_full_image_directory_fails_the_dump_and_the_tree_keeps_running") {
         return;
     }
     let (t, work, _) = tempdir("enospc");
@@ -978,7 +945,7 @@ fn a_full_image_directory_fails_the_dump_and_the_tree_keeps_running() {
     let script = format!("x=$(head -c 4000000 /dev/zero | tr '\\0' a); {SCRIPT}");
     let pid = spawn_script(&work, true, &script);
     let _guard = Killer(pid);
-    wait_for("the counter to reach 2", Duration::from_secs(10), || count(&work) >= 2);
+    wait_counted(&work, 2);
     let img = small.join("image");
     let err = dump_tree(pid, &img, &DumpOptions { leave_running: false }).unwrap_err();
     let text = err.to_string();
@@ -989,12 +956,7 @@ fn a_full_image_directory_fails_the_dump_and_the_tree_keeps_running() {
     assert!(!img.join(image::MANIFEST).exists(), "no manifest");
     let left = walk(&img);
     assert!(left.is_empty(), "the partial image is removed: {left:?}");
-    let after = count(&work);
-    wait_for("the tree to keep running", Duration::from_secs(10), || {
-        count(&work) > after
-    });
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    assert!(status.contains("TracerPid:\t0"), "detached");
+    keeps_running_untraced(&work, || [pid]);
 }
 
 /// Every file and directory under `dir` (not `dir` itself).
