@@ -192,10 +192,9 @@ pub fn host_nspid(pid: i32) -> Vec<i32> {
         .unwrap_or_default()
 }
 
-/// The container's processes: (host pid, NSpid vector from the container's pid ns inwards),
-/// sorted by vector. Uses `ps --format json` for the host pids and the init (from `state`) for
-/// the container's level.
-pub fn container_pids(c: &Container) -> Vec<(i32, Vec<i32>)> {
+/// The NSpid length of the container's init (its pid namespace's level, counted from the host)
+/// and the host pids of the container's processes (`ps --format json`).
+fn ps_levels(c: &Container) -> (usize, Vec<i32>) {
     let init = c.pid();
     let levels = host_nspid(init).len();
     assert!(levels > 0, "container init {init} has no NSpid");
@@ -203,6 +202,14 @@ pub fn container_pids(c: &Container) -> Vec<(i32, Vec<i32>)> {
     ps.assert_ok();
     let pids: Vec<i32> =
         serde_json::from_str(ps.stdout.trim()).unwrap_or_else(|e| panic!("ps output is not a JSON array ({e}): {ps}"));
+    (levels, pids)
+}
+
+/// The container's processes: (host pid, NSpid vector from the container's pid ns inwards),
+/// sorted by vector. Uses `ps --format json` for the host pids and the init (from `state`) for
+/// the container's level.
+pub fn container_pids(c: &Container) -> Vec<(i32, Vec<i32>)> {
+    let (levels, pids) = ps_levels(c);
     let mut out: Vec<(i32, Vec<i32>)> = pids
         .into_iter()
         .filter(|&p| !proc_is_zombie(p))
@@ -250,13 +257,7 @@ fn status_nums(status: &str, key: &str) -> Vec<i32> {
 /// The container's processes with their place in the tree (see [`Proc`]), sorted by NSpid.
 /// Zombies are included; processes that vanish while being read are left out.
 pub fn container_tree(c: &Container) -> Vec<Proc> {
-    let init = c.pid();
-    let levels = host_nspid(init).len();
-    assert!(levels > 0, "container init {init} has no NSpid");
-    let ps = c.rt(&["ps", "--format", "json", &c.id]);
-    ps.assert_ok();
-    let pids: Vec<i32> =
-        serde_json::from_str(ps.stdout.trim()).unwrap_or_else(|e| panic!("ps output is not a JSON array ({e}): {ps}"));
+    let (levels, pids) = ps_levels(c);
     let at = |v: Vec<i32>| v.get(levels - 1).copied().unwrap_or(0);
     let mut out: Vec<Proc> = pids
         .into_iter()
