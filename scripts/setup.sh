@@ -5,7 +5,7 @@
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
 need=""
-for pkg in runc busybox-static libseccomp-dev pkg-config gcc; do
+for pkg in runc busybox-static libseccomp-dev pkg-config gcc libcap2-bin; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need="$need $pkg"
 done
 if [ -n "$need" ]; then

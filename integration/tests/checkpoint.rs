@@ -270,3 +270,76 @@ fn unsupported_flags_are_refused_and_help_works() {
     let r = rt(&["checkpoint", "--leave-running", "--leave-running", "no-such-container"]);
     assert!(r.stderr.contains("does not exist"), "{r}");
 }
+
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// `amber ARGS` under capsh with `drop` removed from every set, as a shell command.
+fn without_caps(c: &Container, drop: &str, args: &[&str]) -> std::process::Command {
+    let rt = sh_quote(&std::fs::canonicalize(runtime()).unwrap().to_string_lossy());
+    let args: Vec<String> = args.iter().map(|a| sh_quote(a)).collect();
+    let script = format!("exec {rt} --root {} {}", sh_quote(&c.root_str()), args.join(" "));
+    let mut cmd = std::process::Command::new("capsh");
+    cmd.args([&format!("--drop={drop}"), "--", "-c", &script]);
+    cmd
+}
+
+/// checkpoint without CAP_SYS_PTRACE and restore without CAP_SYS_ADMIN/CAP_CHECKPOINT_RESTORE are
+/// refused before anything is frozen or made, naming what is missing: the container keeps
+/// counting, no image is written, and a refused restore leaves no container behind.
+#[test]
+fn checkpoint_and_restore_check_their_capabilities_first() {
+    if !is_amber() {
+        eprintln!("skipped: native checkpoint/restore is amber's (runc needs CRIU)");
+        return;
+    }
+    let out = tmpdir("amber-it-cr-caps-out.");
+    let images = tmpdir("amber-it-cr-caps-img.");
+    let c = Container::new("cr-caps", counter_bundle(out.path()));
+    c.bundle.write();
+    let bundle = c.bundle.path_str();
+    c.run_console(c.command(&["run", "-d", "--bundle", &bundle, &c.id]), &[])
+        .assert_ok();
+    let before = wait_count_above(out.path(), 1);
+    let img = images.path().join("img");
+    let img_s = img.to_string_lossy().into_owned();
+
+    let r = c.run_console(
+        without_caps(&c, "cap_sys_ptrace", &["checkpoint", "--image-path", &img_s, &c.id]),
+        &[],
+    );
+    r.assert_fail();
+    assert!(r.stderr.contains("checkpoint needs CAP_SYS_PTRACE"), "{r}");
+    assert!(
+        !img.join("manifest.json").exists(),
+        "a refused checkpoint wrote an image"
+    );
+    assert_eq!(c.state_json()["status"], "running");
+    wait_count_above(out.path(), before); // not frozen, not killed
+
+    c.rt(&["checkpoint", "--image-path", &img_s, &c.id]).assert_ok();
+    let r = c.run_console(
+        without_caps(
+            &c,
+            "cap_sys_admin,cap_checkpoint_restore",
+            &["restore", "-d", "--bundle", &bundle, "--image-path", &img_s, &c.id],
+        ),
+        &[],
+    );
+    r.assert_fail();
+    assert!(
+        r.stderr
+            .contains("restore needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE"),
+        "{r}"
+    );
+    c.state().assert_fail();
+    assert!(c.leftovers().is_empty(), "refused restore left {:?}", c.leftovers());
+    // with every capability it restores
+    c.run_console(
+        c.command(&["restore", "-d", "--bundle", &bundle, "--image-path", &img_s, &c.id]),
+        &[],
+    )
+    .assert_ok();
+    assert_eq!(c.state_json()["status"], "running");
+}

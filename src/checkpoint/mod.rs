@@ -100,6 +100,45 @@ pub enum CheckpointError {
     Spawn(#[from] crate::spawn::SpawnError),
     #[error(transparent)]
     Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error("{command} needs {missing} (amber has {has})")]
+    MissingCapability {
+        command: &'static str,
+        missing: String,
+        has: String,
+    },
+}
+
+/// What `checkpoint` and `restore` need from amber's own effective set, checked before
+/// anything is frozen or made: CAP_SYS_PTRACE to seize the tasks (or the seeds), and
+/// CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE (map_files and kcmp at dump; set_tid, the exe link
+/// and PR_SET_MM_MAP at restore).
+pub fn require_capabilities(command: &'static str) -> Result<()> {
+    use caps::CapSet;
+    let effective = caps::read(None, CapSet::Effective).unwrap_or_default();
+    missing_capabilities(command, &effective)
+}
+
+fn missing_capabilities(command: &'static str, effective: &caps::CapsHashSet) -> Result<()> {
+    use caps::Capability::{CAP_CHECKPOINT_RESTORE, CAP_SYS_ADMIN, CAP_SYS_PTRACE};
+    let mut missing = Vec::new();
+    if !effective.contains(&CAP_SYS_PTRACE) {
+        missing.push("CAP_SYS_PTRACE (to seize the container's processes)".to_string());
+    }
+    if !effective.contains(&CAP_SYS_ADMIN) && !effective.contains(&CAP_CHECKPOINT_RESTORE) {
+        missing.push(
+            "CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE (to read and rebuild pids, mappings and descriptors)".to_string(),
+        );
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut has: Vec<String> = effective.iter().map(|c| c.to_string()).collect();
+    has.sort();
+    Err(CheckpointError::MissingCapability {
+        command,
+        missing: missing.join(" and "),
+        has: if has.is_empty() { "none".into() } else { has.join(", ") },
+    })
 }
 
 pub type Result<T> = std::result::Result<T, CheckpointError>;
@@ -116,5 +155,29 @@ pub(crate) fn proc_err(path: &str) -> impl FnOnce(io::Error) -> CheckpointError 
     move |source| CheckpointError::Proc {
         path: path.to_string(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod caps_tests {
+    use super::*;
+    use caps::Capability::*;
+
+    #[test]
+    fn missing_capabilities_are_named() {
+        let set = |c: &[caps::Capability]| c.iter().copied().collect::<caps::CapsHashSet>();
+        assert!(missing_capabilities("checkpoint", &set(&[CAP_SYS_PTRACE, CAP_SYS_ADMIN])).is_ok());
+        assert!(missing_capabilities("restore", &set(&[CAP_SYS_PTRACE, CAP_CHECKPOINT_RESTORE])).is_ok());
+        let e = missing_capabilities("checkpoint", &set(&[CAP_SYS_ADMIN]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("checkpoint needs CAP_SYS_PTRACE"), "{e}");
+        assert!(!e.contains("CAP_CHECKPOINT_RESTORE"), "{e}");
+        let e = missing_capabilities("restore", &set(&[CAP_SYS_PTRACE]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE"), "{e}");
+        let e = missing_capabilities("restore", &set(&[])).unwrap_err().to_string();
+        assert!(e.contains("CAP_SYS_PTRACE") && e.contains("amber has none"), "{e}");
     }
 }

@@ -217,8 +217,9 @@ struct CheckpointArgs {
     status_fd: Option<i32>,
     #[arg(long = "page-server", hide = true)]
     page_server: Option<String>,
+    /// Accepted and implied: file locks are always dumped and restored.
     #[arg(long = "file-locks", hide = true)]
-    file_locks: bool,
+    _file_locks: bool,
     #[arg(long = "pre-dump", hide = true)]
     pre_dump: bool,
     #[arg(long = "parent-path", hide = true)]
@@ -275,8 +276,9 @@ struct RestoreArgs {
     ext_unix_sk: bool,
     #[arg(long = "shell-job", hide = true)]
     shell_job: bool,
+    /// Accepted and implied: file locks are always dumped and restored.
     #[arg(long = "file-locks", hide = true)]
-    file_locks: bool,
+    _file_locks: bool,
     #[arg(long = "manage-cgroups-mode", hide = true)]
     manage_cgroups_mode: Option<String>,
     #[arg(long = "empty-ns", hide = true)]
@@ -625,7 +627,6 @@ fn dispatch(g: &Global, command: Command) -> Result<i32, Error> {
                     ("--lazy-pages", a.lazy_pages),
                     ("--status-fd", a.status_fd.is_some()),
                     ("--page-server", a.page_server.is_some()),
-                    ("--file-locks", a.file_locks),
                     ("--pre-dump", a.pre_dump),
                     ("--parent-path", a.parent_path.is_some()),
                     ("--manage-cgroups-mode", a.manage_cgroups_mode.is_some()),
@@ -667,7 +668,6 @@ fn restore(g: &Global, a: RestoreArgs) -> Result<i32, Error> {
             ("--tcp-established", a.tcp_established),
             ("--ext-unix-sk", a.ext_unix_sk),
             ("--shell-job", a.shell_job),
-            ("--file-locks", a.file_locks),
             ("--manage-cgroups-mode", a.manage_cgroups_mode.is_some()),
             ("--empty-ns", !a.empty_ns.is_empty()),
             ("--auto-dedup", a.auto_dedup),
@@ -678,6 +678,7 @@ fn restore(g: &Global, a: RestoreArgs) -> Result<i32, Error> {
             ("--console-socket (restored terminals)", a.console_socket.is_some()),
         ],
     )?;
+    crate::checkpoint::require_capabilities("restore")?;
     let image = std::path::absolute(&a.image_path).unwrap_or(a.image_path.clone());
     let opts = CreateOpts {
         id: a.id.clone(),

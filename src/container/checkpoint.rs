@@ -26,6 +26,7 @@ pub fn checkpoint(g: &Global, opts: &CheckpointOpts) -> Result<(), Error> {
     if !matches!(status, Status::Running | Status::Paused) {
         return Err(Error::Status(StatusError::CannotCheckpoint(status)));
     }
+    crate::checkpoint::require_capabilities("checkpoint")?;
     std::fs::create_dir_all(&opts.image_path)
         .map_err(|e| Error::io("creating the image directory", &opts.image_path, e))?;
     let cg = Manager::from_state(&st.cgroup);
