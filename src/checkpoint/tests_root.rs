@@ -219,6 +219,13 @@ fn dump_kill_restore_counter_tree() {
     let pid = spawn_counter(&work);
     let guard = Killer(pid);
     wait_counted(&work, 3);
+    // The sleep child exists 0.3 s of every round: dump while it does.
+    wait_for("the counter's sleep child", Duration::from_secs(10), || {
+        !std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .trim()
+            .is_empty()
+    });
 
     let summary = dump_tree(pid, &img, &DumpOptions { leave_running: false }).expect("dump");
     // Killed (and, being our child, reaped) by the dump.
