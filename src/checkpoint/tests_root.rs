@@ -346,6 +346,29 @@ fn restore_in_the_current_pid_namespace_at_the_same_pids() {
     term_runs_the_trap(guard);
 }
 
+/// Restoring where the dumped pids are taken (here: by the original, left running) is refused
+/// by the pre-clone checks, naming the pid; the original is not disturbed.
+#[test]
+fn pids_in_use_are_refused_before_cloning() {
+    if skipped("pids_in_use_are_refused_before_cloning") {
+        return;
+    }
+    let (_t, work, img) = tempdir("inuse");
+    let pid = spawn_script(&work, false, SCRIPT);
+    let guard = Killer(pid);
+    wait_counted(&work, 2);
+    dump_tree(pid, &img, &DumpOptions { leave_running: true }).expect("dump");
+    let err = restore(&img, &restore_opts(PidNamespace::Current))
+        .expect_err("restore over running pids")
+        .to_string();
+    assert!(
+        err.contains(&format!("pid {pid} is in use in this pid namespace")),
+        "{err}"
+    );
+    wait_counting_on(&work, count(&work));
+    term_runs_the_trap(guard);
+}
+
 #[test]
 fn unsupported_fds_are_refused_and_the_tree_keeps_running() {
     if skipped("unsupported_fds_are_refused_and_the_tree_keeps_running") {
