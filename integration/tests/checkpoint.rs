@@ -343,3 +343,59 @@ fn checkpoint_and_restore_check_their_capabilities_first() {
     .assert_ok();
     assert_eq!(c.state_json()["status"], "running");
 }
+
+/// A restore that fails after processes exist (faults injected once every seed is cloned, and
+/// once the first task is transplanted) or before (a hard limit the restorer cannot give) leaves
+/// no container, process, cgroup, mount or state behind, and the image still restores after.
+#[test]
+fn a_failed_restore_leaves_nothing_behind() {
+    if !is_amber() {
+        eprintln!("skipped: native checkpoint/restore is amber's (runc needs CRIU)");
+        return;
+    }
+    let out = tmpdir("amber-it-cr-fail-out.");
+    let images = tmpdir("amber-it-cr-fail-img.");
+    let c = Container::new("cr-fail", counter_bundle(out.path()));
+    c.bundle.write();
+    let bundle = c.bundle.path_str();
+    c.run_console(c.command(&["run", "-d", "--bundle", &bundle, &c.id]), &[])
+        .assert_ok();
+    wait_count_above(out.path(), 1);
+    let img = images.path().join("img");
+    let img_s = img.to_string_lossy().into_owned();
+    c.rt(&["checkpoint", "--image-path", &img_s, &c.id]).assert_ok();
+    let args = ["restore", "-d", "--bundle", &bundle, "--image-path", &img_s, &c.id];
+
+    for point in ["restore-after-clone", "restore-mid-transplant"] {
+        let mut cmd = c.command(&args);
+        cmd.env("AMBER_FAULT", point);
+        let r = c.run_console(cmd, &[]);
+        r.assert_fail();
+        assert!(r.stderr.contains(&format!("fault injected at {point}")), "{r}");
+        c.state().assert_fail();
+        assert_eq!(c.leftovers(), Vec::<String>::new(), "after a failure at {point}");
+    }
+
+    // the counter's hard RLIMIT_NOFILE is 1024 (config.json); a restorer with 512 cannot give it
+    let rt = std::fs::canonicalize(runtime()).unwrap();
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg("--nofile=512:512")
+        .arg("--")
+        .arg(&rt)
+        .args(["--root", &c.root_str()])
+        .args(args);
+    let r = c.run_console(cmd, &[]);
+    r.assert_fail();
+    assert!(
+        r.stderr
+            .contains("RLIMIT_NOFILE hard limit 1024 is above the restorer's 512"),
+        "{r}"
+    );
+    c.state().assert_fail();
+    assert_eq!(c.leftovers(), Vec::<String>::new(), "after the refused rlimit");
+
+    let before = count(out.path());
+    c.run_console(c.command(&args), &[]).assert_ok();
+    assert_eq!(c.state_json()["status"], "running");
+    wait_count_above(out.path(), before);
+}

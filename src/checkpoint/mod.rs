@@ -108,6 +108,18 @@ pub enum CheckpointError {
     },
 }
 
+/// Fault injection for the cleanup tests (as CRIU's CRIU_FAULT): `AMBER_FAULT=<point>[,...]`
+/// makes the named step fail. Points: `restore-after-clone` (every seed exists),
+/// `restore-mid-transplant` (the first task is transplanted, the others are seeds).
+pub(crate) fn fault(point: &'static str) -> Result<()> {
+    match std::env::var("AMBER_FAULT") {
+        Ok(v) if v.split(',').any(|p| p == point) => Err(CheckpointError::Restore(format!(
+            "fault injected at {point} (AMBER_FAULT)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// What `checkpoint` and `restore` need from amber's own effective set, checked before
 /// anything is frozen or made: CAP_SYS_PTRACE to seize the tasks (or the seeds), and
 /// CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE (map_files and kcmp at dump; set_tid, the exe link

@@ -126,6 +126,7 @@ fn take_over(
     objects: files::Objects,
 ) -> Result<BTreeMap<i32, i32>> {
     let exe_fds = wait_ready(ready_r, image, plans, root_host)?;
+    super::fault("restore-after-clone")?;
     // Every seed holds its descriptors and mapped its memory now.
     objects.finish()?;
     let hosts = resolve_host_pids(root_host)?;
@@ -144,8 +145,11 @@ fn take_over(
         }
         pids.insert(t.pid, *host);
     }
-    for t in &image.tree.tasks {
+    for (i, t) in image.tree.tasks.iter().enumerate() {
         transplant::prepare(pids[&t.pid], &image.tasks[&t.pid], &plans[&t.pid], exe_fds[&t.pid])?;
+        if i == 0 {
+            super::fault("restore-mid-transplant")?;
+        }
     }
     // Global barrier: nothing runs until every task is complete.
     for t in &image.tree.tasks {
@@ -387,6 +391,54 @@ fn plan_tasks(image: &Image, tree: &super::pstree::TreePlan, opts: &RestoreOptio
                 creds: creds::plan(t.pid, &task.creds, &me)?,
             },
         );
+        check_rlimits(t.pid, &task.rlimits, me.cap_eff)?;
     }
     Ok(plans)
+}
+
+const RLIMIT_NAMES: [&str; 16] = [
+    "RLIMIT_CPU",
+    "RLIMIT_FSIZE",
+    "RLIMIT_DATA",
+    "RLIMIT_STACK",
+    "RLIMIT_CORE",
+    "RLIMIT_RSS",
+    "RLIMIT_NPROC",
+    "RLIMIT_NOFILE",
+    "RLIMIT_MEMLOCK",
+    "RLIMIT_AS",
+    "RLIMIT_LOCKS",
+    "RLIMIT_SIGPENDING",
+    "RLIMIT_MSGQUEUE",
+    "RLIMIT_NICE",
+    "RLIMIT_RTPRIO",
+    "RLIMIT_RTTIME",
+];
+
+/// A hard limit above the restorer's own needs CAP_SYS_RESOURCE (which this kind of host may
+/// not grant): refuse it here, before any clone, rather than in a seed.
+fn check_rlimits(pid: i32, limits: &[image::Rlimit], cap_eff: u64) -> Result<()> {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    if cap_eff & (1 << CAP_SYS_RESOURCE) != 0 {
+        return Ok(());
+    }
+    for l in limits {
+        let (_, own_hard) = crate::sys::getrlimit(l.resource).map_err(|e| CheckpointError::Sys("getrlimit", e))?;
+        if l.hard > own_hard {
+            let name = RLIMIT_NAMES.get(l.resource as usize).copied().unwrap_or("rlimit");
+            let show = |v: u64| {
+                if v == u64::MAX {
+                    "unlimited".to_string()
+                } else {
+                    v.to_string()
+                }
+            };
+            return Err(CheckpointError::Restore(format!(
+                "pid {pid}: {name} hard limit {} is above the restorer's {} (raising a hard limit needs CAP_SYS_RESOURCE)",
+                show(l.hard),
+                show(own_hard)
+            )));
+        }
+    }
+    Ok(())
 }
