@@ -947,10 +947,18 @@ impl Image {
             return Err(CheckpointError::Corrupt(format!("the manifest does not list {name}")));
         }
         let obj: ShmemObject = read_json(&self.dir, &name)?;
-        let bytes: u64 = obj.pagemap.iter().map(|e| e.nr_pages * 4096).sum();
-        let end = obj.size.div_ceil(4096) * 4096;
-        if obj.id != id || obj.pagemap.iter().any(|e| e.vaddr + e.nr_pages * 4096 > end) {
-            return Err(CheckpointError::Corrupt(format!("{name}: pages outside the object")));
+        let outside = || CheckpointError::Corrupt(format!("{name}: pages outside the object"));
+        let end = obj.size.div_ceil(4096).checked_mul(4096).ok_or_else(outside)?;
+        let mut bytes = 0u64;
+        for e in &obj.pagemap {
+            let (_, len) = entry_range(e).ok_or_else(outside)?;
+            if e.vaddr.checked_add(len).is_none_or(|to| to > end) {
+                return Err(outside());
+            }
+            bytes = bytes.checked_add(len).ok_or_else(outside)?;
+        }
+        if obj.id != id {
+            return Err(outside());
         }
         let pages = self.object_path(&shmem_pages(id), bytes)?;
         Ok((obj, pages))
@@ -1202,7 +1210,8 @@ fn decode(dir: &Path, manifest: Manifest) -> Result<Image, CheckpointError> {
             .find(|f| f.name == pages)
             .map(|f| f.size)
             .unwrap_or(0);
-        let want: u64 = pagemap.iter().map(|e| e.nr_pages * 4096).sum();
+        check_task(&task_json(t.pid), &task)?;
+        let want = check_pagemap(&task_pagemap(t.pid), &task, &pagemap)?;
         if size != want {
             return Err(CheckpointError::Corrupt(format!(
                 "{pages}: {size} bytes but its pagemap describes {want}"
@@ -1218,6 +1227,57 @@ fn decode(dir: &Path, manifest: Manifest) -> Result<Image, CheckpointError> {
         tasks,
         pagemaps,
     })
+}
+
+/// (start, bytes) of a pagemap entry, `None` if the byte count overflows.
+fn entry_range(e: &PagemapEntry) -> Option<(u64, u64)> {
+    Some((e.vaddr, e.nr_pages.checked_mul(4096)?))
+}
+
+/// Every pagemap entry must lie inside one private VMA of its task (the only memory filled from
+/// the page file); returns the bytes the pagemap describes.
+fn check_pagemap(name: &str, task: &TaskImage, pagemap: &[PagemapEntry]) -> Result<u64, CheckpointError> {
+    let mut total = 0u64;
+    for (i, e) in pagemap.iter().enumerate() {
+        let corrupt = |what: &str| {
+            CheckpointError::Corrupt(format!(
+                "{name}: entry {i} (vaddr {:#x}, {} pages) {what}",
+                e.vaddr, e.nr_pages
+            ))
+        };
+        let (start, len) = entry_range(e).ok_or_else(|| corrupt("overflows"))?;
+        let end = start.checked_add(len).ok_or_else(|| corrupt("overflows"))?;
+        if start % 4096 != 0 {
+            return Err(corrupt("is not page-aligned"));
+        }
+        let inside = task
+            .vmas
+            .iter()
+            .filter(|v| matches!(v.kind, VmaKind::Anon | VmaKind::FilePrivate))
+            .any(|v| v.start <= start && end <= v.end);
+        if !inside {
+            return Err(corrupt("is not inside one private mapping"));
+        }
+        total = total.checked_add(len).ok_or_else(|| corrupt("overflows"))?;
+    }
+    Ok(total)
+}
+
+/// Values restore uses as shifts or signal numbers, checked before anything is cloned.
+fn check_task(name: &str, task: &TaskImage) -> Result<(), CheckpointError> {
+    let valid = |sig: i32| (1..=64).contains(&sig);
+    if let Some(sig) = task.stop_signal.filter(|&s| !valid(s)) {
+        return Err(CheckpointError::Corrupt(format!(
+            "{name}: stop_signal {sig} is not a signal number (1-64)"
+        )));
+    }
+    if let Some((i, p)) = task.pending.iter().enumerate().find(|(_, p)| !valid(p.signo)) {
+        return Err(CheckpointError::Corrupt(format!(
+            "{name}: pending[{i}].signo {} is not a signal number (1-64)",
+            p.signo
+        )));
+    }
+    Ok(())
 }
 
 /// `verify` + decode: the only way restore reads an image.
@@ -1301,7 +1361,18 @@ mod tests {
             tid_address: 0x6010,
             mm: MmFields::default(),
             auxv: vec![6, 4096, 0, 0],
-            vmas: vec![],
+            vmas: vec![Vma {
+                start: 0x400000,
+                end: 0x403000,
+                perms: "rw-p".into(),
+                offset: 0,
+                kind: VmaKind::Anon,
+                name: String::new(),
+                vmflags: vec![],
+                file: None,
+                shmem: None,
+                ghost: None,
+            }],
             fds: vec![
                 Fd {
                     fd: 0,
@@ -1584,17 +1655,12 @@ mod tests {
         assert!(matches!(verify(t.path()), Err(CheckpointError::Corrupt(_))));
     }
 
-    #[test]
-    fn pagemap_must_match_the_page_file() {
-        let t = tempfile::tempdir().unwrap();
-        let mut w = ImageWriter::create(t.path()).unwrap();
-        w.write_json(&task_json(1), &sample_task(1)).unwrap();
-        let pagemap = vec![PagemapEntry {
-            vaddr: 0x400000,
-            nr_pages: 3,
-        }];
+    /// An image of one task (pid 1) with this task record, pagemap and page file size.
+    fn write_one(dir: &Path, task: &TaskImage, pagemap: &[PagemapEntry], pages: usize) {
+        let mut w = ImageWriter::create(dir).unwrap();
+        w.write_json(&task_json(1), task).unwrap();
         w.write_json(&task_pagemap(1), &pagemap).unwrap();
-        w.write_bytes(&task_pages(1), &[0; 4096]).unwrap();
+        w.write_bytes(&task_pages(1), &vec![0; pages]).unwrap();
         let tree = Tree {
             root: 1,
             host_levels: 0,
@@ -1610,7 +1676,108 @@ mod tests {
         };
         w.write_json(TREE, &tree).unwrap();
         w.finish(HostRecord::current().unwrap()).unwrap();
+    }
+
+    fn entry(vaddr: u64, nr_pages: u64) -> PagemapEntry {
+        PagemapEntry { vaddr, nr_pages }
+    }
+
+    #[test]
+    fn pagemap_must_match_the_page_file() {
+        let t = tempfile::tempdir().unwrap();
+        write_one(t.path(), &sample_task(1), &[entry(0x400000, 3)], 4096);
         let e = load(t.path()).unwrap_err().to_string();
         assert!(e.contains("describes 12288"), "{e}");
+    }
+
+    /// Page counts and addresses from the image are checked (no overflow) and every entry must
+    /// lie inside one private mapping: a corrupt image is refused by `load`, before any clone.
+    #[test]
+    fn pagemap_entries_lie_inside_one_private_mapping() {
+        let refused = |task: &TaskImage, pagemap: &[PagemapEntry], pages: usize| {
+            let t = tempfile::tempdir().unwrap();
+            write_one(t.path(), task, pagemap, pages);
+            match load(t.path()) {
+                Err(CheckpointError::Corrupt(m)) => m,
+                other => panic!("{pagemap:?} was not refused as corrupt: {other:?}"),
+            }
+        };
+        let task = sample_task(1); // one private anonymous VMA [0x400000, 0x403000)
+                                   // The control: the whole VMA, and two entries, load.
+        for ok in [vec![entry(0x400000, 3)], vec![entry(0x400000, 1), entry(0x402000, 1)]] {
+            let t = tempfile::tempdir().unwrap();
+            let bytes = ok.iter().map(|e| e.nr_pages as usize * 4096).sum();
+            write_one(t.path(), &task, &ok, bytes);
+            load(t.path()).unwrap();
+        }
+        let m = refused(&task, &[entry(0x400000, u64::MAX / 2)], 4096);
+        assert!(
+            m.contains("task/1.pagemap.json: entry 0") && m.contains("overflows"),
+            "{m}"
+        );
+        let m = refused(&task, &[entry(u64::MAX - 4095, 1)], 4096);
+        assert!(m.contains("overflows"), "{m}");
+        // Two entries whose byte counts overflow only when summed.
+        let half = (u64::MAX / 4096) / 2 + 1;
+        let m = refused(&task, &[entry(0, half), entry(0, half)], 4096);
+        assert!(m.contains("task/1.pagemap.json"), "{m}");
+        let m = refused(&task, &[entry(0x402000, 2)], 2 * 4096);
+        assert!(
+            m.contains("entry 0 (vaddr 0x402000, 2 pages) is not inside one private mapping"),
+            "{m}"
+        );
+        let m = refused(&task, &[entry(0x400000, 1), entry(0x3ff000, 1)], 2 * 4096);
+        assert!(m.contains("entry 1 (vaddr 0x3ff000"), "{m}");
+        let m = refused(&task, &[entry(0x400800, 1)], 4096);
+        assert!(m.contains("page-aligned"), "{m}");
+        // Inside a mapping, but a shared one (its pages live in the file or shmem object).
+        let mut shared = task.clone();
+        shared.vmas[0].kind = VmaKind::FileShared;
+        let m = refused(&shared, &[entry(0x400000, 1)], 4096);
+        assert!(m.contains("is not inside one private mapping"), "{m}");
+    }
+
+    /// A stop signal or queued signal number outside 1..=64 (restore shifts by it) is refused
+    /// by `load`, naming the file and field.
+    #[test]
+    fn signal_numbers_are_checked() {
+        let refused = |task: &TaskImage| {
+            let t = tempfile::tempdir().unwrap();
+            write_one(t.path(), task, &[], 0);
+            match load(t.path()) {
+                Err(CheckpointError::Corrupt(m)) => m,
+                other => panic!("not refused as corrupt: {other:?}"),
+            }
+        };
+        let task = sample_task(1);
+        // The control: the bounds themselves load.
+        for (stop, pending) in [(1, 64), (64, 1)] {
+            let mut t = task.clone();
+            t.stop_signal = Some(stop);
+            t.pending[0].signo = pending;
+            let d = tempfile::tempdir().unwrap();
+            write_one(d.path(), &t, &[], 0);
+            load(d.path()).unwrap();
+        }
+        for sig in [0, 65, -1, i32::MAX] {
+            let mut t = task.clone();
+            t.stop_signal = Some(sig);
+            let m = refused(&t);
+            assert_eq!(
+                m,
+                format!("task/1.json: stop_signal {sig} is not a signal number (1-64)")
+            );
+            let mut t = task.clone();
+            t.pending.push(PendingSignal {
+                shared: false,
+                signo: sig,
+                siginfo: String::new(),
+            });
+            let m = refused(&t);
+            assert_eq!(
+                m,
+                format!("task/1.json: pending[1].signo {sig} is not a signal number (1-64)")
+            );
+        }
     }
 }
