@@ -680,6 +680,30 @@ pub struct ImageWriter {
     files: Vec<FileEntry>,
     /// Every file created, finished or not (what `abandon` removes).
     created: Vec<String>,
+    /// The directories `create` made (`dir` and any missing ancestor), parents first: what
+    /// `abandon` removes when they are left empty.
+    made: Vec<PathBuf>,
+}
+
+/// `create_dir_all`, returning the directories it made, parents first (none if `dir` existed).
+pub fn create_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut made: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_err())
+        .map(Path::to_path_buf)
+        .collect();
+    made.reverse();
+    std::fs::create_dir_all(dir)?;
+    Ok(made)
+}
+
+/// Remove the directories [`create_dirs`] made, deepest first, those left empty only; best effort.
+pub fn remove_made_dirs(made: &[PathBuf]) {
+    for d in made.iter().rev() {
+        if std::fs::remove_dir(d).is_err() {
+            break;
+        }
+    }
 }
 
 /// One image file being written piece by piece (a page file): digested as it goes.
@@ -789,15 +813,21 @@ impl ImageWriter {
             path: dir.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(dir.join("task")).map_err(io)?;
-        if dir.join(MANIFEST).exists() {
-            return Err(CheckpointError::ImageExists(dir.to_path_buf()));
-        }
-        Ok(ImageWriter {
+        let made = create_dirs(dir).map_err(io)?;
+        let writer = ImageWriter {
             dir: dir.to_path_buf(),
             files: Vec::new(),
             created: Vec::new(),
-        })
+            made,
+        };
+        if dir.join(MANIFEST).exists() {
+            return Err(CheckpointError::ImageExists(dir.to_path_buf()));
+        }
+        if let Err(e) = std::fs::create_dir_all(dir.join("task")) {
+            writer.abandon();
+            return Err(io(e));
+        }
+        Ok(writer)
     }
 
     pub fn write_bytes(&mut self, name: &str, data: &[u8]) -> Result<(), CheckpointError> {
@@ -873,18 +903,21 @@ impl ImageWriter {
         for d in dirs {
             let _ = std::fs::remove_dir(d);
         }
+        remove_made_dirs(&self.made);
     }
 
     /// Write the manifest last, atomically (on failure, remove what was written).
     pub fn finish(self, host: HostRecord) -> Result<(), CheckpointError> {
         let dir = self.dir.clone();
         let created = self.created.clone();
+        let made = self.made.clone();
         self.write_manifest(host).inspect_err(|_| {
             let _ = std::fs::remove_file(dir.join(".manifest.json.tmp"));
             ImageWriter {
                 dir,
                 files: Vec::new(),
                 created,
+                made,
             }
             .abandon();
         })
@@ -1779,5 +1812,33 @@ mod tests {
                 format!("task/1.json: pending[1].signo {sig} is not a signal number (1-64)")
             );
         }
+    }
+
+    #[test]
+    fn abandon_removes_the_directories_create_made_and_only_those() {
+        let t = tempfile::tempdir().unwrap();
+        // `create` made `a/b/img`: abandon leaves only `t` (which existed) behind.
+        let dir = t.path().join("a/b/img");
+        let mut w = ImageWriter::create(&dir).unwrap();
+        w.write_bytes("task/1/pages.img", b"xyz").unwrap();
+        w.write_json(TREE, &1).unwrap();
+        assert!(dir.join("task/1/pages.img").exists());
+        w.abandon();
+        assert!(!t.path().join("a").exists(), "abandon left the directories create made");
+        assert!(t.path().exists());
+        // An existing directory (with something of the user's in it) stays, with its content.
+        let dir = t.path().join("mine");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("note"), b"keep").unwrap();
+        let mut w = ImageWriter::create(&dir).unwrap();
+        w.write_bytes("task/1/pages.img", b"xyz").unwrap();
+        w.abandon();
+        assert_eq!(std::fs::read(dir.join("note")).unwrap(), b"keep");
+        assert!(!dir.join("task").exists());
+        // An existing empty directory is not removed either: only what create made goes.
+        let dir = t.path().join("empty");
+        std::fs::create_dir(&dir).unwrap();
+        ImageWriter::create(&dir).unwrap().abandon();
+        assert!(dir.is_dir() && std::fs::read_dir(&dir).unwrap().next().is_none());
     }
 }

@@ -27,7 +27,9 @@ pub fn checkpoint(g: &Global, opts: &CheckpointOpts) -> Result<(), Error> {
         return Err(Error::Status(StatusError::CannotCheckpoint(status)));
     }
     crate::checkpoint::require_capabilities("checkpoint")?;
-    std::fs::create_dir_all(&opts.image_path)
+    // A refused or failed dump leaves no directory behind that it made (the engine removes
+    // what it wrote inside).
+    let made = crate::checkpoint::image::create_dirs(&opts.image_path)
         .map_err(|e| Error::io("creating the image directory", &opts.image_path, e))?;
     let cg = Manager::from_state(&st.cgroup);
     let started = std::time::Instant::now();
@@ -54,6 +56,9 @@ pub fn checkpoint(g: &Global, opts: &CheckpointOpts) -> Result<(), Error> {
         Err(e) => format!("dump of {} failed: {e}", opts.id),
     };
     work_log(opts.work_path.as_deref(), "dump.log", &line);
+    if summary.is_err() {
+        crate::checkpoint::image::remove_made_dirs(&made);
+    }
     summary?;
     if !opts.leave_running {
         // The tasks were killed by the dump: remove the container, as runc does.
