@@ -632,13 +632,21 @@ fn query_inside(pid: i32, vmas: &[Vma], orig: libc::user_regs_struct, mask: u64)
     };
     setmask(!0)?;
     let result = run_queries(&remote, &orig);
-    // Back to an interrupt stop, then the original registers and mask.
-    remote::interrupt(pid)?;
-    nix::sys::ptrace::cont(nix::unistd::Pid::from_raw(pid), None).map_err(super::ptrace_err(pid, "CONT"))?;
-    remote::wait_interrupted(pid)?;
-    remote::setregs(pid, orig)?;
-    setmask(mask)?;
-    result
+    // Back to an interrupt stop, then the original registers and mask: both are attempted
+    // whatever failed before (a task must never be let go at our syscall instruction with every
+    // signal blocked), and the first error is reported.
+    let back = remote::interrupt(pid)
+        .and_then(|()| {
+            nix::sys::ptrace::cont(nix::unistd::Pid::from_raw(pid), None).map_err(super::ptrace_err(pid, "CONT"))
+        })
+        .and_then(|()| remote::wait_interrupted(pid));
+    let regs = remote::setregs(pid, orig);
+    let masked = setmask(mask);
+    let inside = result?;
+    back?;
+    regs?;
+    masked?;
+    Ok(inside)
 }
 
 fn run_queries(r: &Remote, base: &libc::user_regs_struct) -> Result<Inside> {
@@ -655,7 +663,7 @@ fn run_queries(r: &Remote, base: &libc::user_regs_struct) -> Result<Inside> {
             0,
         ],
     )? as u64;
-    let result = (|| {
+    let result: Result<Inside> = (|| {
         let mut sigactions = Vec::new();
         for sig in 1..=64i32 {
             if sig == libc::SIGKILL || sig == libc::SIGSTOP {
@@ -734,8 +742,11 @@ fn run_queries(r: &Remote, base: &libc::user_regs_struct) -> Result<Inside> {
             pdeathsig,
         })
     })();
-    r.call(base, "munmap", libc::SYS_munmap, &[scratch, PAGE])?;
-    result
+    // Unmapped whether or not a query failed; a query's error comes first.
+    let unmapped = r.call(base, "munmap", libc::SYS_munmap, &[scratch, PAGE]);
+    let inside = result?;
+    unmapped?;
+    Ok(inside)
 }
 
 #[cfg(test)]
