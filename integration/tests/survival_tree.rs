@@ -47,3 +47,42 @@ fn unrestorable_session_is_refused_and_the_container_keeps_running() {
     assert_eq!(container_pids(&r.c), pids, "the same processes");
     r.pass_after(name, host_of(target));
 }
+
+/// A multi-threaded task with the highest pid: the dump seizes and interrupts every other task
+/// before it refuses that one. Each refusal must let every seized task go from its interrupt
+/// stop (a task left traced is killed when amber exits): after ten refusals in a row, every
+/// process is alive, untraced, not stopped and still answers (the program checks that itself),
+/// and no image directory is left behind.
+#[test]
+fn refusal_after_seizing_lets_every_task_go() {
+    if !native_cr() {
+        return;
+    }
+    let name = "threads_refused";
+    let (r, text) = Refusal::program("sv-thr-refused", name, &[]);
+    let ids: Vec<i32> = text.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let [target, threaded] = ids[..] else {
+        panic!("ready file: {text:?}")
+    };
+    let pids = container_pids(&r.c);
+    let host_of = |inner: i32| pids.iter().find(|(_, v)| v[0] == inner).map(|(h, _)| *h).unwrap();
+    let threaded_host = host_of(threaded);
+    assert!(
+        pids.iter().filter(|(h, _)| *h < threaded_host).count() >= 4,
+        "the threaded task must come last: {pids:?}"
+    );
+    for round in 0..10 {
+        let cp = r.checkpoint_refused();
+        let msg = format!("{}{}", cp.stderr, cp.stdout);
+        assert!(
+            msg.contains(&format!("pid {threaded_host}")) && msg.contains("threads"),
+            "round {round}: the refusal must name the threaded task (host pid {threaded_host}): {msg}"
+        );
+        assert!(
+            !r.img().exists(),
+            "round {round}: a refused checkpoint left the image directory it made"
+        );
+        assert_eq!(container_pids(&r.c), pids, "round {round}: the same processes");
+    }
+    r.pass_after(name, host_of(target));
+}

@@ -153,7 +153,9 @@ pub fn dump_cgroup(cgroup: &crate::cgroups::Manager, dir: &Path, opts: &DumpOpti
         }
         Ok(())
     })();
-    let thawed = cgroup.thaw();
+    // The thaw is retried and its failure always reported: a container left frozen is not
+    // left running, whatever else went wrong.
+    let thawed = thaw(cgroup);
     let result = result.and_then(|()| {
         for pid in seized.pids.clone() {
             let sig = remote::wait_interrupted(pid)?;
@@ -169,9 +171,25 @@ pub fn dump_cgroup(cgroup: &crate::cgroups::Manager, dir: &Path, opts: &DumpOpti
                 }
             }
         }
-        Ok(thawed?)
+        Ok(())
     });
+    // With the container thawed, every task seized (even those never waited for) reaches a
+    // ptrace-stop and can be detached.
+    let result = super::and_cleanup(result, thawed);
     finish_seized(&seized, result, dir, opts, stopped)
+}
+
+fn thaw(cgroup: &crate::cgroups::Manager) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match cgroup.thaw() {
+            Err(_) if tries < 3 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20 << tries));
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// Dump a set of tasks the caller already stopped from running away (e.g. a frozen cgroup it
@@ -237,20 +255,28 @@ fn finish_seized(
     opts: &DumpOptions,
     stopped: Instant,
 ) -> Result<DumpSummary> {
-    let mut released: Option<Instant> = None;
+    let mut released: Option<(Instant, Result<()>)> = None;
     let mut release = || {
         if opts.leave_running {
             // A task that was in a group stop stays stopped: detaching reinstates the stop.
-            detach_all(&seized.pids);
-            released = Some(Instant::now());
+            released = Some((Instant::now(), detach_all(&seized.pids)));
         }
     };
     let result = seized_ok.and_then(|()| collect_and_write(seized, dir, &mut release));
-    match &result {
-        Ok(_) if !opts.leave_running => kill_all(&seized.pids),
-        _ => detach_all(&seized.pids),
-    }
-    let released = released.unwrap_or_else(Instant::now);
+    let (released, let_go) = match released {
+        Some((at, detached)) => (at, detached),
+        None => {
+            let at = Instant::now();
+            match &result {
+                Ok(_) if !opts.leave_running => {
+                    kill_all(&seized.pids);
+                    (at, Ok(()))
+                }
+                _ => (at, detach_all(&seized.pids)),
+            }
+        }
+    };
+    let result = super::and_cleanup(result, let_go);
     result.map(|mut s| {
         s.frozen = released.duration_since(stopped);
         s
@@ -275,11 +301,73 @@ fn kill_all(pids: &[i32]) {
     }
 }
 
-fn detach_all(pids: &[i32]) {
+/// How long the tasks of a failed dump get, together, to reach a ptrace-stop they can be
+/// detached from.
+const DETACH_WAIT: Duration = Duration::from_secs(5);
+
+/// Let every seized task go. Each must be in a ptrace-stop for PTRACE_DETACH: one seized and
+/// interrupted but never waited for (a dump that failed half-way) is waited for, bounded; a task
+/// left traced would be killed when amber exits (PTRACE_O_EXITKILL). The first failure is
+/// reported, naming the pid; every task is tried.
+fn detach_all(pids: &[i32]) -> Result<()> {
+    let deadline = Instant::now() + DETACH_WAIT;
+    let mut first = None;
     for &pid in pids {
-        // ESRCH for tasks that were killed or died: nothing left to do.
-        let _ = ptrace::detach(Pid::from_raw(pid), None);
+        if let Err(e) = detach(pid, deadline) {
+            first.get_or_insert(e);
+        }
     }
+    first.map_or(Ok(()), Err)
+}
+
+fn detach(pid: i32, deadline: Instant) -> Result<()> {
+    use nix::errno::Errno;
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let p = Pid::from_raw(pid);
+    let mut deliver = None;
+    let mut interrupted = false;
+    loop {
+        match ptrace::detach(p, deliver) {
+            Ok(()) => return Ok(()),
+            Err(Errno::ESRCH) => {}
+            Err(e) => return Err(super::ptrace_err(pid, "DETACH")(e)),
+        }
+        // ESRCH: gone, no longer ours, or ours but not in a ptrace-stop (yet).
+        if !traced_by_me(pid) {
+            return Ok(());
+        }
+        if !interrupted {
+            // Seized but perhaps never interrupted (the dump failed in between): ask for a stop.
+            let _ = ptrace::interrupt(p);
+            interrupted = true;
+        }
+        deliver = None;
+        match waitpid(p, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+            // A signal-delivery-stop: the signal is delivered by the detach, not lost.
+            Ok(WaitStatus::Stopped(_, sig)) => deliver = Some(sig),
+            Ok(WaitStatus::StillAlive) => {
+                if Instant::now() >= deadline {
+                    return Err(CheckpointError::UnexpectedStop {
+                        pid,
+                        what: format!(
+                            "still traced: it reached no ptrace-stop to be detached from within {}s \
+                             (it is killed when amber exits)",
+                            DETACH_WAIT.as_secs()
+                        ),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(Errno::ECHILD) => return Ok(()),
+            Ok(_) => {} // an event or syscall stop: detach from it
+            Err(e) => return Err(super::ptrace_err(pid, "waitpid")(e)),
+        }
+    }
+}
+
+/// Whether this thread traces `pid` (TracerPid names the tracing thread); false once it is gone.
+fn traced_by_me(pid: i32) -> bool {
+    status_of(pid).is_ok_and(|s| s.tracer_pid == nix::unistd::gettid().as_raw())
 }
 
 /// Collect every task (all refusals happen here, before the image directory is touched), then

@@ -100,6 +100,13 @@ pub enum CheckpointError {
     Spawn(#[from] crate::spawn::SpawnError),
     #[error(transparent)]
     Cgroup(#[from] crate::cgroups::CgroupError),
+    /// An error, and a failure to undo what was done before it (the container may not be back
+    /// as it was: this names what is left).
+    #[error("{error}; undoing it also failed: {cleanup}")]
+    Cleanup {
+        error: Box<CheckpointError>,
+        cleanup: Box<CheckpointError>,
+    },
     #[error("{command} needs {missing} (amber has {has})")]
     MissingCapability {
         command: &'static str,
@@ -154,6 +161,19 @@ fn missing_capabilities(command: &'static str, effective: &caps::CapsHashSet) ->
 }
 
 pub type Result<T> = std::result::Result<T, CheckpointError>;
+
+/// `result`, with the failure of the cleanup that followed it reported too (alone if `result`
+/// succeeded).
+pub(crate) fn and_cleanup<T>(result: Result<T>, cleanup: Result<()>) -> Result<T> {
+    match (result, cleanup) {
+        (Err(error), Err(cleanup)) => Err(CheckpointError::Cleanup {
+            error: Box::new(error),
+            cleanup: Box::new(cleanup),
+        }),
+        (result, Ok(())) => result,
+        (Ok(_), Err(cleanup)) => Err(cleanup),
+    }
+}
 
 pub(crate) fn ptrace_err(pid: i32, op: &'static str) -> impl FnOnce(nix::Error) -> CheckpointError {
     move |e| CheckpointError::Ptrace {
