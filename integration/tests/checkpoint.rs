@@ -344,9 +344,12 @@ fn checkpoint_and_restore_check_their_capabilities_first() {
     assert_eq!(c.state_json()["status"], "running");
 }
 
-/// A restore that fails after processes exist (faults injected once every seed is cloned, and
-/// once the first task is transplanted) or before (a hard limit the restorer cannot give) leaves
-/// no container, process, cgroup, mount or state behind, and the image still restores after.
+/// A restore that fails after processes exist (faults injected once every seed is cloned, once
+/// the root and a child are transplanted and seized, once every task is, and once all but the
+/// last have their registers loaded, none released) or before (a hard limit the restorer cannot
+/// give) leaves no container, process, cgroup, mount or state behind, and the image still
+/// restores after. With tasks seized, the restore must not hang (bounded by run_console)
+/// killing the pid namespace's init, which cannot reap children traced from outside.
 #[test]
 fn a_failed_restore_leaves_nothing_behind() {
     if !is_amber() {
@@ -355,7 +358,11 @@ fn a_failed_restore_leaves_nothing_behind() {
     }
     let out = tmpdir("amber-it-cr-fail-out.");
     let images = tmpdir("amber-it-cr-fail-img.");
-    let c = Container::new("cr-fail", counter_bundle(out.path()));
+    // The counter under a long-lived child: the image always holds a task besides the root,
+    // which the restorer has seized (prepared) when the later fault points fire.
+    let mut b = Bundle::sh(&format!("sleep 1000 & {COUNTER}"));
+    b.bind(out.path(), "/out", &["rw"]);
+    let c = Container::new("cr-fail", b);
     c.bundle.write();
     let bundle = c.bundle.path_str();
     c.run_console(c.command(&["run", "-d", "--bundle", &bundle, &c.id]), &[])
@@ -364,9 +371,17 @@ fn a_failed_restore_leaves_nothing_behind() {
     let img = images.path().join("img");
     let img_s = img.to_string_lossy().into_owned();
     c.rt(&["checkpoint", "--image-path", &img_s, &c.id]).assert_ok();
+    let tree: serde_json::Value = serde_json::from_slice(&std::fs::read(img.join("tree.json")).unwrap()).unwrap();
+    assert!(tree["tasks"].as_array().unwrap().len() >= 2, "{tree}");
     let args = ["restore", "-d", "--bundle", &bundle, "--image-path", &img_s, &c.id];
 
-    for point in ["restore-after-clone", "restore-mid-transplant"] {
+    let points = [
+        "restore-after-clone",
+        "restore-mid-transplant",
+        "restore-after-transplant",
+        "restore-load-state",
+    ];
+    for point in points {
         let mut cmd = c.command(&args);
         cmd.env("AMBER_FAULT", point);
         let r = c.run_console(cmd, &[]);

@@ -117,7 +117,10 @@ pub enum CheckpointError {
 
 /// Fault injection for the cleanup tests (as CRIU's CRIU_FAULT): `AMBER_FAULT=<point>[,...]`
 /// makes the named step fail. Points: `restore-after-clone` (every seed exists),
-/// `restore-mid-transplant` (the first task is transplanted, the others are seeds).
+/// `restore-mid-transplant` (the root and, if there is one, the next task are transplanted and
+/// seized, the others are seeds), `restore-after-transplant` (every task is transplanted and
+/// still seized, none released), `restore-load-state` (the dumped registers of every task but
+/// the last are loaded, none released).
 pub(crate) fn fault(point: &'static str) -> Result<()> {
     match std::env::var("AMBER_FAULT") {
         Ok(v) if v.split(',').any(|p| p == point) => Err(CheckpointError::Restore(format!(

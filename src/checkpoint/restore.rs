@@ -6,6 +6,7 @@ use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -111,7 +112,7 @@ pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored> {
             })
         }
         Err(e) => {
-            kill_all(root.pid, &root.pidfd, opts.pid_ns);
+            kill_all(root.pid, &root.pidfd);
             Err(e)
         }
     }
@@ -145,15 +146,30 @@ fn take_over(
         }
         pids.insert(t.pid, *host);
     }
+    // The mid-transplant fault: once a task other than the root is prepared (seized), if any.
+    let mid = usize::from(image.tree.tasks.len() > 1);
     for (i, t) in image.tree.tasks.iter().enumerate() {
         transplant::prepare(pids[&t.pid], &image.tasks[&t.pid], &plans[&t.pid], exe_fds[&t.pid])?;
-        if i == 0 {
+        if i == mid {
             super::fault("restore-mid-transplant")?;
         }
     }
-    // Global barrier: nothing runs until every task is complete.
+    super::fault("restore-after-transplant")?;
+    // Global barrier: nothing runs until every task is complete. First every step that can
+    // fail (registers, xstate, mask) for all tasks, then the release: no task runs restored
+    // code while another may still fail.
+    let last = image.tree.tasks.len() - 1;
+    for (i, t) in image.tree.tasks.iter().enumerate() {
+        if i == last {
+            super::fault("restore-load-state")?; // as if the last task's SETREGS failed
+        }
+        transplant::load_state(pids[&t.pid], &image.tasks[&t.pid])?;
+    }
     for t in &image.tree.tasks {
-        transplant::finish(pids[&t.pid], &image.tasks[&t.pid])?;
+        transplant::queue_stop(pids[&t.pid], &image.tasks[&t.pid])?;
+    }
+    for t in &image.tree.tasks {
+        transplant::release(pids[&t.pid])?;
     }
     Ok(pids)
 }
@@ -238,17 +254,45 @@ fn resolve_host_pids(root: i32) -> Result<BTreeMap<i32, (i32, Vec<i32>)>> {
     Ok(out)
 }
 
-fn kill_all(root: i32, pidfd: &OwnedFd, ns: PidNamespace) {
-    if ns == PidNamespace::Current {
-        if let Ok(pids) = resolve_host_pids(root) {
-            for (pid, _) in pids.values() {
-                let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
-            }
-        }
+/// How long `kill_all` waits for one killed task before it gives up on it.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// Kill the whole restored tree and reap what this process must reap. Seeds that were
+/// prepared are still seized by us: each is reaped here (as its tracer, `__WALL`) before the
+/// root, since a pid-namespace init that is being killed waits for its children, and cannot
+/// reap a child traced from outside the namespace until the tracer lets it go.
+fn kill_all(root: i32, pidfd: &OwnedFd) {
+    // The pids first: once killed, the tree under the root is gone from /proc.
+    let pids: Vec<i32> = resolve_host_pids(root)
+        .map(|m| m.values().map(|(pid, _)| *pid).filter(|&p| p != root).collect())
+        .unwrap_or_default();
+    for &pid in &pids {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
     // In a new pid namespace, killing its init kills everything in it.
     let _ = crate::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(pidfd), libc::SIGKILL);
-    let _ = nix::sys::wait::waitpid(Pid::from_raw(root), None);
+    for &pid in &pids {
+        // ECHILD for a task we never seized (the namespace's init or its parent reaps it).
+        reap_bounded(pid);
+    }
+    reap_bounded(root);
+}
+
+/// waitpid(`pid`, __WALL) until it exited, is not ours to wait for, or `KILL_WAIT` passed
+/// (then a last try to detach it, so that its parent can reap it).
+fn reap_bounded(pid: i32) {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let deadline = Instant::now() + KILL_WAIT;
+    loop {
+        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(_) => return,
+            Ok(_) if Instant::now() >= deadline => {
+                let _ = nix::sys::ptrace::detach(Pid::from_raw(pid), None);
+                return;
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
 }
 
 /// What v1 needs from this host beyond the host record: unchanged mapped files, the same vdso

@@ -3,8 +3,10 @@
 //! credentials (`creds`) come last, after every call that needs the restorer's privileges.
 //!
 //! `prepare` leaves the task at the syscall-exit-stop of `munmap(stub)`, with nothing of the
-//! restorer left in it; `finish` then loads the dumped registers (with `orig_rax = -1`), xstate
-//! and signal mask and detaches, so the task resumes exactly where it was dumped.
+//! restorer left in it; `load_state` then loads the dumped registers (with `orig_rax = -1`),
+//! xstate and signal mask, `queue_stop` its stop signal, and `release` detaches, so the task
+//! resumes exactly where it was dumped. The restorer does each step for every task before the
+//! next, so that nothing runs restored code while a later task's state may still fail to load.
 
 use nix::sys::ptrace;
 use nix::unistd::Pid;
@@ -279,20 +281,28 @@ fn restore_creds(r: &Remote, base: &libc::user_regs_struct, pid: i32, steps: &[C
     Ok(())
 }
 
-/// Load the dumped CPU state at the stub's last syscall-exit-stop and let the task go.
-pub fn finish(host: i32, task: &TaskImage) -> Result<()> {
+/// Load the dumped CPU state at the stub's last syscall-exit-stop (the task stays stopped).
+pub fn load_state(host: i32, task: &TaskImage) -> Result<()> {
     let mut regs: libc::user_regs_struct = (&task.regs).into();
     // No syscall restart on the way out: the dump already applied it (plan::fixup_restart).
     regs.orig_rax = u64::MAX;
     remote::setregs(host, regs)?;
     let xstate = from_hex(&task.xstate).unwrap_or_default();
     sp::set_xstate(host, &xstate).map_err(ptrace_io(host, "SETREGSET NT_X86_XSTATE"))?;
-    sp::set_sigmask(host, task.sigmask).map_err(ptrace_io(host, "SETSIGMASK"))?;
-    // A task dumped in a group stop gets its stop signal queued now: right after the detach
-    // it takes it and stops again (its parent sees it stop, as after the original stop).
+    sp::set_sigmask(host, task.sigmask).map_err(ptrace_io(host, "SETSIGMASK"))
+}
+
+/// A task dumped in a group stop gets its stop signal queued (while still stopped): right after
+/// the detach it takes it and stops again (its parent sees it stop, as after the original stop).
+pub fn queue_stop(host: i32, task: &TaskImage) -> Result<()> {
     if let Some(sig) = super::signals::stop_signal(task) {
         nix::sys::signal::kill(Pid::from_raw(host), sig)
             .map_err(|e| CheckpointError::Sys("kill (stop signal)", e.into()))?;
     }
+    Ok(())
+}
+
+/// Let the task go: it resumes exactly where it was dumped.
+pub fn release(host: i32) -> Result<()> {
     ptrace::detach(Pid::from_raw(host), None).map_err(ptrace_err(host, "DETACH"))
 }
