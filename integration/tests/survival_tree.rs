@@ -86,3 +86,44 @@ fn refusal_after_seizing_lets_every_task_go() {
     }
     r.pass_after(name, host_of(target));
 }
+
+/// A dump that fails inside a task, its scratch page mapped and every signal blocked
+/// (`AMBER_FAULT=dump-query`), or while putting it back from its last injected syscall
+/// (`dump-query-return`), or both: the task is put back as it was. Each process is alive, untraced,
+/// not stopped, answers on its pipe, blocks the signals it blocked and has the mappings it had
+/// (the program checks that itself); no image directory is left behind.
+#[test]
+fn a_dump_failing_inside_a_task_puts_it_back() {
+    if !native_cr() {
+        return;
+    }
+    let name = "threads_refused";
+    let (r, text) = Refusal::program("sv-query-fail", name, &["nothreads"]);
+    let target: i32 = text.lines().next().and_then(|l| l.parse().ok()).expect("ready file");
+    let pids = container_pids(&r.c);
+    let host_of = |inner: i32| pids.iter().find(|(_, v)| v[0] == inner).map(|(h, _)| *h).unwrap();
+    let img = r.img();
+    for (round, points) in ["dump-query", "dump-query-return", "dump-query,dump-query-return"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut cmd =
+            r.c.command(&["checkpoint", "--image-path", &img.to_string_lossy(), &r.c.id]);
+        cmd.env("AMBER_FAULT", points);
+        let cp = r.c.run_console(cmd, &[]);
+        cp.assert_fail();
+        // The first failure is the one reported.
+        let first = points.split(',').next().unwrap();
+        assert!(
+            cp.stderr.contains(&format!("fault injected at {first} ")),
+            "round {round}: {cp}"
+        );
+        assert!(
+            !img.exists(),
+            "round {round}: the failed checkpoint left the image directory"
+        );
+        assert_eq!(r.c.status().as_deref(), Some("running"), "round {round}");
+        assert_eq!(container_pids(&r.c), pids, "round {round}: the same processes");
+    }
+    r.pass_after(name, host_of(target));
+}

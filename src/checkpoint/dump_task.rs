@@ -635,7 +635,8 @@ fn query_inside(pid: i32, vmas: &[Vma], orig: libc::user_regs_struct, mask: u64)
     // Back to an interrupt stop, then the original registers and mask: both are attempted
     // whatever failed before (a task must never be let go at our syscall instruction with every
     // signal blocked), and the first error is reported.
-    let back = remote::interrupt(pid)
+    let back = super::fault("dump-query-return")
+        .and_then(|()| remote::interrupt(pid))
         .and_then(|()| {
             nix::sys::ptrace::cont(nix::unistd::Pid::from_raw(pid), None).map_err(super::ptrace_err(pid, "CONT"))
         })
@@ -664,6 +665,7 @@ fn run_queries(r: &Remote, base: &libc::user_regs_struct) -> Result<Inside> {
         ],
     )? as u64;
     let result: Result<Inside> = (|| {
+        super::fault("dump-query")?;
         let mut sigactions = Vec::new();
         for sig in 1..=64i32 {
             if sig == libc::SIGKILL || sig == libc::SIGSTOP {

@@ -120,7 +120,10 @@ pub enum CheckpointError {
 /// `restore-mid-transplant` (the root and, if there is one, the next task are transplanted and
 /// seized, the others are seeds), `restore-after-transplant` (every task is transplanted and
 /// still seized, none released), `restore-load-state` (the dumped registers of every task but
-/// the last are loaded, none released).
+/// the last are loaded, none released),
+/// `dump-query` (inside the first task queried at dump, its scratch page mapped) and
+/// `dump-query-return` (that task at its last injected syscall-exit-stop, before it is put back);
+/// dump faults are reported as "restore: fault injected at dump-...".
 pub(crate) fn fault(point: &'static str) -> Result<()> {
     match std::env::var("AMBER_FAULT") {
         Ok(v) if v.split(',').any(|p| p == point) => Err(CheckpointError::Restore(format!(
