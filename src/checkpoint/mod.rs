@@ -96,6 +96,8 @@ pub enum CheckpointError {
     Seed { pid: i32, msg: String },
     #[error("restore: {0}")]
     Restore(String),
+    #[error("fault injected at {0} (AMBER_FAULT)")]
+    Fault(&'static str),
     #[error(transparent)]
     Spawn(#[from] crate::spawn::SpawnError),
     #[error(transparent)]
@@ -122,13 +124,10 @@ pub enum CheckpointError {
 /// still seized, none released), `restore-load-state` (the dumped registers of every task but
 /// the last are loaded, none released),
 /// `dump-query` (inside the first task queried at dump, its scratch page mapped) and
-/// `dump-query-return` (that task at its last injected syscall-exit-stop, before it is put back);
-/// dump faults are reported as "restore: fault injected at dump-...".
+/// `dump-query-return` (that task at its last injected syscall-exit-stop, before it is put back).
 pub(crate) fn fault(point: &'static str) -> Result<()> {
     match std::env::var("AMBER_FAULT") {
-        Ok(v) if v.split(',').any(|p| p == point) => Err(CheckpointError::Restore(format!(
-            "fault injected at {point} (AMBER_FAULT)"
-        ))),
+        Ok(v) if v.split(',').any(|p| p == point) => Err(CheckpointError::Fault(point)),
         _ => Ok(()),
     }
 }
