@@ -72,6 +72,16 @@ fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
+/// Container `name` from bundle `b`, running detached.
+fn run_detached(name: &str, b: Bundle) -> Container {
+    let c = Container::new(name, b);
+    c.bundle.write();
+    let bundle = c.bundle.path_str();
+    c.run_console(c.command(&["run", "-d", "--bundle", &bundle, &c.id]), &[])
+        .assert_ok();
+    c
+}
+
 fn tmpdir(prefix: &str) -> tempfile::TempDir {
     tempfile::Builder::new().prefix(prefix).tempdir_in("/tmp").unwrap()
 }
@@ -84,11 +94,8 @@ fn checkpoint_kill_restore_continues_at_the_same_pids() {
     }
     let out = tmpdir("amber-it-cr-out.");
     let images = tmpdir("amber-it-cr-img.");
-    let c = Container::new("cr", counter_bundle(out.path()));
-    c.bundle.write();
+    let c = run_detached("cr", counter_bundle(out.path()));
     let bundle = c.bundle.path_str();
-    c.run_console(c.command(&["run", "-d", "--bundle", &bundle, &c.id]), &[])
-        .assert_ok();
     let before = wait_count_above(out.path(), 2);
     let pids_before = c.rt(&["ps", "--format", "nspid", &c.id]);
     pids_before.assert_ok();
@@ -216,11 +223,8 @@ fn corrupt_image_is_refused_before_anything_is_made() {
     }
     let out = tmpdir("amber-it-cr-out.");
     let images = tmpdir("amber-it-cr-img.");
-    let c = Container::new("cr-corrupt", counter_bundle(out.path()));
-    c.bundle.write();
+    let c = run_detached("cr-corrupt", counter_bundle(out.path()));
     let bundle = c.bundle.path_str();
-    c.run_console(c.command(&["run", "-d", "--bundle", &bundle, &c.id]), &[])
-        .assert_ok();
     wait_count_above(out.path(), 1);
     let img = images.path().join("img");
     let img_s = img.to_string_lossy().into_owned();
@@ -296,11 +300,8 @@ fn checkpoint_and_restore_check_their_capabilities_first() {
     }
     let out = tmpdir("amber-it-cr-caps-out.");
     let images = tmpdir("amber-it-cr-caps-img.");
-    let c = Container::new("cr-caps", counter_bundle(out.path()));
-    c.bundle.write();
+    let c = run_detached("cr-caps", counter_bundle(out.path()));
     let bundle = c.bundle.path_str();
-    c.run_console(c.command(&["run", "-d", "--bundle", &bundle, &c.id]), &[])
-        .assert_ok();
     let before = wait_count_above(out.path(), 1);
     let img = images.path().join("img");
     let img_s = img.to_string_lossy().into_owned();
@@ -362,11 +363,8 @@ fn a_failed_restore_leaves_nothing_behind() {
     // which the restorer has seized (prepared) when the later fault points fire.
     let mut b = Bundle::sh(&format!("sleep 1000 & {COUNTER}"));
     b.bind(out.path(), "/out", &["rw"]);
-    let c = Container::new("cr-fail", b);
-    c.bundle.write();
+    let c = run_detached("cr-fail", b);
     let bundle = c.bundle.path_str();
-    c.run_console(c.command(&["run", "-d", "--bundle", &bundle, &c.id]), &[])
-        .assert_ok();
     wait_count_above(out.path(), 1);
     let img = images.path().join("img");
     let img_s = img.to_string_lossy().into_owned();
