@@ -74,34 +74,7 @@ pub fn map_stub(addr: u64) -> io::Result<()> {
 /// pread `len` bytes of `fd` at `offset` into raw memory at `addr` (a writable range created by
 /// mmap_fixed).
 pub fn pread_into(fd: BorrowedFd<'_>, addr: u64, len: u64, offset: u64) -> io::Result<()> {
-    let mut done = 0u64;
-    while done < len {
-        // SAFETY: [addr+done, addr+len) lies in a writable mapping made by mmap_fixed that no
-        // Rust reference covers; pread writes at most len-done bytes there.
-        let ret = unsafe {
-            libc::pread64(
-                fd.as_raw_fd(),
-                (addr + done) as *mut libc::c_void,
-                (len - done) as usize,
-                (offset + done) as i64,
-            )
-        };
-        if ret < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err);
-        }
-        if ret == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "page file shorter than its pagemap",
-            ));
-        }
-        done += ret as u64;
-    }
-    Ok(())
+    preadv_into(fd, &[(addr, len)], offset)
 }
 
 /// preadv `fd` from `offset` into the raw ranges `iov` ((addr, len) in writable ranges created
