@@ -929,3 +929,49 @@ fn stderr_error_path_and_debug_flag() {
     assert!(out.ok(), "{out}{}", p.trace());
     assert_eq!(out.stdout, "hi\n", "{out}");
 }
+
+// ---------------------------------------------------------------------------------
+// checkpoint / restore
+
+/// The last number a counting container wrote to its log.
+fn last_count(log: &str) -> u64 {
+    log.lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .next_back()
+        .unwrap_or_else(|| panic!("no count in log: {log:?}"))
+}
+
+#[test]
+fn checkpoint_restore_counter_continues() {
+    if !is_amber() {
+        say("SKIP checkpoint_restore_counter_continues: needs amber (runc needs a working CRIU)");
+        return;
+    }
+    let p = podman_or_skip!();
+    // the engine refuses seccomp filters at dump for now ("uses seccomp (v1)"), and
+    // podman's default profile installs one
+    let script = "i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done";
+    let id = p.ok(&p.run_args(&["-d", "--security-opt", "seccomp=unconfined"], &["sh", "-c", script]));
+    assert_eq!(id.len(), 64, "podman run -d printed no id: {id:?}");
+    p.wait_log(&id, "\n5\n");
+    let pid = p.pid(&id);
+    p.ok(&["container", "checkpoint", &id]);
+    assert_eq!(p.status(&id), "exited");
+    wait_for(&format!("container init {pid} to exit"), || !engines::pid_alive(pid));
+    let stopped = last_count(&p.podman(&["logs", &id]).stdout);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        last_count(&p.podman(&["logs", &id]).stdout),
+        stopped,
+        "counter moved while checkpointed"
+    );
+    p.ok(&["container", "restore", &id]);
+    assert_eq!(p.status(&id), "running");
+    let want = format!("\n{}\n", stopped + 3);
+    let log = p.wait_log(&id, &want);
+    let ones = log.lines().filter(|l| l.trim() == "1").count();
+    assert_eq!(ones, 1, "counter restarted after restore: {log}");
+    let rpid = p.pid(&id);
+    p.ok(&["rm", "--force", "--time", "0", &id]);
+    p.assert_gone(&id, Some(rpid));
+}

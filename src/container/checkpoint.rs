@@ -19,6 +19,9 @@ pub struct CheckpointOpts {
     pub leave_running: bool,
 }
 
+/// The file podman stats to decide that a checkpoint is complete.
+const PODMAN_MARKER: &str = "inventory.img";
+
 pub fn checkpoint(g: &Global, opts: &CheckpointOpts) -> Result<(), Error> {
     let dir = StateDir::open(&g.root, &opts.id)?;
     let st = dir.load()?;
@@ -60,6 +63,13 @@ pub fn checkpoint(g: &Global, opts: &CheckpointOpts) -> Result<(), Error> {
         crate::checkpoint::image::remove_made_dirs(&made);
     }
     summary?;
+    // podman (libpod `restore`) only restores when `<image>/inventory.img`, CRIU's first image,
+    // exists; amber's reader ignores the file.
+    std::fs::write(
+        opts.image_path.join(PODMAN_MARKER),
+        "amber native image, see manifest\n",
+    )
+    .map_err(|e| Error::io("writing the podman marker", &opts.image_path.join(PODMAN_MARKER), e))?;
     if !opts.leave_running {
         // The tasks were killed by the dump: remove the container, as runc does.
         super::ops::kill_and_wait(&st)?;
