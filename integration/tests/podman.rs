@@ -975,3 +975,43 @@ fn checkpoint_restore_counter_continues() {
     p.ok(&["rm", "--force", "--time", "0", &id]);
     p.assert_gone(&id, Some(rpid));
 }
+
+#[test]
+fn checkpoint_leave_running_then_restore_after_stop() {
+    if !is_amber() {
+        say("SKIP checkpoint_leave_running_then_restore_after_stop: needs amber (runc needs a working CRIU)");
+        return;
+    }
+    let p = podman_or_skip!();
+    let script = "i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done";
+    let id = p.ok(&p.run_args(&["-d", "--security-opt", "seccomp=unconfined"], &["sh", "-c", script]));
+    p.wait_log(&id, "\n5\n");
+    let pid = p.pid(&id);
+    p.ok(&["container", "checkpoint", "--leave-running", &id]);
+    assert_eq!(p.status(&id), "running");
+    assert_eq!(p.pid(&id), pid, "--leave-running replaced the container init");
+    let at = last_count(&p.podman(&["logs", &id]).stdout);
+    p.wait_log(&id, &format!("\n{}\n", at + 3));
+    p.ok(&["stop", "--time", "0", &id]);
+    p.wait_status(&id, "exited");
+    p.ok(&["container", "restore", &id]);
+    assert_eq!(p.status(&id), "running");
+    // the restored counter resumes near the checkpoint: the number after it appears twice
+    let again = format!("\n{}\n", at + 2);
+    let mut log = String::new();
+    wait_for(
+        "the restored counter to repeat the numbers after the checkpoint",
+        || {
+            log = p.podman(&["logs", &id]).stdout;
+            log.matches(&again).count() >= 2
+        },
+    );
+    assert_eq!(
+        log.lines().filter(|l| l.trim() == "1").count(),
+        1,
+        "counter restarted: {log}"
+    );
+    let rpid = p.pid(&id);
+    p.ok(&["rm", "--force", "--time", "0", &id]);
+    p.assert_gone(&id, Some(rpid));
+}
