@@ -777,16 +777,8 @@ mod tests {
 
     fn vma(start: u64, pages: u64, perms: &str) -> Vma {
         Vma {
-            start,
-            end: start + pages * PAGE,
             perms: perms.into(),
-            offset: 0,
-            kind: VmaKind::Anon,
-            name: String::new(),
-            vmflags: vec![],
-            file: None,
-            shmem: None,
-            ghost: None,
+            ..Vma::test_anon(start, start + pages * PAGE)
         }
     }
 

@@ -308,6 +308,23 @@ pub struct GhostFile {
 }
 
 impl Vma {
+    /// An anonymous `rw-p` mapping of `[start, end)` with nothing else set (tests).
+    #[cfg(test)]
+    pub(crate) fn test_anon(start: u64, end: u64) -> Vma {
+        Vma {
+            start,
+            end,
+            perms: "rw-p".into(),
+            offset: 0,
+            kind: VmaKind::Anon,
+            name: String::new(),
+            vmflags: vec![],
+            file: None,
+            shmem: None,
+            ghost: None,
+        }
+    }
+
     pub fn len(&self) -> u64 {
         self.end - self.start
     }
@@ -1394,18 +1411,7 @@ mod tests {
             tid_address: 0x6010,
             mm: MmFields::default(),
             auxv: vec![6, 4096, 0, 0],
-            vmas: vec![Vma {
-                start: 0x400000,
-                end: 0x403000,
-                perms: "rw-p".into(),
-                offset: 0,
-                kind: VmaKind::Anon,
-                name: String::new(),
-                vmflags: vec![],
-                file: None,
-                shmem: None,
-                ghost: None,
-            }],
+            vmas: vec![Vma::test_anon(0x400000, 0x403000)],
             fds: vec![
                 Fd {
                     fd: 0,

@@ -347,16 +347,8 @@ mod tests {
 
     fn vma(start: u64, end: u64, kind: VmaKind) -> Vma {
         Vma {
-            start,
-            end,
-            perms: "rw-p".into(),
-            offset: 0,
             kind,
-            name: String::new(),
-            vmflags: vec![],
-            file: None,
-            shmem: None,
-            ghost: None,
+            ..Vma::test_anon(start, end)
         }
     }
 
